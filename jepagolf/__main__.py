@@ -1,0 +1,5 @@
+import sys
+
+from jepagolf.cli import main
+
+sys.exit(main())

@@ -1,0 +1,391 @@
+"""Documents -> tokenizer -> shards, and the offline demo corpus.
+
+The demo corpus lets every preset train on a fresh install with no network: it is
+built from the running interpreter's own documentation — the pydoc topic pages and
+the docstrings of the standard library, read from the source files with ``ast``
+(nothing is imported, so no module side effects). Everything about it is a pure
+function of the text: documents are deduplicated and sorted by content hash, and a
+document goes to validation iff its salted hash falls below ``val_fraction``.
+
+A build writes into a hidden temporary folder next to the target and renames it into
+place at the end, so an interrupted build never leaves a half corpus behind.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import secrets
+import shutil
+import sys
+import sysconfig
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sentencepiece as spm
+import torch
+
+from jepagolf.data.bytes import ByteTablesTorch, build_byte_tables, token_bytes
+from jepagolf.data.shards import write_shard
+from jepagolf.data.tokenizer import TRAINER_SETTINGS, encode_documents, load_tokenizer, train_sentencepiece
+
+DEMO_PREFIX = "demo"
+DEMO_VOCAB_SIZE = 1024
+# Recorded in every manifest. Bump when document extraction or the build changes:
+# cached demo corpora of another version are rebuilt instead of silently reused.
+CORPUS_BUILD_VERSION = 1
+# The docs of CPython 3.11-3.13 give ~2.5 MB of text in ~480-550 documents (whole
+# modules are long); a 15% share of documents put 173k tokens (3.11) into validation,
+# and an estimated 190k (3.12, 3.13). At least ~150k are wanted for a stable val_bpb.
+DEMO_VAL_FRACTION = 0.15
+MIN_DOC_CHARS = 200
+SHARD_TOKENS = 100_000_000
+MANIFEST = "manifest.json"
+TOKENIZER_FILE = "tokenizer.model"
+
+# Folders of the stdlib that hold tests, test data or third-party packages.
+_SKIP_DIRS = frozenset({"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__"})
+# Salt for the split hash so that the val set is not simply a prefix of the
+# hash-sorted document order.
+_SPLIT_SALT = b"jepagolf-val-split\0"
+
+
+@dataclass
+class DatasetPaths:
+    data_dir: Path
+    tokenizer: Path
+
+
+def default_cache_dir() -> Path:
+    """``$JEPAGOLF_CACHE`` if set, else ``~/.cache/jepagolf`` (read at call time, not import)."""
+    env = os.environ.get("JEPAGOLF_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "jepagolf"
+
+
+# ----------------------------------------------------------------------------- documents
+
+
+def pydoc_topic_documents() -> list[str]:
+    """The pydoc help topics (language reference pages), one document each."""
+    from pydoc_data.topics import topics  # plain data module shipped with CPython
+
+    return [topics[key] for key in sorted(topics)]
+
+
+def stdlib_documents(root: Path | None = None) -> list[str]:
+    """One document per stdlib source file: its module, class and function docstrings.
+
+    Each document lists the module's dotted name, then every docstring in source order
+    under a short heading (``class Name`` / ``def Class.method(args)``), like a pydoc
+    page. Test folders, site-packages and files that fail to parse are skipped.
+    """
+    root = Path(sysconfig.get_paths()["stdlib"]) if root is None else Path(root)
+    docs = []
+    for path in _python_files(root):
+        try:
+            tree = ast.parse(path.read_bytes(), filename=str(path))
+        except (SyntaxError, ValueError):
+            # ValueError covers undecodable bytes and null bytes; such files are test data.
+            continue
+        parts = [_module_name(path.relative_to(root))]
+        module_doc = ast.get_docstring(tree)
+        if module_doc:
+            parts.append(module_doc)
+        parts.extend(_definition_docs(tree.body, prefix=""))
+        if len(parts) > 1:
+            docs.append("\n\n".join(parts))
+    return docs
+
+
+def _python_files(root: Path) -> Iterator[Path]:
+    for dirpath, dirnames, filenames in os.walk(root):
+        # Sorted walk so the raw list is reproducible; the final order is by hash anyway.
+        dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS and not d.startswith("."))
+        for name in sorted(filenames):
+            if name.endswith(".py") and not name.startswith("test_"):
+                yield Path(dirpath) / name
+
+
+def _module_name(rel: Path) -> str:
+    parts = list(rel.with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts) or rel.stem
+
+
+def _definition_docs(body: list[ast.stmt], prefix: str) -> Iterator[str]:
+    for node in body:
+        if isinstance(node, ast.ClassDef):
+            heading = f"class {prefix}{node.name}"
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            heading = f"def {prefix}{node.name}({ast.unparse(node.args)})"
+        else:
+            continue
+        doc = ast.get_docstring(node)
+        if doc:
+            yield f"{heading}\n{doc}"
+        yield from _definition_docs(node.body, prefix=f"{prefix}{node.name}.")
+
+
+def _text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def prepare_documents(docs: Iterable[str], min_chars: int = MIN_DOC_CHARS) -> list[str]:
+    """Strip, drop short documents, deduplicate, and sort by content hash.
+
+    Duplicates are found on whitespace-normalised text (SentencePiece's nmt_nfkc
+    normalisation collapses whitespace anyway, so such copies tokenize the same); of
+    a group, the lexicographically smallest text is kept, so the result does not depend
+    on the input order.
+    """
+    kept: dict[str, str] = {}
+    for doc in docs:
+        text = doc.strip()
+        if len(text) < min_chars:
+            continue
+        key = _text_hash(" ".join(text.split()))
+        if key not in kept or text < kept[key]:
+            kept[key] = text
+    return sorted(kept.values(), key=_text_hash)
+
+
+def is_val_document(text: str, val_fraction: float) -> bool:
+    """Whether ``text`` belongs to the validation split: a pure function of the text."""
+    digest = hashlib.sha256(_SPLIT_SALT + text.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") < val_fraction * 2**64
+
+
+def split_documents(docs: Sequence[str], val_fraction: float) -> tuple[list[str], list[str]]:
+    """(train, val), each keeping the input order."""
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    train, val = [], []
+    for doc in docs:
+        (val if is_val_document(doc, val_fraction) else train).append(doc)
+    return train, val
+
+
+def collect_demo_documents() -> list[str]:
+    """The demo corpus documents: pydoc topics plus stdlib docstrings, prepared."""
+    return prepare_documents(pydoc_topic_documents() + stdlib_documents())
+
+
+# ----------------------------------------------------------------------------- building
+
+
+def build_corpus(
+    docs: Iterable[str],
+    out_dir: Path,
+    *,
+    prefix: str,
+    vocab_size: int,
+    val_fraction: float,
+    source: str,
+    min_chars: int = MIN_DOC_CHARS,
+    shard_tokens: int = SHARD_TOKENS,
+    progress: bool = True,
+    replace: bool = True,
+) -> DatasetPaths:
+    """Turn raw documents into a dataset folder: tokenizer, train/val shards, manifest.
+
+    The tokenizer is trained on the train documents only. ``out_dir`` appears
+    atomically; with ``replace=False`` an ``out_dir`` that a concurrent build completed
+    first is kept and this build is discarded.
+    """
+    out_dir = Path(out_dir)
+    if shard_tokens <= 0:
+        raise ValueError(f"shard_tokens must be positive, got {shard_tokens}")
+    say = _progress_printer(progress)
+    t0 = time.perf_counter()
+    docs = prepare_documents(docs, min_chars)
+    train_docs, val_docs = split_documents(docs, val_fraction)
+    if not train_docs or not val_docs:
+        raise ValueError(
+            f"{out_dir}: {len(docs)} documents of >= {min_chars} chars split into {len(train_docs)} train "
+            f"and {len(val_docs)} val; both need at least one (supply more documents or change val_fraction)"
+        )
+    say(f"{len(train_docs)} train / {len(val_docs)} val documents, {_text_bytes(docs) / 1e6:.2f} MB of text")
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp_dir = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    tmp_dir.mkdir()
+    try:
+        say(f"training tokenizer (vocab {vocab_size}) on the train documents")
+        tok_path = train_sentencepiece(train_docs, vocab_size, tmp_dir / Path(TOKENIZER_FILE).stem)
+        sp = load_tokenizer(tok_path, expected_vocab=vocab_size)
+        tables = build_byte_tables(sp, vocab_size).to_torch("cpu")
+        splits = {}
+        for split, split_docs in (("train", train_docs), ("val", val_docs)):
+            tokens = encode_documents(sp, split_docs)
+            shard_names = _write_split(tmp_dir, prefix, split, tokens, shard_tokens)
+            splits[split] = {
+                "documents": len(split_docs),
+                "tokens": int(len(tokens)),
+                "text_bytes": _text_bytes(split_docs),
+                "scored_bytes": _scored_bytes(tokens, tables),
+                "shards": shard_names,
+            }
+            say(f"{split}: {len(tokens):,} tokens in {len(shard_names)} shard(s)")
+        manifest = {
+            "format": "jepagolf-corpus",
+            "version": CORPUS_BUILD_VERSION,
+            "name": out_dir.name,
+            "prefix": prefix,
+            "source": source,
+            "python_version": platform.python_version(),
+            "python_implementation": platform.python_implementation(),
+            "sentencepiece_version": spm.__version__,
+            "vocab_size": vocab_size,
+            "tokenizer": TOKENIZER_FILE,
+            "settings": {
+                "val_fraction": val_fraction,
+                "min_doc_chars": min_chars,
+                "shard_tokens": shard_tokens,
+                "tokenizer": dict(TRAINER_SETTINGS, vocab_size=vocab_size),
+            },
+            "splits": splits,
+            "files": {p.name: _file_entry(p) for p in sorted(tmp_dir.iterdir())},
+        }
+        (tmp_dir / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        _install_dir(tmp_dir, out_dir, replace=replace)
+    finally:
+        # Gone already when installed; otherwise the build failed and the error propagates.
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+    say(f"wrote {out_dir} in {time.perf_counter() - t0:.1f}s")
+    return DatasetPaths(data_dir=out_dir, tokenizer=out_dir / TOKENIZER_FILE)
+
+
+def _progress_printer(enabled: bool) -> Callable[[str], None]:
+    def say(msg: str) -> None:
+        if enabled:
+            print(f"corpus: {msg}", file=sys.stderr, flush=True)
+
+    return say
+
+
+def _text_bytes(docs: Iterable[str]) -> int:
+    return sum(len(d.encode("utf-8")) for d in docs)
+
+
+def _scored_bytes(tokens: np.ndarray, tables: ByteTablesTorch) -> int:
+    # The byte count val_bpb divides by (every token after the first is predicted);
+    # recorded so a user can check an evaluation's denominator against the data.
+    ids = torch.from_numpy(tokens.astype(np.int64))
+    return int(token_bytes(ids[:-1], ids[1:], tables).sum())
+
+
+def _write_split(out_dir: Path, prefix: str, split: str, tokens: np.ndarray, shard_tokens: int) -> list[str]:
+    names = []
+    for i, start in enumerate(range(0, len(tokens), shard_tokens)):
+        name = f"{prefix}_{split}_{i:06d}.bin"
+        write_shard(out_dir / name, tokens[start : start + shard_tokens])
+        names.append(name)
+    return names
+
+
+def _file_entry(path: Path) -> dict[str, Any]:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return {"bytes": path.stat().st_size, "sha256": h.hexdigest()}
+
+
+def _install_dir(tmp_dir: Path, out_dir: Path, *, replace: bool) -> None:
+    """Rename the finished ``tmp_dir`` to ``out_dir``, moving an existing one aside first."""
+    try:
+        os.rename(tmp_dir, out_dir)
+        return
+    except OSError:
+        if not out_dir.exists():
+            raise
+    # out_dir exists: a stale or invalid corpus, or one a concurrent process just built.
+    if not replace and corpus_is_complete(out_dir):
+        return  # the caller's finally removes our copy
+    old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}-{secrets.token_hex(4)}"
+    # FileNotFoundError: a concurrent build moved it aside first; ours goes in below.
+    with contextlib.suppress(FileNotFoundError):
+        os.rename(out_dir, old)
+    os.rename(tmp_dir, out_dir)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def corpus_is_complete(data_dir: Path, *, version: int | None = None, vocab_size: int | None = None) -> bool:
+    """Cheap check that a built corpus is all there: manifest readable, files of the listed sizes.
+
+    Sizes only, not hashes, so that reusing the cache costs nothing; every shard's
+    header and size are checked again when it is loaded.
+    """
+    try:
+        manifest = json.loads((Path(data_dir) / MANIFEST).read_text())
+        if version is not None and manifest.get("version") != version:
+            return False
+        if vocab_size is not None and manifest.get("vocab_size") != vocab_size:
+            return False
+        files = manifest["files"]
+        return bool(files) and all(
+            (Path(data_dir) / name).stat().st_size == entry["bytes"] for name, entry in files.items()
+        )
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        # Missing or malformed pieces mean "not complete"; the caller rebuilds.
+        return False
+
+
+# ----------------------------------------------------------------------------- the demo corpus
+
+
+def demo_source_description() -> str:
+    return (
+        f"Python {platform.python_version()} documentation: pydoc topics (pydoc_data.topics) and "
+        f"standard-library module/class/function docstrings parsed with ast from "
+        f"{sysconfig.get_paths()['stdlib']} (tests and site-packages excluded)"
+    )
+
+
+def build_demo_corpus(
+    out_dir: Path,
+    vocab_size: int = DEMO_VOCAB_SIZE,
+    progress: bool = True,
+    *,
+    shard_tokens: int = SHARD_TOKENS,
+    replace: bool = True,
+) -> DatasetPaths:
+    """Build the demo corpus into ``out_dir`` (see ``build_corpus`` for ``replace``); takes seconds."""
+    say = _progress_printer(progress)
+    t0 = time.perf_counter()
+    docs = collect_demo_documents()
+    say(
+        f"collected {len(docs)} pydoc topic and stdlib docstring documents in {time.perf_counter() - t0:.1f}s"
+    )
+    return build_corpus(
+        docs,
+        out_dir,
+        prefix=DEMO_PREFIX,
+        vocab_size=vocab_size,
+        val_fraction=DEMO_VAL_FRACTION,
+        source=demo_source_description(),
+        shard_tokens=shard_tokens,
+        progress=progress,
+        replace=replace,
+    )
+
+
+def ensure_demo_corpus(cache_dir: Path | None = None, *, progress: bool = True) -> DatasetPaths:
+    """The demo corpus in ``<cache>/demo_sp1024``, built on first use and reused afterwards."""
+    cache_dir = default_cache_dir() if cache_dir is None else Path(cache_dir)
+    out_dir = cache_dir / f"{DEMO_PREFIX}_sp{DEMO_VOCAB_SIZE}"
+    # The vocab check catches a folder rebuilt by hand with another vocab_size.
+    if corpus_is_complete(out_dir, version=CORPUS_BUILD_VERSION, vocab_size=DEMO_VOCAB_SIZE):
+        return DatasetPaths(data_dir=out_dir, tokenizer=out_dir / TOKENIZER_FILE)
+    _progress_printer(progress)(f"building the offline demo corpus in {out_dir} (first use)")
+    # Several processes (DDP ranks) may build at once; keep whichever finished first.
+    return build_demo_corpus(out_dir, progress=progress, replace=False)

@@ -1,0 +1,44 @@
+"""The run's compressed artifact: exported GPT weights -> int6 + LZMA container, and back."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from jepagolf.config import Config, ModelConfig
+from jepagolf.export.container import load_artifact, save_artifact
+from jepagolf.export.quant import dequantize_state_dict, quantize_state_dict
+from jepagolf.model.gpt import GPT
+
+ARTIFACT_NAME = "final_model.int6.lzma"
+
+# Only the GPT's weights are shipped. These name fragments belong to training-only modules and must
+# never reach an artifact (defect 5: they cost bytes under the cap and evaluation does not use them).
+JEPA_ONLY_FRAGMENTS = ("predictor", "mask_emb")
+
+
+def write_artifact(state_dict: dict[str, Tensor], path: Path, cfg: Config) -> int:
+    """Quantise and write; returns the artifact size in bytes."""
+    leaked = [k for k in state_dict if any(f in k for f in JEPA_ONLY_FRAGMENTS)]
+    if leaked:
+        raise ValueError(f"refusing to export JEPA-only weights: {leaked}")
+    qm = quantize_state_dict(state_dict, min_numel=cfg.export.int6_min_numel)
+    meta = {"model": dataclasses.asdict(cfg.model), "train_seq_len": cfg.train.train_seq_len,
+            "preset": cfg.preset, "config_hash": cfg.hash()}
+    return save_artifact(path, qm, meta=meta)
+
+
+def load_gpt_from_artifact(path: Path, device: torch.device | str = "cpu") -> GPT:
+    """Rebuild the GPT from an artifact alone (its header carries the model config)."""
+    qm, meta = load_artifact(path)
+    model_cfg = ModelConfig(**meta["model"])
+    gpt = GPT(model_cfg, int(meta["train_seq_len"]))
+    gpt.load_state_dict(dequantize_state_dict(qm))
+    return gpt.to(device)
+
+
+def artifact_meta(path: Path) -> dict:
+    return load_artifact(path)[1]

@@ -1,0 +1,238 @@
+"""Per-row symmetric quantisation of weight matrices, and of whole state dicts, for the artifact.
+
+Matrices are stored as int8 codes in -31..31 (int6 levels: 63 values, ~5 bits of entropy for
+Gaussian-like weights after LZMA) with one fp16 scale per row. The clip value of each row is picked
+from a few high percentiles of |w| by minimum reconstruction MSE: clipping a handful of outliers
+buys a finer step for every other weight (the parameter-golf int6 records use the same idea).
+Vectors, scalars, small matrices and "control" tensors (gains, scales, mixing weights) stay float,
+because they are few bytes and the model is sensitive to them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+INT6_MAX = 31
+INT8_MAX = 127
+DEFAULT_CLIP_QUANTILES: tuple[float, ...] = (0.99, 0.995, 0.999, 0.9995, 0.9999, 1.0)
+# Substrings of names kept in fp32: per-channel gains and mixing weights multiply whole residual
+# streams, so their fp16 rounding costs more than the few bytes they take.
+DEFAULT_FP32_PATTERNS: tuple[str, ...] = ("scale", "gain", "mix", "skip_weight")
+DEFAULT_MIN_NUMEL = 16_384
+TIED_EMBEDDING_NAME = "tok_emb.weight"
+
+_FP16_MAX = torch.finfo(torch.float16).max
+# Smallest positive fp16 (subnormal). Scales are clamped up to it so a row of tiny but nonzero
+# weights never gets a zero scale (which would divide by zero and lose the row).
+_FP16_MIN_SUBNORMAL = 2.0**-24
+
+QuantKind = Literal["int6", "int8"]
+_LEVELS: dict[str, int] = {"int6": INT6_MAX, "int8": INT8_MAX}
+
+
+@dataclass(frozen=True)
+class QuantizedTensor:
+    """A per-row quantised matrix: ``w ~= q.float() * scale.float()[:, None]``."""
+
+    q: Tensor  # int8 [rows, cols], values in -max_level..max_level
+    scale: Tensor  # fp16 [rows]
+    kind: QuantKind = "int6"
+
+    @property
+    def max_level(self) -> int:
+        return _LEVELS[self.kind]
+
+    def __post_init__(self) -> None:
+        if self.kind not in _LEVELS:
+            raise ValueError(f"QuantizedTensor.kind must be one of {sorted(_LEVELS)}, got {self.kind!r}")
+        if self.q.dtype != torch.int8 or self.q.ndim != 2:
+            raise ValueError(f"QuantizedTensor.q must be a 2-D int8 tensor, got {self.q.dtype} {tuple(self.q.shape)}")
+        if self.scale.dtype != torch.float16 or tuple(self.scale.shape) != (self.q.shape[0],):
+            raise ValueError(
+                f"QuantizedTensor.scale must be fp16 of shape ({self.q.shape[0]},), "
+                f"got {self.scale.dtype} {tuple(self.scale.shape)}"
+            )
+
+
+@dataclass
+class QuantizedModel:
+    """A state dict split into quantised matrices and tensors kept as they are stored.
+
+    ``floats`` holds fp16 / fp32 tensors (and any non-float tensors unchanged), in the dtype they
+    will be written to the artifact.
+    """
+
+    quantized: dict[str, QuantizedTensor] = field(default_factory=dict)
+    floats: dict[str, Tensor] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        both = set(self.quantized) & set(self.floats)
+        if both:
+            raise ValueError(f"QuantizedModel: names in both quantized and floats: {sorted(both)}")
+
+    def names(self) -> list[str]:
+        return sorted([*self.quantized, *self.floats])
+
+    def num_params(self) -> int:
+        return sum(t.q.numel() for t in self.quantized.values()) + sum(t.numel() for t in self.floats.values())
+
+
+def _row_quantiles(absw: Tensor, quantiles: Tensor) -> Tensor:
+    """Linear-interpolated quantiles of each row of ``absw`` [rows, cols] -> [len(quantiles), rows].
+
+    Sorting once is cheaper than ``torch.quantile`` per candidate and has no input-size limit.
+    """
+    cols = absw.shape[1]
+    sorted_rows = absw.sort(dim=1).values  # [rows, cols]
+    pos = quantiles.to(torch.float64) * (cols - 1)  # [nq]
+    lo = pos.floor().long()
+    hi = pos.ceil().long()
+    frac = (pos - lo).to(absw.dtype)[:, None]  # [nq, 1]
+    lo_v = sorted_rows[:, lo].T  # [nq, rows]
+    hi_v = sorted_rows[:, hi].T  # [nq, rows]
+    return lo_v + (hi_v - lo_v) * frac
+
+
+def _fp16_scale(clip: Tensor, max_level: int) -> Tensor:
+    """clip / max_level rounded to fp16 (as stored), clamped into fp16's positive range."""
+    return (clip / max_level).clamp(_FP16_MIN_SUBNORMAL, _FP16_MAX).to(torch.float16)
+
+
+def quantize_rows(
+    w: Tensor, max_level: int, clip_quantiles: Iterable[float] = DEFAULT_CLIP_QUANTILES
+) -> tuple[Tensor, Tensor]:
+    """Quantise each row of ``w`` [rows, cols] to integers in [-max_level, max_level].
+
+    Returns (q int8 [rows, cols], scale fp16 [rows]). Each row's clip is the candidate quantile of
+    |w| whose reconstruction ``q * scale`` (with the fp16-rounded scale) has the lowest MSE.
+    """
+    if w.ndim != 2 or not w.is_floating_point():
+        raise ValueError(f"quantize_rows needs a 2-D float tensor, got {w.dtype} {tuple(w.shape)}")
+    if not 1 <= max_level <= INT8_MAX:
+        raise ValueError(f"quantize_rows: max_level must be in [1, 127] to fit int8, got {max_level}")
+    rows, cols = w.shape
+    if rows == 0 or cols == 0:
+        return torch.zeros(rows, cols, dtype=torch.int8), torch.ones(rows, dtype=torch.float16)
+    w32 = w.detach().to(device="cpu", dtype=torch.float32)
+    if not torch.isfinite(w32).all():
+        raise ValueError("quantize_rows: weights contain NaN or inf; the model diverged before export")
+    absw = w32.abs()
+    if float(absw.max()) / max_level > _FP16_MAX:
+        raise ValueError(
+            f"quantize_rows: |w| up to {float(absw.max()):.3g} needs a scale beyond fp16 range ({_FP16_MAX})"
+        )
+    qs = torch.tensor(sorted(set(clip_quantiles)), dtype=torch.float32)
+    if qs.numel() == 0 or bool((qs <= 0).any() | (qs > 1).any()):
+        raise ValueError(f"quantize_rows: clip_quantiles must be non-empty and in (0, 1], got {qs.tolist()}")
+    clips = _row_quantiles(absw, qs)  # [nq, rows]
+
+    best_err = torch.full((rows,), float("inf"))
+    best_scale = torch.ones(rows, dtype=torch.float16)
+    # A Python loop over the few candidates (not over rows): each iteration is vectorised over the
+    # whole matrix and peak memory stays at a couple of copies of w.
+    for k in range(clips.shape[0]):
+        scale16 = _fp16_scale(clips[k], max_level)  # [rows]
+        scale = scale16.to(torch.float32)[:, None]  # [rows, 1]
+        q = torch.round(w32 / scale).clamp_(-max_level, max_level)
+        err = (q * scale - w32).square_().sum(dim=1)  # [rows]
+        better = err < best_err  # strict: ties keep the earlier (smaller) clip
+        best_err = torch.where(better, err, best_err)
+        best_scale = torch.where(better, scale16, best_scale)
+    scale = best_scale.to(torch.float32)[:, None]
+    q = torch.round(w32 / scale).clamp_(-max_level, max_level).to(torch.int8)
+    return q, best_scale
+
+
+def quantize_int6(w: Tensor, clip_quantiles: Iterable[float] = DEFAULT_CLIP_QUANTILES) -> tuple[Tensor, Tensor]:
+    """Per-row int6 (levels -31..31) quantisation: (q int8 [rows, cols], scale fp16 [rows])."""
+    return quantize_rows(w, INT6_MAX, clip_quantiles)
+
+
+def quantize_int8(w: Tensor, clip_quantiles: Iterable[float] = DEFAULT_CLIP_QUANTILES) -> tuple[Tensor, Tensor]:
+    """Per-row int8 (levels -127..127) quantisation: (q int8 [rows, cols], scale fp16 [rows])."""
+    return quantize_rows(w, INT8_MAX, clip_quantiles)
+
+
+def dequantize_int6(q: Tensor, scale: Tensor) -> Tensor:
+    """fp32 [rows, cols] reconstruction ``q * scale[:, None]`` (works for int8 levels too)."""
+    if q.ndim != 2 or scale.shape != (q.shape[0],):
+        raise ValueError(f"dequantize: q {tuple(q.shape)} and scale {tuple(scale.shape)} do not match")
+    return q.to(torch.float32) * scale.to(torch.float32)[:, None]
+
+
+def is_fp32_name(name: str, patterns: Iterable[str] = DEFAULT_FP32_PATTERNS) -> bool:
+    """Whether ``name`` is a control tensor kept in fp32 (substring match on any pattern)."""
+    return any(p in name for p in patterns)
+
+
+def _fits_fp16(t: Tensor) -> bool:
+    # fp16 overflows above 65504; such tensors (rare: unnormalised buffers) are kept in fp32.
+    return t.numel() == 0 or float(t.detach().abs().max()) <= _FP16_MAX
+
+
+def quantize_state_dict(
+    sd: Mapping[str, Tensor],
+    *,
+    min_numel: int = DEFAULT_MIN_NUMEL,
+    fp32_patterns: Iterable[str] = DEFAULT_FP32_PATTERNS,
+    embedding_names: Iterable[str] = (TIED_EMBEDDING_NAME,),
+    embedding_kind: QuantKind = "int6",
+    clip_quantiles: Iterable[float] = DEFAULT_CLIP_QUANTILES,
+) -> QuantizedModel:
+    """Quantise a state dict for export.
+
+    - 2-D float tensors with ``numel >= min_numel`` whose name matches no ``fp32_patterns`` ->
+      int6 per row;
+    - ``embedding_names`` (the tied embedding, which is also the output head) -> ``embedding_kind``
+      per row whatever their size; pass ``embedding_kind="int8"`` to spend ~1 more bit per weight
+      on the matrix every logit goes through;
+    - other float tensors -> fp32 if their name matches ``fp32_patterns`` (or they overflow fp16),
+      else fp16;
+    - non-float tensors (integer or bool buffers) -> kept unchanged.
+
+    The caller decides what goes in: JEPA-only weights (predictor, mask_emb) should be left out of
+    ``sd``, since evaluation does not need them.
+    """
+    if min_numel < 1:
+        raise ValueError(f"quantize_state_dict: min_numel must be >= 1, got {min_numel}")
+    if embedding_kind not in _LEVELS:
+        raise ValueError(f"quantize_state_dict: embedding_kind must be 'int6' or 'int8', got {embedding_kind!r}")
+    fp32_patterns = tuple(fp32_patterns)
+    embedding_names = frozenset(embedding_names)
+    clip_quantiles = tuple(clip_quantiles)
+    qm = QuantizedModel()
+    for name in sorted(sd):
+        t = sd[name].detach().cpu()
+        if not t.is_floating_point():
+            qm.floats[name] = t.clone()
+            continue
+        control = is_fp32_name(name, fp32_patterns)
+        if t.ndim == 2 and name in embedding_names:
+            q, s = quantize_rows(t, _LEVELS[embedding_kind], clip_quantiles)
+            qm.quantized[name] = QuantizedTensor(q, s, embedding_kind)
+        elif t.ndim == 2 and t.numel() >= min_numel and not control:
+            q, s = quantize_rows(t, INT6_MAX, clip_quantiles)
+            qm.quantized[name] = QuantizedTensor(q, s, "int6")
+        elif control or not _fits_fp16(t):
+            qm.floats[name] = t.to(torch.float32).clone()
+        else:
+            qm.floats[name] = t.to(torch.float16)
+    return qm
+
+
+def dequantize_state_dict(qm: QuantizedModel) -> dict[str, Tensor]:
+    """Reconstruct a state dict: fp32 for every float tensor, non-float tensors unchanged."""
+    out: dict[str, Tensor] = {}
+    for name in qm.names():
+        if name in qm.quantized:
+            qt = qm.quantized[name]
+            out[name] = dequantize_int6(qt.q, qt.scale)
+        else:
+            t = qm.floats[name]
+            out[name] = t.to(torch.float32) if t.is_floating_point() else t.clone()
+    return out

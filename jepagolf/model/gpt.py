@@ -1,0 +1,182 @@
+"""The language model (DESIGN section 3). No distributed code, no device choice here.
+
+Shapes: B batch, T sequence, D model_dim, H query heads, Hkv key/value heads, hd head dim, V vocab.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from jepagolf.config import ModelConfig
+
+
+def rms_norm(x: Tensor) -> Tensor:
+    # Weightless RMSNorm, as in the parameter-golf baseline: the per-block scales carry the gains.
+    return F.rms_norm(x, (x.size(-1),))
+
+
+def bigram_hash(idx: Tensor, buckets: int) -> Tensor:
+    """Cantor pairing of (previous token a, current token b), mod buckets; a = 0 at position 0.
+
+    idx: (B, T) int64 -> (B, T) int64 bucket ids.
+    """
+    a = F.pad(idx[:, :-1], (1, 0), value=0)
+    b = idx
+    s = a + b
+    return (s * (s + 1) // 2 + b) % buckets
+
+
+class Rotary(nn.Module):
+    """RoPE tables computed once for the longest sequence (not per step), kept out of the state dict."""
+
+    def __init__(self, head_dim: int, max_len: int, base: float) -> None:
+        super().__init__()
+        inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+        t = torch.arange(max_len, dtype=torch.float32)
+        freqs = torch.outer(t, inv_freq)  # (Tmax, hd/2)
+        self.register_buffer("cos", freqs.cos()[None, None], persistent=False)  # (1, 1, Tmax, hd/2)
+        self.register_buffer("sin", freqs.sin()[None, None], persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x: (B, h, T, hd) -> same shape, rotated by position."""
+        T = x.size(-2)
+        cos, sin = self.cos[:, :, :T].to(x.dtype), self.sin[:, :, :T].to(x.dtype)
+        x1, x2 = x.chunk(2, dim=-1)  # (B, h, T, hd/2) each
+        return torch.cat((x1 * cos + x2 * sin, x2 * cos - x1 * sin), dim=-1)
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig, max_len: int) -> None:
+        super().__init__()
+        D, H, Hkv, hd = cfg.model_dim, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
+        self.num_heads, self.num_kv_heads, self.head_dim = H, Hkv, hd
+        self.c_q = nn.Linear(D, H * hd, bias=False)
+        self.c_k = nn.Linear(D, Hkv * hd, bias=False)
+        self.c_v = nn.Linear(D, Hkv * hd, bias=False)
+        self.proj = nn.Linear(H * hd, D, bias=False)
+        self.proj.is_output_proj = True  # zero-initialised by GPT._init_weights
+        self.q_gain = nn.Parameter(torch.full((H,), cfg.qk_gain_init))
+        self.rotary = Rotary(hd, max_len, cfg.rope_base)
+
+    def forward(self, x: Tensor) -> Tensor:
+        B, T, _ = x.shape
+        q = self.c_q(x).view(B, T, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, T, hd)
+        k = self.c_k(x).view(B, T, self.num_kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, T, hd)
+        v = self.c_v(x).view(B, T, self.num_kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, T, hd)
+        q, k = self.rotary(rms_norm(q)), self.rotary(rms_norm(k))
+        q = q * self.q_gain.to(q.dtype)[None, :, None, None]
+        if self.num_kv_heads != self.num_heads:
+            # Explicit repeat rather than enable_gqa: it keeps SDPA on its fused kernels on every backend.
+            rep = self.num_heads // self.num_kv_heads
+            k = k.repeat_interleave(rep, dim=1)  # (B, H, T, hd)
+            v = v.repeat_interleave(rep, dim=1)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, H, T, hd)
+        y = y.transpose(1, 2).reshape(B, T, self.num_heads * self.head_dim)  # (B, T, D)
+        return self.proj(y)
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.fc = nn.Linear(cfg.model_dim, cfg.mlp_hidden, bias=False)
+        self.proj = nn.Linear(cfg.mlp_hidden, cfg.model_dim, bias=False)
+        self.proj.is_output_proj = True
+        self.slope = cfg.mlp_leaky_slope
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.fc(x)
+        h = F.leaky_relu(h, self.slope) if self.slope else F.relu(h)
+        return self.proj(h.square())
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig, max_len: int) -> None:
+        super().__init__()
+        D = cfg.model_dim
+        self.attn = Attention(cfg, max_len)
+        self.mlp = MLP(cfg)
+        self.attn_scale = nn.Parameter(torch.ones(D))
+        self.mlp_scale = nn.Parameter(torch.ones(D))
+        # resid_mix[0] weighs the residual stream, resid_mix[1] the embedding stream x0.
+        self.resid_mix = nn.Parameter(torch.stack((torch.ones(D), torch.zeros(D))))  # (2, D)
+
+    def forward(self, x: Tensor, x0: Tensor) -> Tensor:
+        mix = self.resid_mix.to(x.dtype)
+        x = mix[0] * x + mix[1] * x0
+        x = x + self.attn_scale.to(x.dtype) * self.attn(rms_norm(x))
+        return x + self.mlp_scale.to(x.dtype) * self.mlp(rms_norm(x))
+
+
+class GPT(nn.Module):
+    """The exported network. ``encode`` gives the final-norm representation z that JEPA works on."""
+
+    def __init__(self, cfg: ModelConfig, max_len: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.max_len = max_len
+        D, L = cfg.model_dim, cfg.num_layers
+        self.tok_emb = nn.Embedding(cfg.vocab_size, D)
+        self.bigram = nn.Embedding(cfg.bigram_buckets, D) if cfg.bigram_buckets else None
+        self.blocks = nn.ModuleList(Block(cfg, max_len) for _ in range(L))
+        self.num_encoder = L // 2 if cfg.unet_skips else 0
+        self.num_skips = min(self.num_encoder, L - self.num_encoder)
+        self.skip_weights = nn.Parameter(torch.ones(self.num_skips, D)) if self.num_skips else None
+        self._init_weights()
+
+    @torch.no_grad()
+    def _init_weights(self) -> None:
+        nn.init.normal_(self.tok_emb.weight, std=self.cfg.tied_embed_init_std)
+        if self.bigram is not None:
+            nn.init.normal_(self.bigram.weight, std=self.cfg.bigram_init_std)
+        for m in self.modules():
+            if isinstance(m, nn.Linear) and getattr(m, "is_output_proj", False):
+                nn.init.zeros_(m.weight)
+
+    def embed(self, idx: Tensor, mask: Tensor | None = None, mask_emb: Tensor | None = None) -> Tensor:
+        """idx (B, T) -> x0 (B, T, D). At masked positions the token embedding is replaced by
+        ``mask_emb`` and the BigramHash term is zeroed, so nothing of the hidden token leaks in."""
+        x = self.tok_emb(idx)  # (B, T, D)
+        if mask is not None:
+            assert mask_emb is not None
+            x = torch.where(mask[..., None], mask_emb.to(x.dtype), x)
+        if self.bigram is not None:
+            big = self.bigram(bigram_hash(idx, self.cfg.bigram_buckets))  # (B, T, D)
+            if mask is not None:
+                big = big.masked_fill(mask[..., None], 0.0)
+            x = x + big
+        return rms_norm(x)
+
+    def encode(self, idx: Tensor, mask: Tensor | None = None, mask_emb: Tensor | None = None) -> Tensor:
+        """idx (B, T) -> z (B, T, D), the final RMSNorm output."""
+        x0 = self.embed(idx, mask, mask_emb)
+        x = x0
+        skips: list[Tensor] = []
+        for i, block in enumerate(self.blocks):
+            if i < self.num_encoder:
+                x = block(x, x0)
+                skips.append(x)
+            else:
+                if skips:
+                    j = i - self.num_encoder
+                    x = x + self.skip_weights[j].to(x.dtype) * skips.pop()
+                x = block(x, x0)
+        return rms_norm(x)
+
+    def logits(self, z: Tensor) -> Tensor:
+        """z (..., D) -> soft-capped logits (..., V) in fp32 (tied head)."""
+        logits = F.linear(z, self.tok_emb.weight.to(z.dtype)).float()
+        c = self.cfg.logit_softcap
+        return c * torch.tanh(logits / c) if c else logits
+
+    def ce_loss(self, z: Tensor, targets: Tensor, reduction: str = "mean") -> Tensor:
+        logits = self.logits(z)  # (B, T, V)
+        return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction=reduction)
+
+    def forward(self, idx: Tensor, targets: Tensor) -> Tensor:
+        return self.ce_loss(self.encode(idx), targets)
+
+
+def count_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

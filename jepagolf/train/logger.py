@@ -1,0 +1,117 @@
+"""Run outputs: train.log (grep-able key:value lines), metrics.jsonl, JSON files, a progress bar.
+
+Only rank 0 writes (``enabled``). On an interactive terminal a tqdm bar shows progress and the log
+lines go to the files only; otherwise every log line is also printed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+from tqdm import tqdm
+
+# Keys shown on the console line, in this order, when present.
+CONSOLE_KEYS = (
+    "train_loss", "jepa_loss", "jepa_mse", "pred_std", "target_std", "val_loss", "val_bpb",
+    "lr_scale", "step_ms", "tokens_per_s", "train_time_s",
+)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4f}" if abs(v) >= 1e-3 or v == 0 else f"{v:.3e}"
+    return str(v)
+
+
+class _Progress:
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.bar = tqdm(total=total, unit="step", dynamic_ncols=True, file=sys.stderr) if enabled else None
+        self.n = 0
+
+    def update(self, step: int, record: dict[str, Any]) -> None:
+        if self.bar is None:
+            return
+        self.bar.update(step - self.n)
+        self.n = step
+        self.bar.set_postfix(loss=f"{record.get('train_loss', float('nan')):.3f}",
+                             tok_s=f"{record.get('tokens_per_s', 0):.0f}", refresh=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+class RunLogger:
+    def __init__(self, out_dir: Path, enabled: bool = True, interactive: bool | None = None) -> None:
+        self.out_dir = out_dir
+        self.enabled = enabled
+        self.interactive = sys.stderr.isatty() if interactive is None else interactive
+        self._log: TextIO | None = None
+        self._metrics: TextIO | None = None
+        if enabled:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            self._log = open(out_dir / "train.log", "a", encoding="utf-8")
+            self._metrics = open(out_dir / "metrics.jsonl", "a", encoding="utf-8")
+
+    def line(self, text: str, console: bool = True) -> None:
+        if not self.enabled:
+            return
+        assert self._log is not None
+        self._log.write(text + "\n")
+        self._log.flush()
+        if console:
+            if self.interactive:
+                tqdm.write(text, file=sys.stderr)
+            else:
+                print(text, flush=True)
+
+    def metrics(self, kind: str, record: dict[str, Any], total: int | None = None) -> None:
+        if not self.enabled:
+            return
+        assert self._metrics is not None
+        self._metrics.write(json.dumps({"kind": kind, **record}, sort_keys=True) + "\n")
+        self._metrics.flush()
+        step = record.get("step")
+        head = f"step:{step}/{total}" if total else f"{kind} step:{step}"
+        keys = [k for k in CONSOLE_KEYS if k in record]
+        full = " ".join([head] + [f"{k}:{fmt(record[k])}" for k in sorted(record) if k not in ("step",)])
+        short = " ".join([head] + [f"{k}:{fmt(record[k])}" for k in keys])
+        # The file gets every key; the console the readable subset (all of it when not a TTY).
+        self._log_write(full)
+        if self.interactive:
+            if kind != "train":
+                tqdm.write(short, file=sys.stderr)
+        else:
+            print(short, flush=True)
+
+    def _log_write(self, text: str) -> None:
+        assert self._log is not None
+        self._log.write(text + "\n")
+        self._log.flush()
+
+    def write_json(self, name: str, obj: Any) -> None:
+        if self.enabled:
+            atomic_write_text(self.out_dir / name, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+    def progress(self, total: int) -> _Progress:
+        return _Progress(total, self.enabled and self.interactive)
+
+    def close(self) -> None:
+        for f in (self._log, self._metrics):
+            if f is not None:
+                f.close()
+        self._log = self._metrics = None

@@ -1,0 +1,51 @@
+"""Schedules as pure functions of (step, elapsed training seconds): a resumed run needs no replay."""
+
+from __future__ import annotations
+
+from jepagolf.config import Config
+
+
+def progress(cfg: Config, step: int, elapsed_s: float) -> float:
+    """Training progress in [0, 1]: wall-clock fraction when a cap is set (or steps, whichever is ahead)."""
+    t = cfg.train
+    frac = step / t.iterations
+    if t.max_wallclock_seconds > 0:
+        frac = max(frac, elapsed_s / t.max_wallclock_seconds)
+    return min(max(frac, 0.0), 1.0)
+
+
+def lr_scale(cfg: Config, step: int, elapsed_s: float) -> float:
+    """Multiplier on every base LR: 1, then a linear warmdown to 0 over the last warmdown_iters steps.
+
+    With a wall-clock cap the warmdown length is converted to seconds with the mean step time so far
+    (as the parameter-golf baseline does), so the run warms down before the cap cuts it off; the step
+    limit still applies, and the smaller of the two multipliers wins.
+    """
+    t, w = cfg.train, cfg.optim.warmdown_iters
+    if w == 0:
+        return 1.0
+    scale = min(1.0, max(t.iterations - step, 0) / w)
+    if t.max_wallclock_seconds > 0 and step > 0:
+        warmdown_s = w * elapsed_s / step
+        remaining_s = max(t.max_wallclock_seconds - elapsed_s, 0.0)
+        if remaining_s <= warmdown_s:
+            scale = min(scale, remaining_s / max(warmdown_s, 1e-9))
+    return scale
+
+
+def muon_momentum(cfg: Config, step: int) -> float:
+    o = cfg.optim
+    if o.muon_momentum_warmup_steps == 0:
+        return o.muon_momentum
+    frac = min(step / o.muon_momentum_warmup_steps, 1.0)
+    return (1 - frac) * o.muon_momentum_warmup_start + frac * o.muon_momentum
+
+
+def jepa_lambda(cfg: Config, step: int) -> float:
+    """lambda ramped linearly over the first warm-up steps (step 0 already gets a small weight)."""
+    j = cfg.jepa
+    if not j.active:
+        return 0.0
+    if j.jepa_lambda_warmup_steps == 0:
+        return j.jepa_lambda
+    return j.jepa_lambda * min(1.0, (step + 1) / j.jepa_lambda_warmup_steps)

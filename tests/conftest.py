@@ -1,0 +1,28 @@
+"""Shared fixtures: an isolated cache, and one demo corpus built per test session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # Tests never read or write the user's cache; ensure_demo_corpus builds here on first use.
+    cache = tmp_path_factory.mktemp("jepagolf-cache")
+    old = os.environ.get("JEPAGOLF_CACHE")
+    os.environ["JEPAGOLF_CACHE"] = str(cache)
+    yield cache
+    if old is None:
+        os.environ.pop("JEPAGOLF_CACHE", None)
+    else:
+        os.environ["JEPAGOLF_CACHE"] = old
+
+
+@pytest.fixture(scope="session")
+def demo_data(_isolated_cache: Path):
+    from jepagolf.data.corpus import ensure_demo_corpus
+
+    return ensure_demo_corpus(progress=False)
