@@ -96,6 +96,18 @@ def cmd_data_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_fineweb(args: argparse.Namespace) -> int:
+    from jepagolf.data.fineweb import fetch_fineweb
+
+    ds = fetch_fineweb(Path(args.dir), variant=args.variant, train_shards=args.train_shards,
+                       with_docs=args.with_docs, repo_id=args.repo_id, root=args.root, revision=args.revision,
+                       endpoint=args.endpoint, progress=not args.quiet)
+    print(f"fineweb {args.variant}: {ds.val_shards} val + {ds.train_shards} train shards in {ds.data_dir}, "
+          f"tokenizer {ds.tokenizer}")
+    print(f"train with: jepagolf train --data {ds.data_dir}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jepagolf", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -115,22 +127,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("data", help="datasets: the offline demo corpus")
+    p = sub.add_parser("data", help="datasets: demo corpus, FineWeb download, build from your text, check")
     dsub = p.add_subparsers(dest="data_command", required=True)
     d = dsub.add_parser("demo", help="build the offline demo corpus from Python's own documentation")
     d.add_argument("--out", help="output folder (default: the cache folder)")
     d.add_argument("--vocab-size", type=int, default=1024)
     d.add_argument("--if-missing", action="store_true", help="reuse the cached corpus when it is valid")
     d.set_defaults(func=cmd_data_demo)
+    _add_data_tool_commands(dsub)
     return parser
 
 
+def _add_data_tool_commands(dsub: argparse._SubParsersAction) -> None:
+    """``data fineweb | build | check``: the challenge's FineWeb export, your own corpus, validation."""
+    from jepagolf.data.fineweb import DEFAULT_REPO_ID, DEFAULT_ROOT, DEFAULT_TRAIN_SHARDS
+
+    d = dsub.add_parser("fineweb", help="download the challenge's FineWeb export from the Hugging Face Hub",
+                        description="Fetch the published FineWeb shards and tokenizer, laid out as the "
+                        "challenge does (DIR/datasets/fineweb10B_<variant>/, DIR/tokenizers/). Resumable: "
+                        "files already present and valid are skipped; every file is validated before it is kept.")
+    d.add_argument("--variant", default="sp1024", help="tokenizer variant, sp<VOCAB> (default: sp1024)")
+    d.add_argument("--train-shards", type=int, default=DEFAULT_TRAIN_SHARDS,
+                   help=f"how many train shards (100M tokens each) to fetch (default: {DEFAULT_TRAIN_SHARDS})")
+    d.add_argument("--with-docs", action="store_true",
+                   help="also fetch docs_selected.jsonl (the raw documents, tens of GB) and its sidecar")
+    d.add_argument("--dir", default="data", help="output folder (default: data)")
+    d.add_argument("--repo-id", default=DEFAULT_REPO_ID, help=f"Hub dataset repo (default: {DEFAULT_REPO_ID})")
+    d.add_argument("--root", default=DEFAULT_ROOT, help=f"folder of the export in the repo (default: {DEFAULT_ROOT})")
+    d.add_argument("--revision", default=None, help="branch, tag or commit (default: main)")
+    d.add_argument("--endpoint", default=None, help="Hub endpoint (default: $HF_ENDPOINT or the public Hub)")
+    d.add_argument("--quiet", action="store_true", help="no progress lines")
+    d.set_defaults(func=cmd_data_fineweb)
+
+
 def _expected_errors() -> tuple[type[BaseException], ...]:
+    from jepagolf.data.errors import DataError
     from jepagolf.data.shards import ShardError
     from jepagolf.export.container import ArtifactError
     from jepagolf.train.loop import TrainingDiverged
 
-    return (ConfigError, ShardError, ArtifactError, TrainingDiverged, FileNotFoundError)
+    return (ConfigError, ShardError, ArtifactError, TrainingDiverged, FileNotFoundError, DataError)
 
 
 def main(argv: list[str] | None = None) -> int:
