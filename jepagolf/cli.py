@@ -108,6 +108,37 @@ def cmd_data_fineweb(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_build(args: argparse.Namespace) -> int:
+    from jepagolf.data.build import build_dataset
+
+    res = build_dataset(
+        args.input, Path(args.out), vocab_size=args.vocab_size, val_docs=args.val_docs,
+        val_fraction=args.val_fraction, tokenizer=args.tokenizer, blank_line_docs=args.blank_line_docs,
+        text_field=args.text_field, input_format=args.format, prefix=args.prefix, shard_tokens=args.shard_tokens,
+        min_chars=args.min_chars, workers=args.workers, tokenizer_sample_mb=args.tokenizer_sample_mb,
+        overwrite=args.overwrite, progress=not args.quiet,
+    )
+    for split in ("train", "val"):
+        st = res.splits[split]
+        print(f"{split}: {st.documents:,} documents, {st.tokens:,} tokens, {len(res.shards[split])} shard(s)")
+    print(f"built {res.data_dir} in {res.seconds:.1f}s ({res.input_bytes / 1e6:,.1f} MB, "
+          f"{res.text_mb_per_s:.2f} MB/s); tokenizer {res.tokenizer}")
+    print(f"train with: jepagolf train --data {res.data_dir}")
+    return 0
+
+
+def cmd_data_check(args: argparse.Namespace) -> int:
+    from jepagolf.data.check import check_dataset, print_report
+
+    say = None if args.quiet else (lambda msg: print(f"check: {msg}", file=sys.stderr, flush=True))
+    report = check_dataset(Path(args.dir), args.tokenizer, say=say)
+    print_report(report)
+    for problem in report.problems:
+        print(f"problem: {problem}", file=sys.stderr)
+    print("check: ok" if report.ok else f"check: {len(report.problems)} problem(s)")
+    return 0 if report.ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jepagolf", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -158,6 +189,44 @@ def _add_data_tool_commands(dsub: argparse._SubParsersAction) -> None:
     d.add_argument("--endpoint", default=None, help="Hub endpoint (default: $HF_ENDPOINT or the public Hub)")
     d.add_argument("--quiet", action="store_true", help="no progress lines")
     d.set_defaults(func=cmd_data_fineweb)
+
+    d = dsub.add_parser("build", help="build a dataset folder from your own text, JSONL or Parquet files",
+                        description="Stream the inputs twice (tokenizer sample, then encoding on all cores) into "
+                        "<prefix>_{train,val}_NNNNNN.bin shards with BOS per document, tokenizer.model and "
+                        "manifest.json. Text files are one document each (or split at blank lines with "
+                        "--blank-line-docs); JSONL and Parquet take the document from --text-field.")
+    d.add_argument("--input", nargs="+", required=True, metavar="PATH",
+                   help="files or folders (searched recursively for .txt/.md/.jsonl/.parquet, optionally .gz)")
+    d.add_argument("--out", required=True, help="output dataset folder (must not exist or be empty)")
+    d.add_argument("--vocab-size", type=int, default=None,
+                   help="tokenizer vocab when training one (default 1024); must match --tokenizer if both")
+    split = d.add_mutually_exclusive_group()
+    split.add_argument("--val-docs", type=int, default=None, help="the first N documents are validation")
+    split.add_argument("--val-fraction", type=float, default=None,
+                       help="this share of documents, chosen by a hash of their text, is validation (default 0.05)")
+    d.add_argument("--tokenizer", default=None, help="reuse this SentencePiece model instead of training one")
+    d.add_argument("--blank-line-docs", action="store_true", help="text files: documents are separated by blank lines")
+    d.add_argument("--text-field", default="text", help="JSONL field / Parquet column holding the text (default text)")
+    d.add_argument("--format", default="auto", choices=["auto", "text", "jsonl", "parquet"],
+                   help="read every input as this format (default: by file name)")
+    d.add_argument("--prefix", default="fineweb", help="shard name prefix (default fineweb, as the challenge)")
+    d.add_argument("--shard-tokens", type=int, default=100_000_000, help="tokens per shard (default 100M)")
+    d.add_argument("--min-chars", type=int, default=1, help="skip documents shorter than this after stripping")
+    d.add_argument("--workers", type=int, default=None, help="encoding processes (default: all cores)")
+    d.add_argument("--tokenizer-sample-mb", type=float, default=100.0,
+                   help="MB of train text, sampled across the corpus, to train the tokenizer on (default 100)")
+    d.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    d.add_argument("--quiet", action="store_true", help="no progress lines")
+    d.set_defaults(func=cmd_data_build)
+
+    d = dsub.add_parser("check", help="validate every shard of a dataset folder and print its statistics",
+                        description="Check headers, sizes, token ids against the tokenizer, shard numbering, "
+                        "BOS and manifest hashes; print tokens per split, bytes per token and the share of "
+                        "byte-fallback tokens. Exit status 1 if anything is wrong.")
+    d.add_argument("dir", help="dataset folder holding <prefix>_{train,val}_NNNNNN.bin")
+    d.add_argument("--tokenizer", default=None, help="SentencePiece model (default: the dataset's own)")
+    d.add_argument("--quiet", action="store_true", help="no per-shard progress lines")
+    d.set_defaults(func=cmd_data_check)
 
 
 def _expected_errors() -> tuple[type[BaseException], ...]:

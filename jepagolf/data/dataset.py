@@ -23,6 +23,19 @@ def _find_tokenizer(data_dir: Path) -> Path | None:
     return None
 
 
+def _hint_challenge_root(data_dir: Path) -> None:
+    # `jepagolf data fineweb --dir data` puts shards in data/datasets/<name>/; passing data/ itself
+    # is an easy slip, so name the folder that was meant.
+    if any(data_dir.glob("*_train_*.bin")):
+        return
+    inner = sorted(p for p in (data_dir / "datasets").glob("*") if p.is_dir() and any(p.glob("*_train_*.bin")))
+    if inner:
+        raise ShardNotFoundError(
+            f"{data_dir} holds no shards itself; it looks like a challenge data root: use --data {inner[0]}"
+            + (f" (or one of {', '.join(p.name for p in inner[1:])})" if len(inner) > 1 else "")
+        )
+
+
 def resolve_dataset(data_path: str | None, tokenizer_path: str | None, announce: bool = True) -> DatasetPaths:
     if not data_path:
         if announce:
@@ -35,6 +48,7 @@ def resolve_dataset(data_path: str | None, tokenizer_path: str | None, announce:
             f"dataset folder {data_dir} does not exist; build one with `jepagolf data "
             "build` or download FineWeb with `jepagolf data fineweb`"
         )
+    _hint_challenge_root(data_dir)
     list_shards(data_dir, "train")
     list_shards(data_dir, "val")
     tok = Path(tokenizer_path) if tokenizer_path else _find_tokenizer(data_dir)

@@ -104,13 +104,14 @@ def train_sentencepiece(
         max_sentence_length=_MAX_SENTENCE_BYTES,
         num_threads=num_threads or os.cpu_count() or 1,
     )
+    if not verbose:
+        # SentencePiece logs every step to fd 2. Its logstream= option silences that by
+        # re-pointing sys.stderr's fd, which fails where sys.stderr has none (notebooks,
+        # captured output) and also hid our own progress lines; raising the log level does
+        # neither, and leaves the model bytes unchanged.
+        kwargs["minloglevel"] = 2
     try:
-        if verbose:
-            spm.SentencePieceTrainer.train(**kwargs)
-        else:
-            # SentencePiece logs every step to fd 2; send that to /dev/null unless asked.
-            with open(os.devnull, "w") as devnull:
-                spm.SentencePieceTrainer.train(logstream=devnull, **kwargs)
+        spm.SentencePieceTrainer.train(**kwargs)
     except RuntimeError as e:
         # Typically "Vocabulary size is too high" on a corpus too small for vocab_size.
         raise ValueError(f"SentencePiece training for {model_path} (vocab {vocab_size}) failed: {e}") from e
