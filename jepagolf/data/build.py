@@ -546,8 +546,11 @@ def _train_tokenizer(sample: _TokenizerSample, vocab_size: int, model_path: Path
         if sample.documents == 0:
             raise InputError("no train documents to train the tokenizer on: every document went to "
                              "validation (lower --val-docs / --val-fraction, or add documents)") from e
+        # SentencePiece's message ends with the reason after its source location "...cc(744) [...] ".
+        reason = str(e).rsplit("] ", 1)[-1].strip().rstrip(".")
         raise InputError(
-            f"{e}. Use a smaller --vocab-size, more text, or reuse a tokenizer with --tokenizer"
+            f"tokenizer training (vocab {vocab_size}) failed: {reason}. Use a smaller --vocab-size, more "
+            "text, or reuse a tokenizer with --tokenizer"
         ) from e
     if sample.error is not None:
         raise sample.error

@@ -208,11 +208,12 @@ class DocumentReader:
                         continue
                     if not isinstance(text, str):
                         raise InputError(
-                            f"{f.path}:{lineno}: field {field!r} is a {type(text).__name__}, not a string"
+                            f"{f.path}:{lineno}: field {field!r} holds {type(text).__name__}, not a string"
                         )
                     yield text
         except (OSError, EOFError, zlib.error) as e:
-            raise InputError(f"{f.path}: cannot read after line {lineno}: {e}") from e
+            after = f" after line {lineno}" if lineno else ""
+            raise InputError(f"{f.path}: cannot read{after}: {e}") from e
 
     def _parquet_docs(self, f: InputFile) -> Iterator[str]:
         try:
