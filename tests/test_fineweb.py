@@ -12,7 +12,7 @@ from fakehub import FakeHub
 from jepagolf.cli import main
 from jepagolf.data.dataset import resolve_dataset
 from jepagolf.data.errors import DataError, DownloadError
-from jepagolf.data.fineweb import expected_shard_tokens, fetch_fineweb
+from jepagolf.data.fineweb import STAGING_DIR, expected_shard_tokens, fetch_fineweb
 from jepagolf.data.shards import HEADER_BYTES, SHARD_MAGIC, list_shards, load_shard, read_header
 from jepagolf.data.tokenizer import BOS_ID, load_tokenizer, train_sentencepiece
 
@@ -199,9 +199,12 @@ def test_corrupt_file_on_the_hub_is_rejected(hub: FakeHub, export: dict[str, byt
     with pytest.raises(DownloadError) as info:
         fetch(hub, out)
     msg = str(info.value)
-    assert "fineweb_train_000001.bin" in msg and "wrong magic number 999" in msg and "rerunning" in msg
+    assert "fineweb_train_000001.bin" in msg and "wrong magic number 999" in msg
+    assert "the Hub's copy itself is invalid" in msg
+    assert len(hub.gets(path)) == 1  # the bytes matched the Hub's hash: no pointless second download
     assert not (out / DATASET / "fineweb_train_000001.bin").exists()
     assert (out / DATASET / "fineweb_train_000000.bin").exists()  # earlier files are kept for the rerun
+    assert not (out / STAGING_DIR).exists()
     # A truncated file on the Hub (header promises more tokens than the file has) is rejected too.
     hub.files[path] = export[f"{DATASET}/fineweb_train_000001.bin"][:-10]
     with pytest.raises(DownloadError, match="truncated"):

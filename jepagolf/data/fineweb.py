@@ -279,8 +279,11 @@ def file_digest(path: Path, algorithm: str) -> str:
     return h.hexdigest()
 
 
-def verify_transfer(path: Path, size: int | None, etag: str | None) -> None:
-    """Check a downloaded file against the Hub's size and ETag (content hash), when they are known."""
+def verify_transfer(path: Path, size: int | None, etag: str | None) -> bool:
+    """Check a downloaded file against the Hub's size and ETag (content hash), when they are known.
+
+    Returns whether the content hash was checked (the ETag was a sha256 or git blob id).
+    """
     actual = path.stat().st_size
     if size is not None and actual != size:
         raise InvalidFileError(f"{path}: received {actual} bytes, the Hub lists {size}")
@@ -288,9 +291,17 @@ def verify_transfer(path: Path, size: int | None, etag: str | None) -> None:
     algorithm = "sha256" if _SHA256.match(etag) else "git-sha1" if _GIT_SHA1.match(etag) else None
     if algorithm is not None and (got := file_digest(path, algorithm)) != etag:
         raise InvalidFileError(f"{path}: content hash {got} does not match the Hub's {etag} (damaged transfer)")
+    return algorithm is not None
 
 
 # ----------------------------------------------------------------------------- fetching
+
+
+def _strip_path(error: BaseException, path: Path | None) -> str:
+    # Validation messages start with the file's path; for a staged download that is an
+    # internal temporary path, and the caller's message already names the remote file.
+    msg = str(error)
+    return msg if path is None else msg.replace(f"{path}: ", "").replace(str(path), path.name)
 
 
 def _transfer_errors() -> tuple[type[BaseException], ...]:
@@ -385,13 +396,24 @@ class _Fetcher:
                     self.repo_id, remote, repo_type="dataset", revision=meta.commit_hash or self.revision,
                     endpoint=self.endpoint, local_dir=self.staging, tqdm_class=self.tqdm_class,
                 ))
-                verify_transfer(staged, meta.size, meta.etag)
-                validate_file(staged, item, vocab, docs_count)
+                hash_checked = verify_transfer(staged, meta.size, meta.etag)
+                try:
+                    validate_file(staged, item, vocab, docs_count)
+                except InvalidFileError as e:
+                    if not hash_checked:
+                        raise
+                    # The bytes are exactly the Hub's: fetching them again cannot help.
+                    staged.unlink(missing_ok=True)
+                    raise DownloadError(
+                        f"{where}: the Hub's copy itself is invalid (it matches the Hub's content hash): "
+                        f"{_strip_path(e, staged)}; nothing was kept. Try another --revision or report it "
+                        "to the dataset's maintainers"
+                    ) from e
             except (RemoteEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError) as e:
                 raise DownloadError(f"{where}: not found ({type(e).__name__}); check --repo-id, --root and "
                                     "--variant") from e
             except InvalidFileError as e:
-                last_error = str(e)
+                last_error = _strip_path(e, staged)
             except _transfer_errors() as e:
                 last_error = f"{type(e).__name__}: {' '.join(str(e).split())}"
             else:
@@ -463,16 +485,20 @@ def fetch_fineweb(
     fetcher = _Fetcher(root_dir, repo_id, root, revision, endpoint, say, bars)
     t0 = time.perf_counter()
     root_dir.mkdir(parents=True, exist_ok=True)
-    manifest = fetcher.load_manifest(name)
-    plan, vocab = plan_files(manifest, variant, train_shards, with_docs)
-    say(f"{name}: {len(plan)} files to have (tokenizer, {sum(1 for p in plan if '_val_' in p.relpath)} val "
-        f"shards, {train_shards} train shards{', docs' if with_docs else ''}) in {root_dir}")
     tokenizer = None
-    for i, item in enumerate(plan, 1):
-        path = fetcher.ensure(item, vocab, f"[{i}/{len(plan)}]")
-        if item.kind == "tokenizer":
-            tokenizer = path
-    fetcher.cleanup()
+    try:
+        manifest = fetcher.load_manifest(name)
+        plan, vocab = plan_files(manifest, variant, train_shards, with_docs)
+        say(f"{name}: {len(plan)} files to have (tokenizer, {sum(1 for p in plan if '_val_' in p.relpath)} "
+            f"val shards, {train_shards} train shards{', docs' if with_docs else ''}) in {root_dir}")
+        for i, item in enumerate(plan, 1):
+            path = fetcher.ensure(item, vocab, f"[{i}/{len(plan)}]")
+            if item.kind == "tokenizer":
+                tokenizer = path
+    finally:
+        # Partial transfers cannot be resumed by a later process (huggingface_hub names them
+        # per process), so nothing in the staging folder is worth keeping.
+        fetcher.cleanup()
     assert tokenizer is not None  # plan_files always lists the tokenizer
     data_dir = root_dir / "datasets" / name
     requested = {PurePosixPath(p.relpath).name for p in plan}
