@@ -7,7 +7,7 @@ the steps, the clock (stopped during validation), logging, and the final export 
 from __future__ import annotations
 
 import json
-import math
+import signal
 import sys
 import time
 from contextlib import nullcontext
@@ -25,7 +25,7 @@ from jepagolf.config import Config
 from jepagolf.data.bytes import build_byte_tables, unigram_bpb
 from jepagolf.data.corpus import DatasetPaths
 from jepagolf.data.dataset import resolve_dataset
-from jepagolf.data.shards import ShardError, TokenStream, list_shards, load_shard, load_tokens
+from jepagolf.data.shards import ShardError, TokenStream, list_shards, load_shard, load_tokens, read_header
 from jepagolf.data.tokenizer import load_tokenizer
 from jepagolf.eval import EvalResult, evaluate
 from jepagolf.export.artifact import ARTIFACT_NAME, load_gpt_from_artifact, write_artifact
@@ -35,12 +35,25 @@ from jepagolf.jepa.target import WeightEMA, ema_momentum, make_target_encoder, u
 from jepagolf.model.gpt import GPT, count_params
 from jepagolf.optim.groups import build_optimizers
 from jepagolf.train import schedules
+from jepagolf.train.checkpoint import (
+    CheckpointError,
+    LoadedCheckpoint,
+    list_checkpoints,
+    load_latest,
+    save_checkpoint,
+)
 from jepagolf.train.logger import RunLogger
+from jepagolf.train.preempt import Preempted, StopRequest, signal_name
+from jepagolf.train.resume import capture_state, check_fits, restore_state, truncate_metrics
 from jepagolf.train.runtime import Runtime, device_name, seed_everything, source_hash, versions
 
 
 class TrainingDiverged(RuntimeError):
     """A loss or gradient became non-finite."""
+
+
+# The terms the divergence guard checks, in the order of its flag vector.
+GUARD_TERMS = ("CE loss", "JEPA loss", "gradient norm")
 
 
 @dataclass
@@ -108,6 +121,18 @@ class Trainer:
         self.elapsed_s = 0.0
         self.tokens_seen = 0
         self.logger = RunLogger(out_dir, enabled=rt.is_main)
+        # Reliability state (checkpoints, preemption, divergence guard).
+        self.skipped_steps = 0
+        self.training_done = False  # set when the loop ends; a checkpoint taken then resumes at finish()
+        self.stop = StopRequest(announce=rt.is_main)
+        self.stop.on_unarmed = self._stop_outside_loop
+        self.last_checkpoint: tuple[int, Path | None] | None = None  # (step, path on rank 0)
+        self._last_checkpoint_wall = time.monotonic()
+        self.resume_notes: list[str] = []
+        # First non-finite step seen without a host sync (CUDA): (step, flags, values) on the device.
+        self._bad_step = torch.full((), -1, dtype=torch.long, device=rt.device)
+        self._bad_flags = torch.zeros(len(GUARD_TERMS), dtype=torch.bool, device=rt.device)
+        self._bad_values = torch.zeros(len(GUARD_TERMS), device=rt.device)
 
     # ----- one optimizer step -------------------------------------------------------------------
     def train_step(self) -> dict[str, Tensor]:
@@ -151,8 +176,6 @@ class Trainer:
                 group["lr"] = group["base_lr"] * scale
                 if "momentum" in group:
                     group["momentum"] = mom
-        if cfg.optim.grad_clip_norm > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip_norm)
         for opt in self.optimizers:
             opt.step()
         for opt in self.optimizers:
@@ -178,14 +201,156 @@ class Trainer:
         if self.rt.device.type == "cuda":
             torch.cuda.synchronize(self.rt.device)
 
-    def _time_is_up(self) -> bool:
-        cap = self.cfg.train.max_wallclock_seconds
-        if cap <= 0:
-            return False
-        flag = torch.tensor([float(self.elapsed_s >= cap)], device=self.rt.device)
+    def _control(self) -> tuple[bool, bool, bool]:
+        """(time is up, stop signal received, checkpoint due by the clock), the same on every rank.
+
+        One all_reduce carries the three flags, so every rank stops or checkpoints at the same step
+        (signals and clocks differ across processes).
+        """
+        t = self.cfg.train
+        time_up = t.max_wallclock_seconds > 0 and self.elapsed_s >= t.max_wallclock_seconds
+        due = (t.checkpoint_every_seconds > 0
+               and time.monotonic() - self._last_checkpoint_wall >= t.checkpoint_every_seconds)
+        flags = [time_up, self.stop.requested, due]
         if self.rt.distributed:
-            dist.all_reduce(flag, op=dist.ReduceOp.MAX)  # every rank stops at the same step
-        return bool(flag.item())
+            reduced = torch.tensor([float(f) for f in flags], device=self.rt.device)
+            dist.all_reduce(reduced, op=dist.ReduceOp.MAX)
+            flags = [bool(v) for v in reduced.tolist()]
+        return flags[0], flags[1], flags[2]
+
+    # ----- divergence guard ---------------------------------------------------------------------
+    def grad_norm(self) -> Tensor:
+        """Global gradient norm (0-d tensor on the device), clipping first when grad_clip_norm > 0."""
+        clip = self.cfg.optim.grad_clip_norm
+        if clip > 0:
+            return torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        return torch.nn.utils.get_total_norm(grads)
+
+    def _guard_syncs_every_step(self) -> bool:
+        # On CPU a host read is free. On CUDA it stalls the pipeline, so by default the flags are
+        # only read at log steps and before every checkpoint; skipping bad steps has to decide
+        # before the update, so it reads them every step.
+        return self.rt.device.type == "cpu" or self.cfg.train.skip_nonfinite_steps > 0
+
+    def guard(self, stats: dict[str, Tensor], grad_norm: Tensor) -> bool:
+        """Check this step's losses and gradient; True when the step must be skipped.
+
+        Raises TrainingDiverged when a bad step is found and no skip is left. Without a per-step
+        sync, the first bad step is recorded on the device and reported by ``check_diverged``.
+        """
+        zero = torch.zeros((), device=grad_norm.device)
+        values = torch.stack([stats["ce_loss"].float(), stats.get("jepa_loss", zero).float(),
+                              grad_norm.detach().float()])
+        flags = ~torch.isfinite(values)
+        if not self._guard_syncs_every_step():
+            first = flags.any() & (self._bad_step < 0)
+            self._bad_step = torch.where(first, self.step + 1, self._bad_step)
+            self._bad_flags = torch.where(first, flags, self._bad_flags)
+            self._bad_values = torch.where(first, values, self._bad_values)
+            return False
+        if self.rt.distributed:
+            # Losses are per rank; every rank must take the same decision.
+            reduced = flags.float()
+            dist.all_reduce(reduced, op=dist.ReduceOp.MAX)
+            flags = reduced.bool()
+        if not bool(flags.any()):
+            return False
+        msg = self._divergence_message(self.step + 1, flags.tolist(), values.tolist())
+        limit = self.cfg.train.skip_nonfinite_steps
+        if self.skipped_steps >= limit:
+            if limit:
+                msg += f"; already skipped {self.skipped_steps} bad step(s), the limit (skip_nonfinite_steps)"
+            raise TrainingDiverged(msg + self._divergence_advice())
+        self.skipped_steps += 1
+        for opt in self.optimizers:
+            opt.zero_grad(set_to_none=True)
+        self.logger.metrics("skip", {"step": self.step + 1, "reason": msg, "skipped_steps": self.skipped_steps})
+        return True
+
+    def check_diverged(self) -> None:
+        """Raise if a bad step was recorded on the device (one host sync; every rank agrees)."""
+        if self._guard_syncs_every_step():
+            return
+        bad = self._bad_step.clone().float()
+        if self.rt.distributed:
+            dist.all_reduce(bad, op=dist.ReduceOp.MAX)
+        if bad.item() < 0:
+            return
+        step = int(self._bad_step.item())
+        if step < 0:
+            raise TrainingDiverged(f"another rank saw a non-finite loss or gradient by step {self.step}"
+                                   + self._divergence_advice())
+        msg = self._divergence_message(step, self._bad_flags.tolist(), self._bad_values.tolist())
+        raise TrainingDiverged(msg + f" (detected at step {self.step})" + self._divergence_advice())
+
+    def _divergence_message(self, step: int, flags: list[bool], values: list[float]) -> str:
+        terms = [(term, f, v) for term, f, v in zip(GUARD_TERMS, flags, values, strict=True)
+                 if term != "JEPA loss" or self.target is not None]
+        bad = [f"{term} = {v}" for term, f, v in terms if f]
+        good = [f"{term} = {v:.4g}" for term, f, v in terms if not f]
+        return f"non-finite {', '.join(bad)} at step {step}" + (f" ({', '.join(good)})" if good else "")
+
+    def _divergence_advice(self) -> str:
+        last = self.last_checkpoint
+        fix = "start a new run with lower learning rates or jepa_lambda, or with grad_clip_norm set"
+        if last is None:
+            return f". No checkpoint was written (set checkpoint_every_steps to keep one); {fix}"
+        return (f". The last good checkpoint (step {last[0]}) is kept: resume it with `jepagolf train --resume "
+                f"{self.out_dir} --set skip_nonfinite_steps=N` to skip up to N bad steps, or {fix}")
+
+    # ----- checkpoints --------------------------------------------------------------------------
+    def checkpoint_now(self, reason: str) -> None:
+        """Write the full training state (rank 0) after checking it is finite; all ranks agree."""
+        if self.last_checkpoint is not None and self.last_checkpoint[0] == self.step:
+            return
+        self.check_diverged()  # never save a state that a non-finite step has already touched
+        t0 = time.perf_counter()
+        path: Path | None = None
+        error: CheckpointError | None = None
+        if self.rt.is_main:
+            tensors, meta = capture_state(self)
+            try:
+                path, nbytes = save_checkpoint(self.out_dir, self.step, tensors, meta,
+                                               self.cfg.train.checkpoint_keep)
+                self.logger.line(f"checkpoint:{path} step:{self.step} reason:{reason} bytes:{nbytes} "
+                                 f"write_s:{time.perf_counter() - t0:.2f}", console=reason != "interval")
+            except CheckpointError as e:
+                error = e
+        if self.rt.distributed:
+            ok = torch.tensor([float(error is None)], device=self.rt.device)
+            dist.broadcast(ok, src=0)  # a failed write on rank 0 must stop every rank
+            if not ok.item() and error is None:
+                raise CheckpointError(f"rank 0 could not write the checkpoint for step {self.step}; see its log")
+        if error is not None:
+            raise error
+        self.last_checkpoint = (self.step, path)
+        self._last_checkpoint_wall = time.monotonic()
+
+    def restore(self, ckpt: LoadedCheckpoint, warnings: list[str]) -> None:
+        restore_state(self, ckpt)
+        self.last_checkpoint = (self.step, ckpt.path)
+        dropped = truncate_metrics(self.out_dir, ckpt.meta) if self.rt.is_main else 0
+        notes = list(warnings)
+        notes.append(f"resume: from {ckpt.path} at step {self.step} (train_time_s {self.elapsed_s:.1f}, tokens "
+                     f"{self.tokens_seen}); dropped {dropped} metrics.jsonl row(s) written after that step, "
+                     "they are logged again below")
+        if ckpt.meta.get("world_size") != self.rt.world_size:
+            notes.append(f"resume: world size {ckpt.meta.get('world_size')} -> {self.rt.world_size}: same "
+                         "data and masks, but gradients are summed in another order (not bitwise)")
+        self.resume_notes = notes
+
+    def _resume_hint(self) -> str:
+        hint = f"jepagolf train --resume {self.out_dir}"
+        if self.rt.distributed:
+            return f"`{hint}` (under torchrun: the same launcher with `train --resume {self.out_dir}`)"
+        return f"`{hint}`"
+
+    def _stop_outside_loop(self, signum: int) -> None:
+        last = self.last_checkpoint
+        where = (f"the last checkpoint (step {last[0]}) is kept; resume with {self._resume_hint()}"
+                 if last is not None else "no checkpoint was written, so the run cannot be resumed")
+        raise Preempted(f"stopped by {signal_name(signum)} outside the training steps; {where}", signum)
 
     # ----- the run ------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -201,23 +366,27 @@ class Trainer:
         log.line("versions:" + json.dumps(versions(), sort_keys=True))
         log.line(f"data:{self.paths.data_dir} tokenizer:{self.paths.tokenizer} val_tokens:{len(self.val.tokens)} "
                  f"unigram_val_bpb:{self.val.unigram_bpb:.4f}")
+        for note in self.resume_notes:
+            log.line(note)
         progress = log.progress(t.iterations)
-        last_log_time, last_log_step = time.perf_counter(), 0
+        last_log_time, last_log_step = time.perf_counter(), self.step
         val_res: EvalResult | None = None
-        while self.step < t.iterations:
+        checkpointing = t.checkpoint_every_steps > 0 or t.checkpoint_every_seconds > 0
+        self.stop.armed = True
+        while self.step < t.iterations and not self.training_done:
             t0 = time.perf_counter()
             stats = self.train_step()
-            lr_scale = self.apply_update()
+            skipped = self.guard(stats, self.grad_norm())
+            lr_scale = self.apply_update() if not skipped else 0.0
             self.step += 1
             self.tokens_seen += t.train_batch_tokens
-            if rt.device.type == "cpu":
-                self._check_finite(stats)  # free on CPU; on CUDA only at log steps (no host sync)
             self.elapsed_s += time.perf_counter() - t0
-            done = self.step >= t.iterations or self._time_is_up()
-            if self.step % t.train_log_every == 0 or self.step == 1 or done:
+            time_up, stop, checkpoint_due = self._control()
+            done = self.step >= t.iterations or time_up
+            if (self.step % t.train_log_every == 0 or self.step == 1 or done) and not skipped:
                 self._sync()
                 now = time.perf_counter()
-                self._check_finite(stats)
+                self.check_diverged()
                 step_ms = 1000 * (now - last_log_time) / max(self.step - last_log_step, 1)
                 last_log_time, last_log_step = now, self.step
                 record = {k: float(v) for k, v in stats.items()}
@@ -239,18 +408,26 @@ class Trainer:
                                     "val_tokens": val_res.tokens, "train_time_s": self.elapsed_s})
                 last_log_time = time.perf_counter()  # the clock is stopped during validation
             if done:
+                self.training_done = True
+            periodic = t.checkpoint_every_steps > 0 and self.step % t.checkpoint_every_steps == 0
+            if stop or periodic or checkpoint_due or (done and checkpointing):
+                self.checkpoint_now("signal" if stop else "final" if done else "interval")
+                last_log_time = time.perf_counter()  # like validation, writing is not a training step
+            if stop:
+                assert self.stop.signum is not None or rt.distributed
+                signum = self.stop.signum or signal.SIGTERM  # a rank that got no signal itself
+                path = self.last_checkpoint[1] if self.last_checkpoint else None
+                log.line(f"stopped by {signal_name(signum)} after step {self.step}; checkpoint {path}")
+                raise Preempted(
+                    f"stopped by {signal_name(signum)} after step {self.step}/{t.iterations}; checkpoint saved "
+                    f"to {path or self.out_dir / 'checkpoints'}; resume with {self._resume_hint()}", signum)
+            if done:
                 break
+        self.stop.armed = False
+        self.training_done = True
         progress.close()
+        self.check_diverged()
         return self.finish(n_params)
-
-    def _check_finite(self, stats: dict[str, Tensor]) -> None:
-        for key in ("ce_loss", "jepa_loss"):
-            if key in stats and not math.isfinite(float(stats[key])):
-                term = "CE" if key == "ce_loss" else "JEPA"
-                raise TrainingDiverged(
-                    f"non-finite {term} loss ({float(stats[key])}) at step {self.step}; lower the learning "
-                    "rates or jepa_lambda, or enable grad_clip_norm"
-                )
 
     def finish(self, n_params: int) -> dict[str, Any]:
         """Final exact validation of the live and EMA weights, export, round trip, summary."""
@@ -288,6 +465,7 @@ class Trainer:
             "total_bytes": artifact_bytes + code_bytes,
             "params": n_params,
             "steps": self.step,
+            "skipped_steps": self.skipped_steps,
             "tokens_seen": self.tokens_seen,
             "train_seconds": self.elapsed_s,
             "jepa": cfg.jepa.active,
@@ -322,9 +500,23 @@ def default_run_dir(cfg: Config) -> Path:
     return Path("runs") / f"{cfg.preset}-{stamp}-seed{cfg.train.seed}"
 
 
-def train(cfg: Config, rt: Runtime, out_dir: Path | None = None) -> dict[str, Any]:
+def train(cfg: Config, rt: Runtime, out_dir: Path | None = None, resume: bool = False) -> dict[str, Any]:
+    """Train, evaluate and export one run; with ``resume``, continue the run in ``out_dir``."""
     paths = resolve_dataset(cfg.data.data_path or None, cfg.data.tokenizer_path or None,
                             announce=rt.is_main)
+    check_dataset(cfg, paths)
+    if resume and out_dir is None:
+        raise CheckpointError("resume needs the run folder")
+    if not resume and out_dir is not None and list_checkpoints(out_dir):
+        raise CheckpointError(
+            f"{out_dir} already holds a run with checkpoints; continue it with `jepagolf train --resume "
+            f"{out_dir}` or choose another --out"
+        )
+    ckpt = warnings = None
+    if resume:
+        assert out_dir is not None
+        ckpt, warnings = load_latest(out_dir, warn=(lambda m: print(m, file=sys.stderr)) if rt.is_main else None)
+        check_fits(ckpt, cfg, out_dir)
     if out_dir is None:
         out_dir = default_run_dir(cfg)
         if rt.distributed:
@@ -336,9 +528,21 @@ def train(cfg: Config, rt: Runtime, out_dir: Path | None = None) -> dict[str, An
         out_dir.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(cfg, rt, out_dir, paths)
     try:
-        return trainer.run()
+        if ckpt is not None:
+            trainer.restore(ckpt, warnings or [])
+            del ckpt  # the state now lives in the trainer; free the host copy
+        with trainer.stop.installed():
+            return trainer.run()
     finally:
         trainer.logger.close()
+
+
+def check_dataset(cfg: Config, paths: DatasetPaths) -> None:
+    """Fail fast, before building the model: every shard header and size, and the tokenizer's vocab."""
+    for split in ("train", "val"):
+        for path in list_shards(paths.data_dir, split):
+            read_header(path)
+    load_tokenizer(paths.tokenizer, expected_vocab=cfg.model.vocab_size)
 
 
 def print_err(msg: str) -> None:
