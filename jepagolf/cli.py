@@ -10,10 +10,14 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from jepagolf.config import PRESETS, ConfigError, build_config, field_index, parse_set_args
+
+if TYPE_CHECKING:
+    from jepagolf.train.preempt import Preempted
 
 
 def _default_preset() -> str:
@@ -159,7 +163,7 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
             CheckpointError)
 
 
-def _preempted() -> type[Exception]:
+def _preempted() -> type[Preempted]:
     from jepagolf.train.preempt import Preempted
 
     return Preempted

@@ -270,7 +270,7 @@ def load_latest(run_dir: Path, warn: Callable[[str], None] | None = None) -> tup
         raise CheckpointError(
             f"{run_dir}: no checkpoints to resume from (none in {checkpoint_dir(run_dir)}); checkpoints "
             "are written with checkpoint_every_steps / checkpoint_every_seconds or on SIGTERM/SIGINT — "
-            "start the run again"
+            "start the run again with --out pointing to a new folder"
         )
     warnings: list[str] = []
     problems: list[str] = []

@@ -35,25 +35,12 @@ from jepagolf.jepa.target import WeightEMA, ema_momentum, make_target_encoder, u
 from jepagolf.model.gpt import GPT, count_params
 from jepagolf.optim.groups import build_optimizers
 from jepagolf.train import schedules
-from jepagolf.train.checkpoint import (
-    CheckpointError,
-    LoadedCheckpoint,
-    list_checkpoints,
-    load_latest,
-    save_checkpoint,
-)
+from jepagolf.train.checkpoint import CheckpointError, list_checkpoints, load_latest
 from jepagolf.train.logger import RunLogger
-from jepagolf.train.preempt import Preempted, StopRequest, signal_name
-from jepagolf.train.resume import capture_state, check_fits, restore_state, truncate_metrics
+from jepagolf.train.preempt import Preempted, signal_name
+from jepagolf.train.reliability import ReliabilityMixin, TrainingDiverged  # noqa: F401 (part of this module's API)
+from jepagolf.train.resume import check_fits
 from jepagolf.train.runtime import Runtime, device_name, seed_everything, source_hash, versions
-
-
-class TrainingDiverged(RuntimeError):
-    """A loss or gradient became non-finite."""
-
-
-# The terms the divergence guard checks, in the order of its flag vector.
-GUARD_TERMS = ("CE loss", "JEPA loss", "gradient norm")
 
 
 @dataclass
@@ -91,7 +78,7 @@ def micro_batch(chunk: np.ndarray, index: int, micro_tokens: int, seq_len: int, 
     return x, y
 
 
-class Trainer:
+class Trainer(ReliabilityMixin):
     def __init__(self, cfg: Config, rt: Runtime, out_dir: Path, paths: DatasetPaths) -> None:
         self.cfg, self.rt, self.out_dir, self.paths = cfg, rt, out_dir, paths
         t = cfg.train
@@ -121,18 +108,7 @@ class Trainer:
         self.elapsed_s = 0.0
         self.tokens_seen = 0
         self.logger = RunLogger(out_dir, enabled=rt.is_main)
-        # Reliability state (checkpoints, preemption, divergence guard).
-        self.skipped_steps = 0
-        self.training_done = False  # set when the loop ends; a checkpoint taken then resumes at finish()
-        self.stop = StopRequest(announce=rt.is_main)
-        self.stop.on_unarmed = self._stop_outside_loop
-        self.last_checkpoint: tuple[int, Path | None] | None = None  # (step, path on rank 0)
-        self._last_checkpoint_wall = time.monotonic()
-        self.resume_notes: list[str] = []
-        # First non-finite step seen without a host sync (CUDA): (step, flags, values) on the device.
-        self._bad_step = torch.full((), -1, dtype=torch.long, device=rt.device)
-        self._bad_flags = torch.zeros(len(GUARD_TERMS), dtype=torch.bool, device=rt.device)
-        self._bad_values = torch.zeros(len(GUARD_TERMS), device=rt.device)
+        self.init_reliability()
 
     # ----- one optimizer step -------------------------------------------------------------------
     def train_step(self) -> dict[str, Tensor]:
@@ -218,140 +194,6 @@ class Trainer:
             flags = [bool(v) for v in reduced.tolist()]
         return flags[0], flags[1], flags[2]
 
-    # ----- divergence guard ---------------------------------------------------------------------
-    def grad_norm(self) -> Tensor:
-        """Global gradient norm (0-d tensor on the device), clipping first when grad_clip_norm > 0."""
-        clip = self.cfg.optim.grad_clip_norm
-        if clip > 0:
-            return torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
-        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
-        return torch.nn.utils.get_total_norm(grads)
-
-    def _guard_syncs_every_step(self) -> bool:
-        # On CPU a host read is free. On CUDA it stalls the pipeline, so by default the flags are
-        # only read at log steps and before every checkpoint; skipping bad steps has to decide
-        # before the update, so it reads them every step.
-        return self.rt.device.type == "cpu" or self.cfg.train.skip_nonfinite_steps > 0
-
-    def guard(self, stats: dict[str, Tensor], grad_norm: Tensor) -> bool:
-        """Check this step's losses and gradient; True when the step must be skipped.
-
-        Raises TrainingDiverged when a bad step is found and no skip is left. Without a per-step
-        sync, the first bad step is recorded on the device and reported by ``check_diverged``.
-        """
-        zero = torch.zeros((), device=grad_norm.device)
-        values = torch.stack([stats["ce_loss"].float(), stats.get("jepa_loss", zero).float(),
-                              grad_norm.detach().float()])
-        flags = ~torch.isfinite(values)
-        if not self._guard_syncs_every_step():
-            first = flags.any() & (self._bad_step < 0)
-            self._bad_step = torch.where(first, self.step + 1, self._bad_step)
-            self._bad_flags = torch.where(first, flags, self._bad_flags)
-            self._bad_values = torch.where(first, values, self._bad_values)
-            return False
-        if self.rt.distributed:
-            # Losses are per rank; every rank must take the same decision.
-            reduced = flags.float()
-            dist.all_reduce(reduced, op=dist.ReduceOp.MAX)
-            flags = reduced.bool()
-        if not bool(flags.any()):
-            return False
-        msg = self._divergence_message(self.step + 1, flags.tolist(), values.tolist())
-        limit = self.cfg.train.skip_nonfinite_steps
-        if self.skipped_steps >= limit:
-            if limit:
-                msg += f"; already skipped {self.skipped_steps} bad step(s), the limit (skip_nonfinite_steps)"
-            raise TrainingDiverged(msg + self._divergence_advice())
-        self.skipped_steps += 1
-        for opt in self.optimizers:
-            opt.zero_grad(set_to_none=True)
-        self.logger.metrics("skip", {"step": self.step + 1, "reason": msg, "skipped_steps": self.skipped_steps})
-        return True
-
-    def check_diverged(self) -> None:
-        """Raise if a bad step was recorded on the device (one host sync; every rank agrees)."""
-        if self._guard_syncs_every_step():
-            return
-        bad = self._bad_step.clone().float()
-        if self.rt.distributed:
-            dist.all_reduce(bad, op=dist.ReduceOp.MAX)
-        if bad.item() < 0:
-            return
-        step = int(self._bad_step.item())
-        if step < 0:
-            raise TrainingDiverged(f"another rank saw a non-finite loss or gradient by step {self.step}"
-                                   + self._divergence_advice())
-        msg = self._divergence_message(step, self._bad_flags.tolist(), self._bad_values.tolist())
-        raise TrainingDiverged(msg + f" (detected at step {self.step})" + self._divergence_advice())
-
-    def _divergence_message(self, step: int, flags: list[bool], values: list[float]) -> str:
-        terms = [(term, f, v) for term, f, v in zip(GUARD_TERMS, flags, values, strict=True)
-                 if term != "JEPA loss" or self.target is not None]
-        bad = [f"{term} = {v}" for term, f, v in terms if f]
-        good = [f"{term} = {v:.4g}" for term, f, v in terms if not f]
-        return f"non-finite {', '.join(bad)} at step {step}" + (f" ({', '.join(good)})" if good else "")
-
-    def _divergence_advice(self) -> str:
-        last = self.last_checkpoint
-        fix = "start a new run with lower learning rates or jepa_lambda, or with grad_clip_norm set"
-        if last is None:
-            return f". No checkpoint was written (set checkpoint_every_steps to keep one); {fix}"
-        return (f". The last good checkpoint (step {last[0]}) is kept: resume it with `jepagolf train --resume "
-                f"{self.out_dir} --set skip_nonfinite_steps=N` to skip up to N bad steps, or {fix}")
-
-    # ----- checkpoints --------------------------------------------------------------------------
-    def checkpoint_now(self, reason: str) -> None:
-        """Write the full training state (rank 0) after checking it is finite; all ranks agree."""
-        if self.last_checkpoint is not None and self.last_checkpoint[0] == self.step:
-            return
-        self.check_diverged()  # never save a state that a non-finite step has already touched
-        t0 = time.perf_counter()
-        path: Path | None = None
-        error: CheckpointError | None = None
-        if self.rt.is_main:
-            tensors, meta = capture_state(self)
-            try:
-                path, nbytes = save_checkpoint(self.out_dir, self.step, tensors, meta,
-                                               self.cfg.train.checkpoint_keep)
-                self.logger.line(f"checkpoint:{path} step:{self.step} reason:{reason} bytes:{nbytes} "
-                                 f"write_s:{time.perf_counter() - t0:.2f}", console=reason != "interval")
-            except CheckpointError as e:
-                error = e
-        if self.rt.distributed:
-            ok = torch.tensor([float(error is None)], device=self.rt.device)
-            dist.broadcast(ok, src=0)  # a failed write on rank 0 must stop every rank
-            if not ok.item() and error is None:
-                raise CheckpointError(f"rank 0 could not write the checkpoint for step {self.step}; see its log")
-        if error is not None:
-            raise error
-        self.last_checkpoint = (self.step, path)
-        self._last_checkpoint_wall = time.monotonic()
-
-    def restore(self, ckpt: LoadedCheckpoint, warnings: list[str]) -> None:
-        restore_state(self, ckpt)
-        self.last_checkpoint = (self.step, ckpt.path)
-        dropped = truncate_metrics(self.out_dir, ckpt.meta) if self.rt.is_main else 0
-        notes = list(warnings)
-        notes.append(f"resume: from {ckpt.path} at step {self.step} (train_time_s {self.elapsed_s:.1f}, tokens "
-                     f"{self.tokens_seen}); dropped {dropped} metrics.jsonl row(s) written after that step, "
-                     "they are logged again below")
-        if ckpt.meta.get("world_size") != self.rt.world_size:
-            notes.append(f"resume: world size {ckpt.meta.get('world_size')} -> {self.rt.world_size}: same "
-                         "data and masks, but gradients are summed in another order (not bitwise)")
-        self.resume_notes = notes
-
-    def _resume_hint(self) -> str:
-        hint = f"jepagolf train --resume {self.out_dir}"
-        if self.rt.distributed:
-            return f"`{hint}` (under torchrun: the same launcher with `train --resume {self.out_dir}`)"
-        return f"`{hint}`"
-
-    def _stop_outside_loop(self, signum: int) -> None:
-        last = self.last_checkpoint
-        where = (f"the last checkpoint (step {last[0]}) is kept; resume with {self._resume_hint()}"
-                 if last is not None else "no checkpoint was written, so the run cannot be resumed")
-        raise Preempted(f"stopped by {signal_name(signum)} outside the training steps; {where}", signum)
-
     # ----- the run ------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         cfg, rt, t = self.cfg, self.rt, self.cfg.train
@@ -416,11 +258,12 @@ class Trainer:
             if stop:
                 assert self.stop.signum is not None or rt.distributed
                 signum = self.stop.signum or signal.SIGTERM  # a rank that got no signal itself
-                path = self.last_checkpoint[1] if self.last_checkpoint else None
+                assert self.last_checkpoint is not None
+                path = self.last_checkpoint[1]
                 log.line(f"stopped by {signal_name(signum)} after step {self.step}; checkpoint {path}")
                 raise Preempted(
                     f"stopped by {signal_name(signum)} after step {self.step}/{t.iterations}; checkpoint saved "
-                    f"to {path or self.out_dir / 'checkpoints'}; resume with {self._resume_hint()}", signum)
+                    f"to {path}; resume with {self._resume_hint()}", signum)
             if done:
                 break
         self.stop.armed = False
