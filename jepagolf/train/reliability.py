@@ -70,7 +70,7 @@ class ReliabilityMixin:
 
     # ----- divergence guard ---------------------------------------------------------------------
     def grad_norm(self) -> Tensor:
-        """Global gradient norm (0-d tensor on the device), clipping first when grad_clip_norm > 0."""
+        """Global gradient norm before clipping (0-d tensor on the device); clips when grad_clip_norm > 0."""
         clip = self.cfg.optim.grad_clip_norm
         if clip > 0:
             return torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
