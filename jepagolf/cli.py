@@ -10,10 +10,14 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from jepagolf.config import PRESETS, ConfigError, build_config, field_index, parse_set_args
+
+if TYPE_CHECKING:
+    from jepagolf.train.preempt import Preempted
 
 
 def _default_preset() -> str:
@@ -49,10 +53,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         for name, (section, typ) in field_index().items():
             print(f"{section}.{name} ({typ.__name__})  env {name.upper()}")
         return 0
-    cfg = config_from_args(args)
+    if args.resume:
+        cfg, out = _resume_config(args), Path(args.resume)
+    else:
+        cfg, out = config_from_args(args), Path(args.out) if args.out else None
     rt = setup_runtime(cfg.train.device)
     try:
-        summary = train(cfg, rt, Path(args.out) if args.out else None)
+        summary = train(cfg, rt, out, resume=bool(args.resume))
     finally:
         teardown_runtime(rt)
     if rt.is_main:
@@ -60,6 +67,24 @@ def cmd_train(args: argparse.Namespace) -> int:
               f"unigram reference {summary['unigram_val_bpb']:.4f}) artifact_bytes:{summary['artifact_bytes']}")
         print(f"run folder: {summary['run_dir']}")
     return 0
+
+
+def _resume_config(args: argparse.Namespace):
+    """The run folder's own config; --set / env / --seed / --data may only repeat it or change
+    operational settings (see resume_config)."""
+    from jepagolf.train.resume import resume_config
+
+    if args.out and Path(args.out).resolve() != Path(args.resume).resolve():
+        raise ConfigError(f"--out {args.out} and --resume {args.resume} differ; a resumed run continues in "
+                          "its own folder, so drop --out")
+    overrides = parse_set_args(args.overrides)
+    if args.seed is not None:
+        overrides["seed"] = str(args.seed)
+    if args.data:
+        overrides["data_path"] = args.data
+    if args.tokenizer:
+        overrides["tokenizer_path"] = args.tokenizer
+    return resume_config(Path(args.resume), overrides, preset=args.preset)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -147,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.add_argument("--out", help="run folder (default: runs/<preset>-<time>-seed<seed>)")
     p.add_argument("--list-keys", action="store_true", help="list every config key and exit")
+    p.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue the run in RUN_DIR from its latest valid checkpoint (its config.json is used)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="val_bpb of an artifact on a dataset's validation split")
@@ -232,10 +259,19 @@ def _add_data_tool_commands(dsub: argparse._SubParsersAction) -> None:
 def _expected_errors() -> tuple[type[BaseException], ...]:
     from jepagolf.data.errors import DataError
     from jepagolf.data.shards import ShardError
+    from jepagolf.data.tokenizer import TokenizerError
     from jepagolf.export.container import ArtifactError
+    from jepagolf.train.checkpoint import CheckpointError
     from jepagolf.train.loop import TrainingDiverged
 
-    return (ConfigError, ShardError, ArtifactError, TrainingDiverged, FileNotFoundError, DataError)
+    return (ConfigError, ShardError, ArtifactError, TrainingDiverged, FileNotFoundError, DataError,
+            TokenizerError, CheckpointError)
+
+
+def _preempted() -> type[Preempted]:
+    from jepagolf.train.preempt import Preempted
+
+    return Preempted
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -245,6 +281,9 @@ def main(argv: list[str] | None = None) -> int:
     except _expected_errors() as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except _preempted() as e:
+        print(str(e), file=sys.stderr)
+        return e.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -189,6 +189,15 @@ class TrainConfig:
     """auto | cpu | cuda (auto picks cuda when available)."""
     compile: str = "auto"
     """torch.compile the model: auto (on for CUDA, off for CPU) | on | off."""
+    checkpoint_every_steps: int = 0
+    """Write a resumable checkpoint to RUN_DIR/checkpoints every N steps (0: off)."""
+    checkpoint_every_seconds: float = 0.0
+    """Also write one when this many wall-clock seconds have passed since the last (0: off)."""
+    checkpoint_keep: int = 3
+    """Keep only the newest K checkpoints (older ones are deleted after a successful write)."""
+    skip_nonfinite_steps: int = 0
+    """Skip up to this many steps with a non-finite loss or gradient (no update, no EMA) before
+    stopping; 0 stops at the first one."""
 
     def __post_init__(self) -> None:
         _positive(self, "iterations", "train_batch_tokens", "micro_batch_tokens", "train_seq_len",
@@ -211,6 +220,12 @@ class TrainConfig:
             raise ConfigError(f"device={self.device!r}: use auto, cpu or cuda")
         if self.compile not in ("auto", "on", "off"):
             raise ConfigError(f"compile={self.compile!r}: use auto, on or off")
+        if self.checkpoint_every_steps < 0 or self.checkpoint_every_seconds < 0 or self.skip_nonfinite_steps < 0:
+            raise ConfigError(
+                "checkpoint_every_steps, checkpoint_every_seconds and skip_nonfinite_steps must be >= 0 (0: off)"
+            )
+        if self.checkpoint_keep < 1:
+            raise ConfigError(f"checkpoint_keep={self.checkpoint_keep} must be >= 1")
 
 
 @dataclass
@@ -255,12 +270,16 @@ class Config:
         """Short hash of everything that changes the trained model (not the device or data paths)."""
         d = self.to_dict()
         d.pop("preset")
-        d["train"] = {k: v for k, v in d["train"].items() if k not in ("device", "compile")}
+        d["train"] = {k: v for k, v in d["train"].items() if k not in OPERATIONAL_TRAIN_KEYS}
         d.pop("data")
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 
 SECTIONS = ("model", "jepa", "optim", "train", "data", "export")
+# Train fields that change how a run is executed or kept, not the model it trains: left out of
+# Config.hash(), and free to change when a run is resumed.
+OPERATIONAL_TRAIN_KEYS = ("device", "compile", "checkpoint_every_steps", "checkpoint_every_seconds",
+                          "checkpoint_keep", "skip_nonfinite_steps")
 
 
 def _section_classes() -> dict[str, type]:
@@ -363,6 +382,22 @@ def config_from_dict(d: Mapping[str, Any]) -> Config:
             raise ConfigError(f"config section {s!r} has unknown keys {sorted(extra)}")
         sections[s] = cls(**d.get(s, {}))
     return Config(preset=d.get("preset", "custom"), **sections)
+
+
+def override_config(
+    cfg: Config, overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+) -> Config:
+    """``cfg`` with matching environment variables, then explicit overrides applied; validated."""
+    index = field_index()
+    d = cfg.to_dict()
+    env = os.environ if environ is None else environ
+    for name, (section, typ) in index.items():
+        if name.upper() in env:
+            d[section][name] = _parse(name.upper(), env[name.upper()], typ)
+    for key, raw in (overrides or {}).items():
+        section, name = resolve_key(key)
+        d[section][name] = _parse(key, raw, index[name][1])
+    return config_from_dict(d)
 
 
 def parse_set_args(items: list[str]) -> dict[str, str]:

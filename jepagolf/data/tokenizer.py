@@ -19,6 +19,11 @@ from jepagolf.data.shards import atomic_write
 
 PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
 
+
+class TokenizerError(ValueError):
+    """A tokenizer file is missing, unreadable, or does not fit the model / the shards."""
+
+
 # The tokenizer of DESIGN section 5 (the parameter-golf sp1024 settings, any vocab size).
 # Public so that dataset manifests can record exactly what was used.
 TRAINER_SETTINGS: dict[str, object] = {
@@ -125,19 +130,19 @@ def load_tokenizer(
     """Load a SentencePiece model, checking it exists, parses, and has the expected vocab."""
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"{path}: tokenizer model file does not exist")
+        raise TokenizerError(f"{path}: tokenizer model file does not exist")
     sp = spm.SentencePieceProcessor()
     try:
         sp.load(str(path))
     except (OSError, RuntimeError) as e:
-        raise ValueError(f"{path}: not a valid SentencePiece model ({e})") from e
+        raise TokenizerError(f"{path}: not a valid SentencePiece model ({e})") from e
     if expected_vocab is not None and sp.vocab_size() != expected_vocab:
-        raise ValueError(
+        raise TokenizerError(
             f"{path}: tokenizer vocab size is {sp.vocab_size()} but {expected_vocab} was expected; "
-            "use the tokenizer the data was built with or set the model vocab to match"
+            f"use the tokenizer the data was built with, or set vocab_size={sp.vocab_size()} to match it"
         )
     if sp.bos_id() != BOS_ID:
-        raise ValueError(
+        raise TokenizerError(
             f"{path}: tokenizer BOS id is {sp.bos_id()}, but shards use {BOS_ID} to mark documents"
         )
     return sp

@@ -7,7 +7,7 @@ the steps, the clock (stopped during validation), logging, and the final export 
 from __future__ import annotations
 
 import json
-import math
+import signal
 import sys
 import time
 from contextlib import nullcontext
@@ -25,7 +25,7 @@ from jepagolf.config import Config
 from jepagolf.data.bytes import build_byte_tables, unigram_bpb
 from jepagolf.data.corpus import DatasetPaths
 from jepagolf.data.dataset import resolve_dataset
-from jepagolf.data.shards import ShardError, TokenStream, list_shards, load_shard, load_tokens
+from jepagolf.data.shards import ShardError, TokenStream, list_shards, load_shard, load_tokens, read_header
 from jepagolf.data.tokenizer import load_tokenizer
 from jepagolf.eval import EvalResult, evaluate
 from jepagolf.export.artifact import ARTIFACT_NAME, load_gpt_from_artifact, write_artifact
@@ -35,12 +35,12 @@ from jepagolf.jepa.target import WeightEMA, ema_momentum, make_target_encoder, u
 from jepagolf.model.gpt import GPT, count_params
 from jepagolf.optim.groups import build_optimizers
 from jepagolf.train import schedules
+from jepagolf.train.checkpoint import CheckpointError, list_checkpoints, load_latest
 from jepagolf.train.logger import RunLogger
+from jepagolf.train.preempt import Preempted, signal_name
+from jepagolf.train.reliability import ReliabilityMixin, TrainingDiverged  # noqa: F401 (part of this module's API)
+from jepagolf.train.resume import check_fits
 from jepagolf.train.runtime import Runtime, device_name, seed_everything, source_hash, versions
-
-
-class TrainingDiverged(RuntimeError):
-    """A loss or gradient became non-finite."""
 
 
 @dataclass
@@ -78,7 +78,7 @@ def micro_batch(chunk: np.ndarray, index: int, micro_tokens: int, seq_len: int, 
     return x, y
 
 
-class Trainer:
+class Trainer(ReliabilityMixin):
     def __init__(self, cfg: Config, rt: Runtime, out_dir: Path, paths: DatasetPaths) -> None:
         self.cfg, self.rt, self.out_dir, self.paths = cfg, rt, out_dir, paths
         t = cfg.train
@@ -108,6 +108,7 @@ class Trainer:
         self.elapsed_s = 0.0
         self.tokens_seen = 0
         self.logger = RunLogger(out_dir, enabled=rt.is_main)
+        self.init_reliability()
 
     # ----- one optimizer step -------------------------------------------------------------------
     def train_step(self) -> dict[str, Tensor]:
@@ -151,8 +152,6 @@ class Trainer:
                 group["lr"] = group["base_lr"] * scale
                 if "momentum" in group:
                     group["momentum"] = mom
-        if cfg.optim.grad_clip_norm > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip_norm)
         for opt in self.optimizers:
             opt.step()
         for opt in self.optimizers:
@@ -178,14 +177,22 @@ class Trainer:
         if self.rt.device.type == "cuda":
             torch.cuda.synchronize(self.rt.device)
 
-    def _time_is_up(self) -> bool:
-        cap = self.cfg.train.max_wallclock_seconds
-        if cap <= 0:
-            return False
-        flag = torch.tensor([float(self.elapsed_s >= cap)], device=self.rt.device)
+    def _control(self) -> tuple[bool, bool, bool]:
+        """(time is up, stop signal received, checkpoint due by the clock), the same on every rank.
+
+        One all_reduce carries the three flags, so every rank stops or checkpoints at the same step
+        (signals and clocks differ across processes).
+        """
+        t = self.cfg.train
+        time_up = t.max_wallclock_seconds > 0 and self.elapsed_s >= t.max_wallclock_seconds
+        due = (t.checkpoint_every_seconds > 0
+               and time.monotonic() - self._last_checkpoint_wall >= t.checkpoint_every_seconds)
+        flags = [time_up, self.stop.requested, due]
         if self.rt.distributed:
-            dist.all_reduce(flag, op=dist.ReduceOp.MAX)  # every rank stops at the same step
-        return bool(flag.item())
+            reduced = torch.tensor([float(f) for f in flags], device=self.rt.device)
+            dist.all_reduce(reduced, op=dist.ReduceOp.MAX)
+            flags = [bool(v) for v in reduced.tolist()]
+        return flags[0], flags[1], flags[2]
 
     # ----- the run ------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -201,23 +208,27 @@ class Trainer:
         log.line("versions:" + json.dumps(versions(), sort_keys=True))
         log.line(f"data:{self.paths.data_dir} tokenizer:{self.paths.tokenizer} val_tokens:{len(self.val.tokens)} "
                  f"unigram_val_bpb:{self.val.unigram_bpb:.4f}")
+        for note in self.resume_notes:
+            log.line(note)
         progress = log.progress(t.iterations)
-        last_log_time, last_log_step = time.perf_counter(), 0
+        last_log_time, last_log_step = time.perf_counter(), self.step
         val_res: EvalResult | None = None
-        while self.step < t.iterations:
+        checkpointing = t.checkpoint_every_steps > 0 or t.checkpoint_every_seconds > 0
+        self.stop.armed = True
+        while self.step < t.iterations and not self.training_done:
             t0 = time.perf_counter()
             stats = self.train_step()
-            lr_scale = self.apply_update()
+            skipped = self.guard(stats, self.grad_norm())
+            lr_scale = self.apply_update() if not skipped else 0.0
             self.step += 1
             self.tokens_seen += t.train_batch_tokens
-            if rt.device.type == "cpu":
-                self._check_finite(stats)  # free on CPU; on CUDA only at log steps (no host sync)
             self.elapsed_s += time.perf_counter() - t0
-            done = self.step >= t.iterations or self._time_is_up()
-            if self.step % t.train_log_every == 0 or self.step == 1 or done:
+            time_up, stop, checkpoint_due = self._control()
+            done = self.step >= t.iterations or time_up
+            if (self.step % t.train_log_every == 0 or self.step == 1 or done) and not skipped:
                 self._sync()
                 now = time.perf_counter()
-                self._check_finite(stats)
+                self.check_diverged()
                 step_ms = 1000 * (now - last_log_time) / max(self.step - last_log_step, 1)
                 last_log_time, last_log_step = now, self.step
                 record = {k: float(v) for k, v in stats.items()}
@@ -239,18 +250,27 @@ class Trainer:
                                     "val_tokens": val_res.tokens, "train_time_s": self.elapsed_s})
                 last_log_time = time.perf_counter()  # the clock is stopped during validation
             if done:
+                self.training_done = True
+            periodic = t.checkpoint_every_steps > 0 and self.step % t.checkpoint_every_steps == 0
+            if stop or periodic or checkpoint_due or (done and checkpointing):
+                self.checkpoint_now("signal" if stop else "final" if done else "interval")
+                last_log_time = time.perf_counter()  # like validation, writing is not a training step
+            if stop:
+                assert self.stop.signum is not None or rt.distributed
+                signum = self.stop.signum or signal.SIGTERM  # a rank that got no signal itself
+                assert self.last_checkpoint is not None
+                path = self.last_checkpoint[1]
+                log.line(f"stopped by {signal_name(signum)} after step {self.step}; checkpoint {path}")
+                raise Preempted(
+                    f"stopped by {signal_name(signum)} after step {self.step}/{t.iterations}; checkpoint saved "
+                    f"to {path}; resume with {self._resume_hint()}", signum)
+            if done:
                 break
+        self.stop.armed = False
+        self.training_done = True
         progress.close()
+        self.check_diverged()
         return self.finish(n_params)
-
-    def _check_finite(self, stats: dict[str, Tensor]) -> None:
-        for key in ("ce_loss", "jepa_loss"):
-            if key in stats and not math.isfinite(float(stats[key])):
-                term = "CE" if key == "ce_loss" else "JEPA"
-                raise TrainingDiverged(
-                    f"non-finite {term} loss ({float(stats[key])}) at step {self.step}; lower the learning "
-                    "rates or jepa_lambda, or enable grad_clip_norm"
-                )
 
     def finish(self, n_params: int) -> dict[str, Any]:
         """Final exact validation of the live and EMA weights, export, round trip, summary."""
@@ -288,6 +308,7 @@ class Trainer:
             "total_bytes": artifact_bytes + code_bytes,
             "params": n_params,
             "steps": self.step,
+            "skipped_steps": self.skipped_steps,
             "tokens_seen": self.tokens_seen,
             "train_seconds": self.elapsed_s,
             "jepa": cfg.jepa.active,
@@ -322,9 +343,23 @@ def default_run_dir(cfg: Config) -> Path:
     return Path("runs") / f"{cfg.preset}-{stamp}-seed{cfg.train.seed}"
 
 
-def train(cfg: Config, rt: Runtime, out_dir: Path | None = None) -> dict[str, Any]:
+def train(cfg: Config, rt: Runtime, out_dir: Path | None = None, resume: bool = False) -> dict[str, Any]:
+    """Train, evaluate and export one run; with ``resume``, continue the run in ``out_dir``."""
     paths = resolve_dataset(cfg.data.data_path or None, cfg.data.tokenizer_path or None,
                             announce=rt.is_main)
+    check_dataset(cfg, paths)
+    if resume and out_dir is None:
+        raise CheckpointError("resume needs the run folder")
+    if not resume and out_dir is not None and list_checkpoints(out_dir):
+        raise CheckpointError(
+            f"{out_dir} already holds a run with checkpoints; continue it with `jepagolf train --resume "
+            f"{out_dir}` or choose another --out"
+        )
+    ckpt = warnings = None
+    if resume:
+        assert out_dir is not None
+        ckpt, warnings = load_latest(out_dir, warn=(lambda m: print(m, file=sys.stderr)) if rt.is_main else None)
+        check_fits(ckpt, cfg, out_dir)
     if out_dir is None:
         out_dir = default_run_dir(cfg)
         if rt.distributed:
@@ -336,9 +371,21 @@ def train(cfg: Config, rt: Runtime, out_dir: Path | None = None) -> dict[str, An
         out_dir.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(cfg, rt, out_dir, paths)
     try:
-        return trainer.run()
+        if ckpt is not None:
+            trainer.restore(ckpt, warnings or [])
+            del ckpt  # the state now lives in the trainer; free the host copy
+        with trainer.stop.installed():
+            return trainer.run()
     finally:
         trainer.logger.close()
+
+
+def check_dataset(cfg: Config, paths: DatasetPaths) -> None:
+    """Fail fast, before building the model: every shard header and size, and the tokenizer's vocab."""
+    for split in ("train", "val"):
+        for path in list_shards(paths.data_dir, split):
+            read_header(path)
+    load_tokenizer(paths.tokenizer, expected_vocab=cfg.model.vocab_size)
 
 
 def print_err(msg: str) -> None:

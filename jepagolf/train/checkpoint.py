@@ -1,0 +1,295 @@
+"""Training checkpoints on disk: a checksummed tensors-plus-JSON file that loads without pickle.
+
+File layout (integers little-endian)::
+
+    MAGIC        8 bytes  b"JGCKPT1\\0"
+    header_len   u64
+    data_len     u64      (so that a truncated file is told apart from a corrupted one)
+    header       header_len bytes of UTF-8 JSON:
+                 {"version": 1, "meta": {...},
+                  "tensors": [{"name", "dtype", "shape", "offset", "length"}, ...]}
+    data         the tensors' raw little-endian bytes, back to back, in header order
+    sha256       32 bytes over everything above
+
+``meta`` is plain JSON (numbers, strings, lists, dicts): nothing in the file can name code to run,
+and a tensor's dtype is looked up in a fixed allow-list. ``torch.load`` is never used, so a
+checkpoint from an untrusted place cannot execute anything. The checksum is verified before any
+byte of the header is trusted; a corrupted or truncated file raises ``CheckpointError``.
+
+Checkpoints live in ``RUN_DIR/checkpoints/step_NNNNNNNN.ckpt``; they are written atomically
+(temporary file, fsync, rename, fsync of the folder), and only after a successful write are the
+oldest ones beyond ``keep`` deleted, so a failed write (disk full) never costs the previous one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import struct
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from jepagolf.data.shards import atomic_write
+
+MAGIC = b"JGCKPT1\0"
+FORMAT_VERSION = 1
+_PREFIX = struct.Struct("<8sQQ")  # magic, header_len, data_len
+_DIGEST_LEN = 32
+CHECKPOINT_DIR = "checkpoints"
+_NAME_RE = re.compile(r"^step_(\d{8,})\.ckpt$")
+
+# The only dtypes a checkpoint may hold: name -> (numpy dtype of the stored bytes, torch dtype).
+# bfloat16 has no numpy dtype; its bytes are stored and read as int16 and reinterpreted.
+_DTYPES: dict[str, tuple[str, torch.dtype]] = {
+    "float32": ("<f4", torch.float32),
+    "float64": ("<f8", torch.float64),
+    "float16": ("<f2", torch.float16),
+    "bfloat16": ("<i2", torch.bfloat16),
+    "int64": ("<i8", torch.int64),
+    "int32": ("<i4", torch.int32),
+    "int16": ("<i2", torch.int16),
+    "int8": ("<i1", torch.int8),
+    "uint8": ("<u1", torch.uint8),
+    "bool": ("|b1", torch.bool),
+}
+_TORCH_TO_NAME = {tdt: name for name, (_, tdt) in _DTYPES.items()}
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be written, is not a valid checkpoint, or does not fit this run."""
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step_{step:08d}.ckpt"
+
+
+def checkpoint_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / CHECKPOINT_DIR
+
+
+def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
+    """(step, path) of every checkpoint file in the run folder, oldest first (temp files ignored)."""
+    folder = checkpoint_dir(run_dir)
+    if not folder.is_dir():
+        return []
+    found = []
+    for p in folder.iterdir():
+        m = _NAME_RE.match(p.name)
+        if m and p.is_file():
+            found.append((int(m.group(1)), p))
+    return sorted(found)
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def _tensor_bytes(t: Tensor) -> memoryview:
+    """The raw little-endian bytes of ``t`` (copied to the CPU if needed), without a further copy."""
+    t = t.detach().to("cpu").contiguous()
+    if t.dtype == torch.bfloat16:
+        t = t.view(torch.int16)
+    arr = t.numpy()
+    if arr.dtype.byteorder == ">" or (arr.dtype.byteorder == "=" and sys.byteorder == "big"):
+        arr = arr.astype(arr.dtype.newbyteorder("<"))
+    return memoryview(np.ascontiguousarray(arr).reshape(-1)).cast("B")
+
+
+def _write(f: BinaryIO, data: bytes | memoryview) -> None:
+    # One seam for every byte written, so tests can simulate a full disk here.
+    f.write(data)
+
+
+def write_checkpoint(path: Path, tensors: Mapping[str, Tensor], meta: Mapping[str, Any]) -> int:
+    """Write ``tensors`` and the JSON-able ``meta`` to ``path`` atomically; return the file size.
+
+    Tensors are streamed one by one (each copied to the CPU just before it is written), and the
+    checksum is computed on the way, so peak host memory is one tensor, not the whole state.
+    """
+    entries = []
+    offset = 0
+    for name, t in tensors.items():
+        if t.dtype not in _TORCH_TO_NAME:
+            raise CheckpointError(f"checkpoint tensor {name!r} has unsupported dtype {t.dtype}")
+        length = t.numel() * t.element_size()
+        entries.append({"name": name, "dtype": _TORCH_TO_NAME[t.dtype], "shape": list(t.shape),
+                        "offset": offset, "length": length})
+        offset += length
+    try:
+        header = json.dumps({"version": FORMAT_VERSION, "meta": meta, "tensors": entries},
+                            sort_keys=True, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"checkpoint metadata is not plain JSON: {e}") from e
+
+    def write(f: BinaryIO) -> None:
+        digest = hashlib.sha256()
+
+        def put(data: bytes | memoryview) -> None:
+            digest.update(data)
+            _write(f, data)
+
+        put(_PREFIX.pack(MAGIC, len(header), offset))
+        put(header)
+        for t in tensors.values():
+            put(_tensor_bytes(t))
+        _write(f, digest.digest())
+
+    atomic_write(path, write)
+    return _PREFIX.size + len(header) + offset + _DIGEST_LEN
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def _bad(path: Path, msg: str) -> CheckpointError:
+    return CheckpointError(f"{path}: {msg}")
+
+
+def read_checkpoint(path: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """Read and verify a checkpoint: (tensors by name, meta). Raises CheckpointError on any defect."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise _bad(path, f"cannot read checkpoint ({e.strerror or e})") from e
+    if len(data) < len(MAGIC) or data[: len(MAGIC)] != MAGIC:
+        if data and MAGIC.startswith(data[: len(MAGIC)]):
+            raise _bad(path, f"checkpoint truncated to {len(data)} bytes")
+        raise _bad(path, "not a jepagolf checkpoint (bad magic bytes)")
+    if len(data) < _PREFIX.size + _DIGEST_LEN:
+        raise _bad(path, f"checkpoint truncated to {len(data)} bytes")
+    body, digest = memoryview(data)[:-_DIGEST_LEN], data[-_DIGEST_LEN:]
+    if hashlib.sha256(body).digest() != digest:
+        # The declared sizes only choose between the two messages; they are not trusted otherwise.
+        _, header_len, data_len = _PREFIX.unpack_from(data)
+        expected = _PREFIX.size + header_len + data_len + _DIGEST_LEN
+        if expected > len(data):
+            raise _bad(path, f"checkpoint truncated ({len(data)} of {expected} bytes)")
+        raise _bad(path, "checkpoint corrupted (checksum mismatch)")
+    _, header_len, data_len = _PREFIX.unpack_from(data)
+    if _PREFIX.size + header_len + data_len != len(body):
+        raise _bad(path, "malformed checkpoint: declared sizes do not match the file size")
+    try:
+        header = json.loads(bytes(body[_PREFIX.size : _PREFIX.size + header_len]).decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise _bad(path, f"malformed checkpoint header ({e})") from e
+    if not isinstance(header, dict) or header.get("version") != FORMAT_VERSION:
+        version = header.get("version") if isinstance(header, dict) else None
+        raise _bad(path, f"unsupported checkpoint format version {version!r} (this reader knows {FORMAT_VERSION})")
+    meta, entries = header.get("meta"), header.get("tensors")
+    if not isinstance(meta, dict) or not isinstance(entries, list):
+        raise _bad(path, "malformed checkpoint header: missing 'meta' object or 'tensors' list")
+    blob = body[_PREFIX.size + header_len :]
+    tensors: dict[str, Tensor] = {}
+    offset = 0
+    for e in entries:
+        name, t = _read_entry(path, e, blob, offset)
+        if name in tensors:
+            raise _bad(path, f"malformed checkpoint: duplicate tensor {name!r}")
+        tensors[name] = t
+        offset += e["length"]
+    if offset != len(blob):
+        raise _bad(path, f"malformed checkpoint: {len(blob) - offset} bytes after the last tensor")
+    return tensors, meta
+
+
+def _read_entry(path: Path, e: Any, blob: memoryview, offset: int) -> tuple[str, Tensor]:
+    if not isinstance(e, dict) or set(e) != {"name", "dtype", "shape", "offset", "length"}:
+        raise _bad(path, f"malformed checkpoint: bad tensor entry {e!r}")
+    name, dtype, shape = e["name"], e["dtype"], e["shape"]
+    if not isinstance(name, str) or dtype not in _DTYPES:
+        raise _bad(path, f"malformed checkpoint: tensor {name!r} with dtype {dtype!r} is not allowed")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
+                                              for d in shape):
+        raise _bad(path, f"malformed checkpoint: tensor {name!r} has bad shape {shape!r}")
+    np_dtype, torch_dtype = _DTYPES[dtype]
+    numel = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    length = numel * np.dtype(np_dtype).itemsize
+    if e["offset"] != offset or e["length"] != length or offset + length > len(blob):
+        raise _bad(path, f"malformed checkpoint: tensor {name!r} offset/length do not match its shape")
+    # frombuffer reads bytes as numbers only; the copy gives torch an aligned, writable array.
+    arr = np.frombuffer(blob, dtype=np_dtype, count=numel, offset=offset).copy()
+    t = torch.from_numpy(arr.astype(arr.dtype.newbyteorder("="), copy=False)).reshape(shape)
+    if torch_dtype == torch.bfloat16:
+        t = t.view(torch.bfloat16)
+    return name, t
+
+
+# ----------------------------------------------------------------------------- run folders
+
+
+def save_checkpoint(run_dir: Path, step: int, tensors: Mapping[str, Tensor], meta: Mapping[str, Any],
+                    keep: int) -> tuple[Path, int]:
+    """Write the checkpoint for ``step``, then delete all but the newest ``keep``; (path, bytes).
+
+    A failed write (e.g. disk full) raises CheckpointError naming the checkpoint that is still
+    intact; nothing is deleted in that case.
+    """
+    folder = checkpoint_dir(run_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob(".step_*.tmp"):
+        # Left by a process killed mid-write (atomic_write removes its own on an exception).
+        stale.unlink(missing_ok=True)
+    path = folder / checkpoint_name(step)
+    try:
+        size = write_checkpoint(path, tensors, meta)
+    except OSError as e:
+        previous = [p for s, p in list_checkpoints(run_dir) if s != step]
+        kept = f"the previous checkpoint {previous[-1]} is intact" if previous else "no earlier checkpoint exists"
+        raise CheckpointError(
+            f"could not write checkpoint {path}: {e.strerror or e}; {kept}. Free space (or fix the folder) "
+            f"and resume with `jepagolf train --resume {run_dir}`"
+        ) from e
+    for _, old in list_checkpoints(run_dir)[:-keep]:
+        old.unlink(missing_ok=True)
+    return path, size
+
+
+@dataclass
+class LoadedCheckpoint:
+    path: Path
+    step: int
+    tensors: dict[str, Tensor]
+    meta: dict[str, Any]
+
+
+def load_latest(run_dir: Path, warn: Callable[[str], None] | None = None) -> tuple[LoadedCheckpoint, list[str]]:
+    """The newest checkpoint that reads and verifies, falling back to older ones and saying so.
+
+    Returns the checkpoint and the warnings issued (each also passed to ``warn``).
+    """
+    found = list_checkpoints(run_dir)
+    if not found:
+        raise CheckpointError(
+            f"{run_dir}: no checkpoints to resume from (none in {checkpoint_dir(run_dir)}); checkpoints "
+            "are written with checkpoint_every_steps / checkpoint_every_seconds or on SIGTERM/SIGINT — "
+            "start the run again with --out pointing to a new folder"
+        )
+    warnings: list[str] = []
+    problems: list[str] = []
+    for i, (step, path) in enumerate(reversed(found)):
+        try:
+            tensors, meta = read_checkpoint(path)
+            ckpt = LoadedCheckpoint(path, step, tensors, meta)
+            if meta.get("step") != step:
+                raise _bad(path, f"file name says step {step} but the checkpoint holds step {meta.get('step')}")
+            return ckpt, warnings
+        except CheckpointError as e:
+            problems.append(str(e))
+            older = found[len(found) - 2 - i][1] if i + 1 < len(found) else None
+            if older is not None:
+                msg = f"warning: {e}; falling back to the previous checkpoint {older.name}"
+                warnings.append(msg)
+                if warn is not None:
+                    warn(msg)
+    raise CheckpointError(
+        f"{run_dir}: no usable checkpoint ({len(found)} tried): " + " | ".join(problems)
+    )
+

@@ -1,0 +1,150 @@
+"""Bad input through the CLI: exit status 2, one clear line on stderr, no traceback.
+
+The table in docs/errors.md lists the same cases; the checkpoint and resume cases are in
+test_reliability.py.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from jepagolf.cli import main
+from jepagolf.data.shards import load_shard, write_shard
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def dataset(root: Path, demo, train: np.ndarray | None = None, val: np.ndarray | None = None) -> Path:
+    """A tiny dataset folder (a slice of the demo corpus), with optional replacement shards."""
+    root.mkdir(parents=True)
+    if train is None:
+        train = np.asarray(load_shard(demo.data_dir / "demo_train_000000.bin")[:20_000])
+    if val is None:
+        val = np.asarray(load_shard(demo.data_dir / "demo_val_000000.bin")[:4097])
+    write_shard(root / "tiny_train_000000.bin", train)
+    write_shard(root / "tiny_val_000000.bin", val)
+    shutil.copy(demo.tokenizer, root / "tokenizer.model")
+    return root
+
+
+def patch_word(path: Path, index: int, value: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[4 * index : 4 * index + 4] = int(value).to_bytes(4, "little", signed=True)
+    path.write_bytes(bytes(data))
+
+
+def run_fails(args: list[str], message: str, capsys) -> str:
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err, err
+    assert "Traceback" not in err and err.startswith("error: "), err
+    return err
+
+
+def train_args(data: Path, out: Path, *sets: str) -> list[str]:
+    args = ["train", "--preset", "smoke", "--data", str(data), "--out", str(out), "--set", "iterations=2",
+            "--set", "val_loss_every=0"]
+    for s in sets:
+        args += ["--set", s]
+    return args
+
+
+# (case, how to spoil the dataset, expected message)
+DATA_CASES: list[tuple[str, Callable[[Path], None], str]] = [
+    ("wrong magic", lambda d: patch_word(d / "tiny_val_000000.bin", 0, 12345),
+     "wrong magic number 12345 (expected 20240520); not a parameter-golf token shard"),
+    ("wrong version", lambda d: patch_word(d / "tiny_train_000000.bin", 1, 7),
+     "unsupported shard version 7 (expected 1)"),
+    ("truncated shard", lambda d: (d / "tiny_train_000000.bin").write_bytes(
+        (d / "tiny_train_000000.bin").read_bytes()[:-100]),
+     "truncated: expected 41024 bytes for 20000 tokens, found 40924; re-download or rebuild this shard"),
+    ("header only", lambda d: (d / "tiny_val_000000.bin").write_bytes(b"\0" * 100),
+     "shorter than the 1024-byte shard header"),
+    ("no val shards", lambda d: (d / "tiny_val_000000.bin").unlink(),
+     "no shards for split 'val'"),
+    ("no tokenizer", lambda d: (d / "tokenizer.model").unlink(),
+     "no tokenizer found for"),
+]
+
+
+@pytest.mark.parametrize("case, spoil, message", DATA_CASES, ids=[c[0] for c in DATA_CASES])
+def test_bad_dataset(tmp_path, demo_data, capsys, case, spoil, message):
+    data = dataset(tmp_path / "data", demo_data)
+    spoil(data)
+    err = run_fails(train_args(data, tmp_path / "run"), message, capsys)
+    assert str(data) in err  # the message names the file or folder
+
+
+def test_missing_or_empty_dataset_folder(tmp_path, capsys):
+    run_fails(train_args(tmp_path / "nope", tmp_path / "run"), f"dataset folder {tmp_path / 'nope'} does not exist",
+              capsys)
+    (tmp_path / "empty").mkdir()
+    run_fails(train_args(tmp_path / "empty", tmp_path / "run"),
+              f"{tmp_path / 'empty'}: no shards for split 'train' (expected files named <prefix>_train_NNNNNN.bin)",
+              capsys)
+
+
+def test_token_id_beyond_the_vocab(tmp_path, demo_data, capsys):
+    train = np.asarray(load_shard(demo_data.data_dir / "demo_train_000000.bin")[:20_000]).copy()
+    train[777] = 2000
+    data = dataset(tmp_path / "data", demo_data, train=train)
+    run_fails(train_args(data, tmp_path / "run"),
+              f"{data / 'tiny_train_000000.bin'}: token id 2000 at position 777 is >= vocab size 1024", capsys)
+
+
+def test_tokenizer_vocab_differs_from_the_model(tmp_path, demo_data, capsys):
+    data = dataset(tmp_path / "data", demo_data)
+    run_fails(train_args(data, tmp_path / "run", "vocab_size=512"),
+              "tokenizer vocab size is 1024 but 512 was expected", capsys)
+    run_fails(train_args(data, tmp_path / "run") + ["--tokenizer", str(tmp_path / "none.model")],
+              f"tokenizer {tmp_path / 'none.model'} does not exist", capsys)
+    (tmp_path / "junk.model").write_bytes(b"not a model")
+    run_fails(train_args(data, tmp_path / "run") + ["--tokenizer", str(tmp_path / "junk.model")],
+              "not a valid SentencePiece model", capsys)
+
+
+def test_validation_split_shorter_than_one_sequence(tmp_path, demo_data, capsys):
+    val = np.asarray(load_shard(demo_data.data_dir / "demo_val_000000.bin")[:40])
+    data = dataset(tmp_path / "data", demo_data, val=val)
+    run_fails(train_args(data, tmp_path / "run"),
+              "has 40 tokens, fewer than one sequence (train_seq_len + 1 = 65)", capsys)
+
+
+CONFIG_CASES = [
+    (["train_seq_len=16"], "train_seq_len=16 is too short for jepa_num_spans=4 spans of up to 4 tokens with gaps"),
+    (["model_dim=66"], "model_dim=66 is not divisible by num_heads=4"),
+    (["num_kv_heads=3"], "num_heads=4 is not divisible by num_kv_heads=3"),
+    (["model_dim=36"], "head dim model_dim/num_heads=9 is odd"),
+    (["num_layer=2"], "unknown config key 'num_layer'; did you mean 'num_layers'?"),
+    (["train_batch_tokens=0"], "train_batch_tokens=0 must be > 0"),
+    (["micro_batch_tokens=-512"], "micro_batch_tokens=-512 must be > 0"),
+    (["train_batch_tokens=1000"], "train_batch_tokens=1000 is not a multiple of micro_batch_tokens=512"),
+    (["iterations=ten"], "iterations='ten': expected a value of type int"),
+    (["checkpoint_keep=0"], "checkpoint_keep=0 must be >= 1"),
+    (["checkpoint_every_steps=-1"], "checkpoint_every_steps, checkpoint_every_seconds and skip_nonfinite_steps "
+                                    "must be >= 0"),
+]
+
+
+@pytest.mark.parametrize("sets, message", CONFIG_CASES, ids=[c[0][0] for c in CONFIG_CASES])
+def test_bad_config(tmp_path, sets, message, capsys):
+    run_fails(train_args(tmp_path / "unused", tmp_path / "run", *sets), message, capsys)
+    assert not (tmp_path / "run").exists()  # rejected before anything is written
+
+
+def test_bad_config_from_the_environment(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("NUM_HEADS", "5")
+    run_fails(train_args(tmp_path / "unused", tmp_path / "run"), "model_dim=64 is not divisible by num_heads=5",
+              capsys)
