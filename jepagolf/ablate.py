@@ -516,8 +516,8 @@ def summary_tables(rows: Sequence[Mapping[str, Any]], plan: AblationPlan, comps:
             f"{stats.mean_std([r['seconds'] for r in rs])[0]:.1f}", f"{plan.flops_per_step[arm.name]:.3g}",
             f"{stats.mean_std([r['artifact_bytes'] for r in rs])[0]:.0f}",
         ])
-    t1 = _md_table(["arm", "runs", "val_bpb (round-trip)", "pre-quant val_bpb", "val_loss nats/token", "steps",
-                    "train s (mean)", "FLOPs/step", "artifact bytes (mean)"], per_arm)
+    t1 = _md_table(["arm", "runs", "val_bpb (round-trip)", "pre-quant val_bpb", "round-trip val_loss nats/token",
+                    "steps", "train s (mean)", "FLOPs/step", "artifact bytes (mean)"], per_arm)
     body = []
     ctrl = plan.control.name
     for c in comps:
@@ -530,6 +530,34 @@ def summary_tables(rows: Sequence[Mapping[str, Any]], plan: AblationPlan, comps:
     t2 = _md_table(["difference", "pairs", "Δ bpb", "Δ nats/token", "95% CI nats/token", "paired t p (2-sided)",
                     "Welch p (1-sided)", "bar p", "bar"], body)
     return t1 + "\n\n" + t2
+
+
+DIAG_COLUMNS = ("pred_std", "target_std", "pred_erank", "target_erank", "pred_target_cos", "jepa_mse",
+                "jepa_grad_share", "grad_cos_ce_jepa")
+
+
+def last_diagnostics(run_dir: Path) -> dict[str, float] | None:
+    """The last train row of a run that carries the collapse diagnostics (None for a plain-CE run)."""
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return None
+    last = None
+    for line in path.read_text().splitlines():
+        row = json.loads(line)
+        if row.get("kind") == "train" and "pred_erank" in row:
+            last = row
+    return last
+
+
+def diagnostics_table(rows: Sequence[Mapping[str, Any]], plan: AblationPlan) -> str:
+    body = []
+    for arm in plan.arms:
+        found = [d for d in (last_diagnostics(Path(r["run_dir"])) for r in rows if r["arm"] == arm.name) if d]
+        if found:
+            steps = "/".join(sorted({str(d["step"]) for d in found}))
+            body.append([arm.name, steps] + [f"{stats.mean_std([d[k] for d in found])[0]:.4g}"
+                                             for k in DIAG_COLUMNS])
+    return _md_table(["arm", "step", *DIAG_COLUMNS], body) if body else ""
 
 
 def ablation_markdown(
@@ -584,6 +612,11 @@ def ablation_markdown(
             f"{c.bar_welch.df:.2f}, p = {_fmt_p(c.bar_welch.p)}; paired p = {_fmt_p(c.bar_paired_p)}",
             "",
         ]
+    diag = diagnostics_table(rows, plan)
+    if diag:
+        lines += ["## Collapse diagnostics", "",
+                  "At each JEPA run's last diagnostic step (masked positions), mean over seeds. Collapse shows "
+                  "as prediction std and effective rank falling towards 0 and 1.", "", diag, ""]
     if warnings:
         lines += ["## Warnings", ""] + [f"- {w}" for w in warnings] + [""]
     lines += ["## Files", "", "- `runs.csv`: one row per run; `ablation.json`: the plan; `runs/<arm>-seed<seed>/`: "

@@ -100,10 +100,11 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     from jepagolf.ablate import default_ablation_dir, main_ablate
 
     common = parse_set_args(args.overrides)
+    # Absolute paths: a resumed ablation is recognised from any working directory.
     if args.data:
-        common["data_path"] = args.data
+        common["data_path"] = str(Path(args.data).resolve())
     if args.tokenizer:
-        common["tokenizer_path"] = args.tokenizer
+        common["tokenizer_path"] = str(Path(args.tokenizer).resolve())
     preset = args.preset or _default_preset()
     out = Path(args.out) if args.out else default_ablation_dir(preset)
     tables = main_ablate(preset, args.arm, args.seeds, args.match, common, out,

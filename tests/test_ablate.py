@@ -238,6 +238,7 @@ def test_ablation_end_to_end_with_resume(tiny_data, tmp_path, monkeypatch, capsy
     assert f"{d.mean() * nats:+.4f}" in md
     met = -d.mean() * nats >= 0.005 and bar.pvalue < 0.01
     assert ("**MET**" in md) == met and ("**NOT met**" in md) == (not met)
+    assert "## Collapse diagnostics" in md and "\n| jepa | 4 |" in md and "\n| ce | 4 |" not in md
     assert "jepa − ce" in printed and "Challenge bar" in printed and "val_bpb (round-trip)" in printed
     for name in ("val_bpb", "jepa_terms", "diagnostics", "final_val_bpb"):
         png = out / "plots" / f"{name}.png"
