@@ -1,4 +1,4 @@
-"""Command line: ``jepagolf train | eval | data``.
+"""Command line: ``jepagolf train | eval | data | ablate | report``.
 
 Expected failures (bad config, bad data, corrupt artifact, divergence) print one clear line and exit
 with status 2; anything else is a bug and keeps its traceback.
@@ -164,6 +164,36 @@ def cmd_data_check(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_ablate(args: argparse.Namespace) -> int:
+    from jepagolf.ablate import default_ablation_dir, main_ablate
+
+    common = parse_set_args(args.overrides)
+    # Absolute paths: a resumed ablation is recognised from any working directory.
+    if args.data:
+        common["data_path"] = str(Path(args.data).resolve())
+    if args.tokenizer:
+        common["tokenizer_path"] = str(Path(args.tokenizer).resolve())
+    preset = args.preset or _default_preset()
+    out = Path(args.out) if args.out else default_ablation_dir(preset)
+    tables = main_ablate(preset, args.arm, args.seeds, args.match, common, out,
+                         calib_steps=args.calib_steps, wallclock_slack=args.wallclock_slack)
+    if tables:
+        print()
+        print(tables)
+        print(f"\nablation folder: {out}  (ablation.md, runs.csv, plots/)")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from jepagolf.report import plot_runs
+
+    runs = [Path(r) for r in args.runs]
+    out = Path(args.out) if args.out else (runs[0] / "plots" if len(runs) == 1 else Path("report"))
+    for path in plot_runs(runs, out):
+        print(path)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jepagolf", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -193,6 +223,29 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--if-missing", action="store_true", help="reuse the cached corpus when it is valid")
     d.set_defaults(func=cmd_data_demo)
     _add_data_tool_commands(dsub)
+
+    p = sub.add_parser("ablate", help="seed-paired ablation of config arms, with significance tests and plots")
+    p.add_argument("--preset", choices=list(PRESETS), default=None,
+                   help="configuration preset (default: v3 with a GPU, cpu-demo without)")
+    p.add_argument("--arm", action="append", required=True, metavar="NAME:KEY=VAL,...",
+                   help="an arm: name and config overrides (repeat; the first arm is the control)")
+    p.add_argument("--seeds", default="1337,42,2025", help="comma-separated seeds, each run by every arm")
+    p.add_argument("--match", choices=["steps", "flops", "wallclock"], default="steps",
+                   help="what every arm gets the same of (default: steps)")
+    p.add_argument("--data", help="dataset folder (default: the offline demo corpus)")
+    p.add_argument("--tokenizer", help="SentencePiece model (default: the dataset's own)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field for every arm (repeatable); environment variables are ignored")
+    p.add_argument("--out", help="ablation folder (default: runs/ablate-<preset>-<time>); rerun to resume")
+    p.add_argument("--calib-steps", type=int, default=10, help="timed steps per arm for --match wallclock")
+    p.add_argument("--wallclock-slack", type=float, default=0.25,
+                   help="--match wallclock: the time cap is budget x (1 + slack), a guard only")
+    p.set_defaults(func=cmd_ablate)
+
+    p = sub.add_parser("report", help="PNG plots of one or more run folders (needs matplotlib)")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("--out", help="folder for the PNGs (default: RUN_DIR/plots for one run, else ./report)")
+    p.set_defaults(func=cmd_report)
     return parser
 
 
@@ -257,15 +310,17 @@ def _add_data_tool_commands(dsub: argparse._SubParsersAction) -> None:
 
 
 def _expected_errors() -> tuple[type[BaseException], ...]:
+    from jepagolf.ablate import AblationError
     from jepagolf.data.errors import DataError
     from jepagolf.data.shards import ShardError
     from jepagolf.data.tokenizer import TokenizerError
     from jepagolf.export.container import ArtifactError
+    from jepagolf.report import ReportError
     from jepagolf.train.checkpoint import CheckpointError
     from jepagolf.train.loop import TrainingDiverged
 
     return (ConfigError, ShardError, ArtifactError, TrainingDiverged, FileNotFoundError, DataError,
-            TokenizerError, CheckpointError)
+            TokenizerError, CheckpointError, AblationError, ReportError)
 
 
 def _preempted() -> type[Preempted]:

@@ -150,6 +150,10 @@ class OptimConfig:
     adam_eps: float = 1e-8
     warmdown_iters: int = 1200
     """Linear LR warmdown length in steps (converted to wall-clock when a cap is set)."""
+    warmdown_mode: str = "auto"
+    """auto: wall-clock warmdown when max_wallclock_seconds > 0, else by steps | steps: always over the
+    last warmdown_iters of `iterations`, even under a cap (the cap still stops the run; ablations use
+    this with a calibrated step count) | wallclock: requires a cap."""
     grad_clip_norm: float = 0.0
     """Clip the global gradient norm; 0 disables."""
     artifact_ema_decay: float = 0.9999
@@ -161,6 +165,8 @@ class OptimConfig:
             raise ConfigError("warmdown_iters and muon_momentum_warmup_steps must be >= 0")
         if not 0.0 <= self.artifact_ema_decay < 1.0:
             raise ConfigError(f"artifact_ema_decay={self.artifact_ema_decay} must be in [0, 1)")
+        if self.warmdown_mode not in ("auto", "steps", "wallclock"):
+            raise ConfigError(f"warmdown_mode={self.warmdown_mode!r}: use auto, steps or wallclock")
 
 
 @dataclass
@@ -185,6 +191,10 @@ class TrainConfig:
     """Tokens per evaluation forward on one process."""
     train_log_every: int = 50
     """Log train metrics every N steps (and at the first and last)."""
+    diag_every: int = 0
+    """JEPA collapse diagnostics (effective ranks, cosine, JEPA share of the gradient) every N steps, and
+    at the first and last; 0 = at the train_log_every steps, -1 = off. Costs extra backward passes on
+    those steps only."""
     device: str = "auto"
     """auto | cpu | cuda (auto picks cuda when available)."""
     compile: str = "auto"
@@ -214,6 +224,8 @@ class TrainConfig:
             )
         if self.val_batch_tokens < self.train_seq_len:
             raise ConfigError("val_batch_tokens must hold at least one sequence (>= train_seq_len)")
+        if self.diag_every < -1:
+            raise ConfigError(f"diag_every={self.diag_every}: use N > 0, 0 (= train_log_every) or -1 (off)")
         if self.max_wallclock_seconds < 0 or self.val_loss_every < 0 or self.val_max_tokens < 0:
             raise ConfigError("max_wallclock_seconds, val_loss_every and val_max_tokens must be >= 0")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
@@ -254,6 +266,8 @@ class Config:
 
     def __post_init__(self) -> None:
         t, j = self.train, self.jepa
+        if self.optim.warmdown_mode == "wallclock" and t.max_wallclock_seconds <= 0:
+            raise ConfigError("warmdown_mode=wallclock needs max_wallclock_seconds > 0; use auto or steps")
         if j.active:
             try:
                 check_span_settings(t.train_seq_len, j.jepa_num_spans, j.jepa_span_min)

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from jepagolf.config import Config
+from jepagolf.jepa.diagnostics import representation_diagnostics
 from jepagolf.jepa.losses import jepa_loss
 from jepagolf.model.gpt import GPT, rms_norm
 
@@ -46,11 +47,13 @@ class JepaLM(nn.Module):
             self.mask_emb = nn.Parameter(torch.zeros(D))
 
     def forward(
-        self, idx: Tensor, targets: Tensor, mask: Tensor | None = None, target_z: Tensor | None = None
+        self, idx: Tensor, targets: Tensor, mask: Tensor | None = None, target_z: Tensor | None = None,
+        diagnostics: bool = False,
     ) -> tuple[Tensor, Tensor | None, dict[str, Tensor]]:
         """idx, targets (B, T); mask (B, T) bool; target_z (B, T, D) from the EMA target, no grad.
 
-        Returns (ce, jepa or None, detached diagnostics).
+        Returns (ce, jepa or None, detached diagnostics); ``diagnostics`` adds the collapse
+        diagnostics (effective ranks, cosine) of the masked positions, which cost an SVD.
         """
         z = self.gpt.encode(idx)  # (B, T, D)
         ce = self.gpt.ce_loss(z, targets)
@@ -63,6 +66,8 @@ class JepaLM(nn.Module):
         jl, jstats = jepa_loss(pred, target_z[mask], self.cfg.jepa.jepa_var_weight, self.cfg.jepa.jepa_cov_weight)
         stats.update(jstats)
         stats["mask_frac"] = mask.float().mean()
+        if diagnostics:
+            stats.update(representation_diagnostics(pred, target_z[mask]))
         return ce, jl, stats
 
     def exported_state_dict(self) -> dict[str, Tensor]:

@@ -29,6 +29,7 @@ from jepagolf.data.shards import ShardError, TokenStream, list_shards, load_shar
 from jepagolf.data.tokenizer import load_tokenizer
 from jepagolf.eval import EvalResult, evaluate
 from jepagolf.export.artifact import ARTIFACT_NAME, load_gpt_from_artifact, write_artifact
+from jepagolf.jepa.diagnostics import gradient_share
 from jepagolf.jepa.masking import sample_mask, span_generator
 from jepagolf.jepa.objective import JepaLM
 from jepagolf.jepa.target import WeightEMA, ema_momentum, make_target_encoder, update_target
@@ -111,12 +112,21 @@ class Trainer(ReliabilityMixin):
         self.init_reliability()
 
     # ----- one optimizer step -------------------------------------------------------------------
-    def train_step(self) -> dict[str, Tensor]:
+    def is_diag_step(self, step: int) -> bool:
+        """Collapse diagnostics at 1-based ``step``: every diag_every steps, the first and the last."""
+        every = self.cfg.train.diag_every or self.cfg.train.train_log_every
+        if self.target is None or every < 0:
+            return False
+        return step % every == 0 or step == 1 or step == self.cfg.train.iterations
+
+    def train_step(self, diag: bool = False) -> dict[str, Tensor]:
+        """One optimizer step's gradients; ``diag`` adds the collapse diagnostics (extra backward passes)."""
         cfg, rt, t = self.cfg, self.rt, self.cfg.train
         step = self.step
         lam = schedules.jepa_lambda(cfg, step)
         chunk = self.stream.take(t.train_batch_tokens + 1)
         sums: dict[str, Tensor] = {}
+        grad_stats: dict[str, float] = {}
         ctx = torch.autocast(rt.device.type, dtype=rt.autocast_dtype) if rt.autocast_dtype else nullcontext()
         for a in range(self.grad_accum):
             index = rt.rank * self.grad_accum + a  # position of this micro-batch in the global batch
@@ -135,12 +145,16 @@ class Trainer(ReliabilityMixin):
             sync = nullcontext() if (last or not rt.distributed) else self.forward_module.no_sync()
             with sync:
                 with ctx:
-                    ce, jl, stats = self.forward_module(x, y, mask, target_z)
+                    ce, jl, stats = self.forward_module(x, y, mask, target_z, diagnostics=diag)
+                if diag and a == 0 and jl is not None:  # first micro-batch only: it is a sample
+                    grad_stats = gradient_share(ce, lam * jl, list(self.model.gpt.parameters()))
                 loss = ce if jl is None else ce + lam * jl
                 (loss / self.grad_accum).backward()
             for k, v in stats.items():
                 sums[k] = sums[k] + v if k in sums else v.clone()
-        return {k: v / self.grad_accum for k, v in sums.items()}
+        out = {k: v / self.grad_accum for k, v in sums.items()}
+        out.update({k: torch.tensor(v) for k, v in grad_stats.items()})
+        return out
 
     def apply_update(self) -> float:
         """Set this step's LRs and momenta, clip, step every optimizer, update both EMAs."""
@@ -217,7 +231,8 @@ class Trainer(ReliabilityMixin):
         self.stop.armed = True
         while self.step < t.iterations and not self.training_done:
             t0 = time.perf_counter()
-            stats = self.train_step()
+            diag = self.is_diag_step(self.step + 1)
+            stats = self.train_step(diag)
             skipped = self.guard(stats, self.grad_norm())
             lr_scale = self.apply_update() if not skipped else 0.0
             self.step += 1
@@ -225,7 +240,7 @@ class Trainer(ReliabilityMixin):
             self.elapsed_s += time.perf_counter() - t0
             time_up, stop, checkpoint_due = self._control()
             done = self.step >= t.iterations or time_up
-            if (self.step % t.train_log_every == 0 or self.step == 1 or done) and not skipped:
+            if (self.step % t.train_log_every == 0 or self.step == 1 or done or diag) and not skipped:
                 self._sync()
                 now = time.perf_counter()
                 self.check_diverged()

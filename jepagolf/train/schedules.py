@@ -17,15 +17,18 @@ def progress(cfg: Config, step: int, elapsed_s: float) -> float:
 def lr_scale(cfg: Config, step: int, elapsed_s: float) -> float:
     """Multiplier on every base LR: 1, then a linear warmdown to 0 over the last warmdown_iters steps.
 
-    With a wall-clock cap the warmdown length is converted to seconds with the mean step time so far
-    (as the parameter-golf baseline does), so the run warms down before the cap cuts it off; the step
-    limit still applies, and the smaller of the two multipliers wins.
+    With a wall-clock cap (``warmdown_mode`` auto or wallclock) the warmdown length is converted to
+    seconds with the mean step time so far (as the parameter-golf baseline does), so the run warms down
+    before the cap cuts it off; the step limit still applies, and the smaller of the two multipliers
+    wins. ``warmdown_mode=steps`` ignores the clock: the warmdown ends at ``iterations`` however slow
+    the hardware, so set ``iterations`` to what the cap allows (``jepagolf ablate --match wallclock``
+    does this from a measured step time).
     """
     t, w = cfg.train, cfg.optim.warmdown_iters
     if w == 0:
         return 1.0
     scale = min(1.0, max(t.iterations - step, 0) / w)
-    if t.max_wallclock_seconds > 0 and step > 0:
+    if cfg.optim.warmdown_mode != "steps" and t.max_wallclock_seconds > 0 and step > 0:
         warmdown_s = w * elapsed_s / step
         remaining_s = max(t.max_wallclock_seconds - elapsed_s, 0.0)
         if remaining_s <= warmdown_s:

@@ -1,0 +1,333 @@
+"""PNG plots of run folders: losses, val_bpb, JEPA terms and collapse diagnostics.
+
+``jepagolf report RUN_DIR... [--out DIR]`` overlays runs, one colour each. ``plot_ablation`` draws
+groups of runs (an ablation's arms): the mean over the group's seeds as a line and the min-max
+range as a band. Everything is read from each run's ``metrics.jsonl`` and ``summary.json``.
+matplotlib is an optional dependency (``pip install 'jepagolf[plots]'``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+class ReportError(RuntimeError):
+    """A run folder cannot be plotted (missing or empty metrics), or matplotlib is missing."""
+
+
+class PlotDependencyError(ReportError, ImportError):
+    """matplotlib is not installed (it is an optional dependency)."""
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError as e:
+        raise PlotDependencyError("plots need matplotlib: pip install 'jepagolf[plots]' (or matplotlib)") from e
+    matplotlib.use("Agg")  # files only; never needs a display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+@dataclass
+class RunData:
+    path: Path
+    rows: list[dict[str, Any]]
+    summary: dict[str, Any]
+
+    def series(self, kind: str, key: str, x: str = "step") -> tuple[np.ndarray, np.ndarray]:
+        pts = [(r[x], r[key]) for r in self.rows
+               if r.get("kind") == kind and x in r and key in r and r[key] is not None and math.isfinite(r[key])]
+        if not pts:
+            return np.zeros(0), np.zeros(0)
+        xs, ys = zip(*pts, strict=True)
+        return np.asarray(xs, dtype=np.float64), np.asarray(ys, dtype=np.float64)
+
+
+def load_run(path: Path) -> RunData:
+    metrics = path / "metrics.jsonl"
+    if not metrics.is_file():
+        raise ReportError(f"{path} is not a run folder: no metrics.jsonl")
+    rows = []
+    for n, line in enumerate(metrics.read_text().splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                raise ReportError(f"{metrics}:{n}: not JSON") from None
+    if not rows:
+        raise ReportError(f"{metrics} is empty")
+    summary_path = path / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    return RunData(path, rows, summary)
+
+
+@dataclass
+class Curve:
+    """A group's curve on a common x grid: mean, and min/max over the group's runs."""
+
+    x: np.ndarray
+    mean: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    n: int
+
+
+def group_curve(runs: Sequence[RunData], kind: str, key: str, x: str = "step") -> Curve | None:
+    """Aggregate one metric over runs at the steps they share (all seeds of an arm log the same steps).
+
+    With x = train_time_s the x of each step is the runs' mean training time at that step.
+    """
+    per_run = []
+    for r in runs:
+        steps, ys = r.series(kind, key, "step")
+        if steps.size:
+            _, ts = r.series(kind, "train_time_s", "step") if x == "train_time_s" else (steps, steps)
+            per_run.append((steps, ys, ts))
+    if not per_run:
+        return None
+    common = set(per_run[0][0].tolist())
+    for steps, _, _ in per_run[1:]:
+        common &= set(steps.tolist())
+    grid = np.asarray(sorted(common))
+    if grid.size == 0:
+        return None
+    ys = np.stack([np.interp(grid, s, y) for s, y, _ in per_run])  # (runs, points), exact at shared steps
+    if x == "train_time_s":
+        if any(t.size != s.size for s, _, t in per_run):
+            return None
+        xs = np.stack([np.interp(grid, s, t) for s, _, t in per_run]).mean(axis=0)
+    else:
+        xs = grid
+    return Curve(xs, ys.mean(axis=0), ys.min(axis=0), ys.max(axis=0), len(per_run))
+
+
+# One panel: (title, [(kind, key, label suffix, linestyle)], log-scale y)
+Panel = tuple[str, list[tuple[str, str, str, str]], bool]
+
+JEPA_PANELS: list[Panel] = [
+    ("JEPA loss (mse + 0.15 var + 0.02 cov)", [("train", "jepa_loss", "", "-")], False),
+    ("latent MSE", [("train", "jepa_mse", "", "-")], False),
+    ("JEPA weight lambda (ramped)", [("train", "jepa_lambda", "", "-")], False),
+    ("VICReg variance hinge (solid: predictor, trained; dashed: target, logged)",
+     [("train", "jepa_var", "", "-"), ("train", "target_var", "", "--")], False),
+    ("VICReg covariance (solid: predictor; dashed: target)",
+     [("train", "jepa_cov", "", "-"), ("train", "target_cov", "", "--")], True),
+    ("mask fraction", [("train", "mask_frac", "", "-")], False),
+]
+
+DIAG_PANELS: list[Panel] = [
+    ("mean per-feature std (solid: prediction, dashed: target)",
+     [("train", "pred_std", "", "-"), ("train", "target_std", "", "--")], False),
+    ("min per-feature std (solid: prediction, dashed: target)",
+     [("train", "pred_std_min", "", "-"), ("train", "target_std_min", "", "--")], False),
+    ("effective rank (solid: prediction, dashed: target)",
+     [("train", "pred_erank", "", "-"), ("train", "target_erank", "", "--")], False),
+    ("mean cosine(prediction, target)", [("train", "pred_target_cos", "", "-")], False),
+    ("JEPA share of the GPT's gradient norm", [("train", "jepa_grad_share", "", "-")], False),
+    ("cosine(CE gradient, JEPA gradient)", [("train", "grad_cos_ce_jepa", "", "-")], False),
+]
+
+
+def _colors(n: int) -> list[Any]:
+    plt = _pyplot()
+    cmap = plt.get_cmap("tab10")
+    return [cmap(i % 10) for i in range(n)]
+
+
+def _draw(ax, groups: Mapping[str, Sequence[RunData]], kind: str, key: str, x: str, style: str,
+          colors: Mapping[str, Any], labelled: set[str]) -> bool:
+    drew = False
+    for name, runs in groups.items():
+        c = group_curve(runs, kind, key, x)
+        if c is None:
+            continue
+        label = None
+        if name not in labelled:
+            label = name if c.n == 1 else f"{name} (mean of {c.n}, band min-max)"
+            labelled.add(name)
+        ax.plot(c.x, c.mean, style, color=colors[name], label=label, lw=1.6, marker="." if c.x.size < 30 else None)
+        if c.n > 1:
+            ax.fill_between(c.x, c.lo, c.hi, color=colors[name], alpha=0.2, lw=0)
+        drew = True
+    return drew
+
+
+def _panel_figure(groups: Mapping[str, Sequence[RunData]], panels: Sequence[Panel], title: str, path: Path,
+                  x: str = "step") -> Path | None:
+    plt = _pyplot()
+    colors = dict(zip(groups, _colors(len(groups)), strict=True))
+    ncols = 3
+    nrows = math.ceil(len(panels) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 3.6 * nrows), squeeze=False)
+    labelled: set[str] = set()
+    any_drawn = False
+    for ax, (ptitle, lines, log_y) in zip(axes.flat, panels, strict=False):
+        drew = False
+        for kind, key, _suffix, style in lines:
+            drew |= _draw(ax, groups, kind, key, x, style, colors, labelled)
+        ax.set_title(ptitle, fontsize=9)
+        ax.set_xlabel("step" if x == "step" else "training seconds", fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=8)
+        if log_y and drew:
+            ax.set_yscale("symlog", linthresh=1e-4)
+        if not drew:
+            ax.text(0.5, 0.5, "not logged\n(JEPA off?)", ha="center", va="center", transform=ax.transAxes,
+                    color="gray")
+        any_drawn |= drew
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    if not any_drawn:
+        plt.close(fig)
+        return None
+    handles, labels = [], []
+    for ax in axes.flat:
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    fig.legend(handles, labels, loc="upper center", ncol=min(4, len(labels)), fontsize=9,
+               bbox_to_anchor=(0.5, 1.0))
+    fig.suptitle(title, y=1.04, fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _val_figure(groups: Mapping[str, Sequence[RunData]], path: Path) -> Path:
+    """val_bpb and train CE against step and against training seconds; final round-trip as markers."""
+    plt = _pyplot()
+    colors = dict(zip(groups, _colors(len(groups)), strict=True))
+    fig, axes = plt.subplots(2, 2, figsize=(12, 8.4))
+    labelled: set[str] = set()
+    for col, x in enumerate(("step", "train_time_s")):
+        ax = axes[0, col]
+        _draw(ax, groups, "val", "val_bpb", x, "-", colors, labelled)
+        for name, runs in groups.items():  # final exact round-trip score of each run
+            fx = [r.summary.get("steps" if x == "step" else "train_seconds") for r in runs]
+            fy = [r.summary.get("roundtrip_val_bpb") for r in runs]
+            pts = [(a, b) for a, b in zip(fx, fy, strict=True) if a is not None and b is not None]
+            if pts:
+                ax.scatter(*zip(*pts, strict=True), marker="D", s=28, color=colors[name], edgecolor="black",
+                           lw=0.5, zorder=3)
+        ax.set_title("val_bpb (lines: periodic validation; diamonds: final round-trip artifact, whole split;\n"
+                     "y zoomed on the lowest 75% of points)", fontsize=9)
+        ax.set_ylabel("val_bpb")
+        ax = axes[1, col]
+        _draw(ax, groups, "train", "ce_loss", x, "-", colors, labelled)
+        ax.set_title("train CE loss (nats/token, one logged step)", fontsize=9)
+        ax.set_ylabel("CE")
+        for ax in axes[:, col]:
+            ax.set_xlabel("step" if x == "step" else "training seconds (clock stopped during validation)",
+                          fontsize=8)
+            ax.grid(alpha=0.3)
+    _zoom_tail(axes[0, 0])
+    _zoom_tail(axes[0, 1])
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    h2, l2 = axes[1, 0].get_legend_handles_labels()
+    for h, lab in zip(h2, l2, strict=True):
+        if lab not in labels:
+            handles.append(h)
+            labels.append(lab)
+    fig.legend(handles, labels, loc="upper center", ncol=min(4, len(labels)), fontsize=9, bbox_to_anchor=(0.5, 1.0))
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _zoom_tail(ax) -> None:
+    """Zoom y on the lowest 75% of the points: early validations sit far above the end of training,
+    where the arms differ by hundredths of a bpb."""
+    from matplotlib.collections import PathCollection
+
+    parts = [np.asarray(line.get_ydata(), dtype=np.float64) for line in ax.get_lines()]
+    parts += [np.asarray(c.get_offsets(), dtype=np.float64)[:, 1] for c in ax.collections
+              if isinstance(c, PathCollection) and len(c.get_offsets())]  # the final-score markers
+    ys = np.concatenate(parts) if parts else np.zeros(0)
+    ys = ys[np.isfinite(ys)]
+    if ys.size > 3:
+        lo, hi = float(ys.min()), float(np.quantile(ys, 0.75))
+        pad = 0.05 * max(hi - lo, 1e-6)
+        ax.set_ylim(lo - pad, hi + 3 * pad)
+
+
+def _final_figure(groups: Mapping[str, Sequence[RunData]], path: Path) -> Path | None:
+    """Final round-trip val_bpb per run, arms side by side, seeds joined by lines (the pairing)."""
+    plt = _pyplot()
+    names = list(groups)
+    by_seed: dict[Any, dict[str, float]] = {}
+    for name, runs in groups.items():
+        for r in runs:
+            if "roundtrip_val_bpb" in r.summary:
+                by_seed.setdefault(r.summary.get("seed"), {})[name] = r.summary["roundtrip_val_bpb"]
+    if not by_seed:
+        return None
+    fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(names), 4.2))
+    for seed, vals in by_seed.items():
+        xs = [i for i, n in enumerate(names) if n in vals]
+        ax.plot(xs, [vals[names[i]] for i in xs], "o-", color="gray", alpha=0.7, ms=5)
+        if xs:
+            ax.annotate(f"seed {seed}", (xs[-1], vals[names[xs[-1]]]), textcoords="offset points", xytext=(6, 0),
+                        fontsize=7, va="center")
+    for i, n in enumerate(names):
+        v = [vals[n] for vals in by_seed.values() if n in vals]
+        if v:
+            ax.hlines(np.mean(v), i - 0.25, i + 0.25, color="black", lw=2)
+    ax.set_xticks(range(len(names)), names)
+    ax.set_xlim(-0.5, len(names) - 0.5)
+    ax.set_ylabel("final round-trip val_bpb")
+    ax.set_title("per seed (grey lines pair the seeds; bar = mean)", fontsize=9)
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def plot_groups(groups: Mapping[str, Sequence[Path]], out: Path, paired: bool = False) -> list[Path]:
+    """Every figure for named groups of run folders; returns the PNG paths written."""
+    _pyplot()  # fail early and clearly when matplotlib is missing
+    data = {name: [load_run(Path(p)) for p in paths] for name, paths in groups.items() if paths}
+    if not data:
+        raise ReportError("no run folders to plot")
+    out.mkdir(parents=True, exist_ok=True)
+    written = [_val_figure(data, out / "val_bpb.png")]
+    for name, panels, title in (
+        ("jepa_terms", JEPA_PANELS, "JEPA loss terms vs step"),
+        ("diagnostics", DIAG_PANELS, "collapse diagnostics at masked positions (diagnostic steps) vs step"),
+    ):
+        p = _panel_figure(data, panels, title, out / f"{name}.png")
+        if p is not None:
+            written.append(p)
+    if paired:
+        p = _final_figure(data, out / "final_val_bpb.png")
+        if p is not None:
+            written.append(p)
+    return written
+
+
+def plot_runs(run_dirs: Sequence[Path], out: Path) -> list[Path]:
+    """``jepagolf report``: each run its own line (labelled by its folder name)."""
+    names: dict[str, list[Path]] = {}
+    for p in run_dirs:
+        label = p.name or str(p)
+        while label in names:
+            label = label + "'"
+        names[label] = [p]
+    return plot_groups(names, out)
+
+
+def plot_ablation(groups: Mapping[str, Sequence[Path]], out: Path) -> list[Path]:
+    """An ablation's arms: mean line and min-max band over seeds, plus the paired final scores."""
+    return plot_groups(groups, out, paired=True)

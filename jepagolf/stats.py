@@ -1,0 +1,211 @@
+"""Small-sample statistics for seed-paired ablations, with numpy and math only.
+
+scipy is not a runtime dependency, so the Student-t distribution is computed here: its CDF through
+the regularised incomplete beta function (evaluated by its continued fraction with the modified
+Lentz algorithm), and its quantile by bisection on the CDF. tests/test_stats.py checks every
+function against scipy.
+
+Conventions: ``d = arm - control``; for val_bpb lower is better, so an improvement is d < 0.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+_TINY = 1e-300
+_EPS = 1e-15
+
+
+def _betacf(a: float, b: float, x: float) -> float:
+    """Continued fraction of I_x(a, b), modified Lentz; converges fast for x < (a+1)/(a+b+2)."""
+    qab, qap, qam = a + b, a + 1.0, a - 1.0
+    c, d = 1.0, 1.0 - qab * x / qap
+    d = 1.0 / (d if abs(d) > _TINY else _TINY)
+    h = d
+    for m in range(1, 10_000):
+        m2 = 2 * m
+        # Even step: d_{2m} = m (b - m) x / ((a + 2m - 1)(a + 2m)).
+        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
+        d = 1.0 + aa * d
+        d = 1.0 / (d if abs(d) > _TINY else _TINY)
+        c = 1.0 + aa / c
+        c = c if abs(c) > _TINY else _TINY
+        h *= d * c
+        # Odd step: d_{2m+1} = -(a + m)(a + b + m) x / ((a + 2m)(a + 2m + 1)).
+        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
+        d = 1.0 + aa * d
+        d = 1.0 / (d if abs(d) > _TINY else _TINY)
+        c = 1.0 + aa / c
+        c = c if abs(c) > _TINY else _TINY
+        delta = d * c
+        h *= delta
+        if abs(delta - 1.0) < _EPS:
+            return h
+    raise ArithmeticError(f"incomplete beta continued fraction did not converge (a={a}, b={b}, x={x})")
+
+
+def betainc(a: float, b: float, x: float) -> float:
+    """Regularised incomplete beta I_x(a, b) for a, b > 0 and x in [0, 1]."""
+    if a <= 0 or b <= 0:
+        raise ValueError(f"betainc needs a, b > 0 (got a={a}, b={b})")
+    if not 0.0 <= x <= 1.0:
+        raise ValueError(f"betainc needs x in [0, 1] (got {x})")
+    if x == 0.0 or x == 1.0:
+        return x
+    # Prefactor x^a (1-x)^b / B(a, b), in logs to avoid overflow for large a, b.
+    log_front = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    front = math.exp(log_front)
+    # Use the symmetry I_x(a, b) = 1 - I_{1-x}(b, a) where the fraction converges fastest.
+    if x < (a + 1.0) / (a + b + 2.0):
+        return front * _betacf(a, b, x) / a
+    return 1.0 - front * _betacf(b, a, 1.0 - x) / b
+
+
+def t_cdf(t: float, df: float) -> float:
+    """P(T <= t) for Student's t with df > 0 degrees of freedom (df need not be an integer)."""
+    if df <= 0:
+        raise ValueError(f"degrees of freedom must be > 0 (got {df})")
+    if math.isnan(t):
+        return math.nan
+    if math.isinf(t):
+        return 1.0 if t > 0 else 0.0
+    # P(|T| > |t|) = I_{df/(df+t^2)}(df/2, 1/2).
+    tail = 0.5 * betainc(df / 2.0, 0.5, df / (df + t * t))
+    return 1.0 - tail if t > 0 else tail
+
+
+def t_sf(t: float, df: float) -> float:
+    """P(T > t), computed without the cancellation of 1 - cdf in the upper tail."""
+    return t_cdf(-t, df)
+
+
+def t_ppf(q: float, df: float) -> float:
+    """Quantile of Student's t: the t with t_cdf(t, df) = q, by bisection (to ~1e-12 relative)."""
+    if not 0.0 < q < 1.0:
+        if q in (0.0, 1.0):
+            return -math.inf if q == 0.0 else math.inf
+        raise ValueError(f"quantile level must be in [0, 1] (got {q})")
+    if q == 0.5:
+        return 0.0
+    if q < 0.5:
+        return -t_ppf(1.0 - q, df)
+    lo, hi = 0.0, 1.0
+    while t_cdf(hi, df) < q:  # the t tails are heavy for small df: widen until bracketed
+        lo, hi = hi, hi * 2.0
+        if hi > 1e300:
+            return math.inf
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if t_cdf(mid, df) < q:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo <= 1e-13 * max(1.0, abs(hi)):
+            break
+    return 0.5 * (lo + hi)
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof=1; nan for fewer than 2 values)."""
+    x = np.asarray(values, dtype=np.float64)
+    if x.size == 0:
+        return math.nan, math.nan
+    return float(x.mean()), float(x.std(ddof=1)) if x.size > 1 else math.nan
+
+
+def _t_stat(num: float, se: float) -> float:
+    if se > 0:
+        return num / se
+    if num == 0:
+        return math.nan  # no difference and no spread: nothing to test
+    return math.copysign(math.inf, num)
+
+
+@dataclass(frozen=True)
+class PairedTest:
+    """Paired t-test of d_i = arm_i - control_i (one pair per seed)."""
+
+    n: int
+    mean: float
+    sd: float
+    se: float
+    t: float
+    df: int
+    p_two_sided: float
+    ci_low: float
+    ci_high: float
+    confidence: float
+
+    def p_less(self, margin: float = 0.0) -> float:
+        """One-sided p for H1: mean(d) < -margin (the arm beats the control by more than margin)."""
+        if self.df < 1:
+            return math.nan
+        t = _t_stat(self.mean + margin, self.se)
+        return math.nan if math.isnan(t) else t_cdf(t, self.df)
+
+
+def paired_t_test(control: Sequence[float], arm: Sequence[float], confidence: float = 0.95) -> PairedTest:
+    """Paired t-test on arm - control with a t-based confidence interval for the mean difference."""
+    a, b = np.asarray(control, dtype=np.float64), np.asarray(arm, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"paired samples must be 1-D and of equal length (got {a.shape} and {b.shape})")
+    d = b - a
+    n = int(d.size)
+    mean = float(d.mean()) if n else math.nan
+    if n < 2:
+        return PairedTest(n, mean, math.nan, math.nan, math.nan, n - 1, math.nan, math.nan, math.nan, confidence)
+    sd = float(d.std(ddof=1))
+    se = sd / math.sqrt(n)
+    df = n - 1
+    t = _t_stat(mean, se)
+    p = math.nan if math.isnan(t) else min(1.0, 2.0 * t_sf(abs(t), df))
+    half = t_ppf(0.5 + confidence / 2.0, df) * se
+    return PairedTest(n, mean, sd, se, t, df, p, mean - half, mean + half, confidence)
+
+
+@dataclass(frozen=True)
+class WelchTest:
+    """Welch's unequal-variance t-test of mean(arm) - mean(control)."""
+
+    diff: float
+    se: float
+    t: float
+    df: float
+    p: float
+    alternative: str
+    margin: float
+
+
+def welch_t_test(
+    control: Sequence[float], arm: Sequence[float], alternative: str = "less", margin: float = 0.0
+) -> WelchTest:
+    """Welch's t-test with Welch-Satterthwaite degrees of freedom.
+
+    ``alternative="less"``: H1 is mean(arm) - mean(control) < -margin, i.e. the arm is lower (better
+    for a loss) by more than ``margin``; "greater" and "two-sided" as in scipy (with the same shift).
+    """
+    a, b = np.asarray(control, dtype=np.float64), np.asarray(arm, dtype=np.float64)
+    na, nb = a.size, b.size
+    diff = float(b.mean() - a.mean()) if na and nb else math.nan
+    if na < 2 or nb < 2:
+        return WelchTest(diff, math.nan, math.nan, math.nan, math.nan, alternative, margin)
+    va, vb = float(a.var(ddof=1)) / na, float(b.var(ddof=1)) / nb
+    se = math.sqrt(va + vb)
+    shifted = diff + margin
+    t = _t_stat(shifted, se)
+    df = (va + vb) ** 2 / (va**2 / (na - 1) + vb**2 / (nb - 1)) if se > 0 else float(na + nb - 2)
+    if math.isnan(t):
+        p = math.nan
+    elif alternative == "less":
+        p = t_cdf(t, df)
+    elif alternative == "greater":
+        p = t_sf(t, df)
+    elif alternative == "two-sided":
+        p = min(1.0, 2.0 * t_sf(abs(t), df))
+    else:
+        raise ValueError(f"alternative={alternative!r}: use less, greater or two-sided")
+    return WelchTest(diff, se, t, df, p, alternative, margin)

@@ -1,0 +1,283 @@
+"""The ablation harness end to end (smoke preset, 2 arms x 3 seeds), its pairing, matching and resume,
+the collapse diagnostics in a real run, and the report plots."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats as sps
+
+import jepagolf.train.loop as loop
+from jepagolf.ablate import AblationError, Arm, measure_step_seconds, parse_arm, plan_ablation
+from jepagolf.cli import main
+from jepagolf.config import ConfigError, build_config
+from jepagolf.data.corpus import DatasetPaths
+from jepagolf.data.shards import list_shards, load_tokens, write_shard
+from jepagolf.flops import train_flops_per_token
+from jepagolf.train.runtime import Runtime
+
+SEEDS = "1337,42,2025"
+DIAG_KEYS = {"pred_std_min", "target_std_min", "pred_erank", "target_erank", "pred_target_cos",
+             "ce_grad_norm", "jepa_grad_norm", "jepa_grad_share", "grad_cos_ce_jepa"}
+
+
+@pytest.fixture(scope="module")
+def tiny_data(demo_data, tmp_path_factory) -> Path:
+    """The demo corpus cut down (4k validation tokens) so that each smoke run's three exact
+    evaluations take a fraction of a second."""
+    out = tmp_path_factory.mktemp("tiny_data")
+    train = load_tokens(list_shards(demo_data.data_dir, "train"), 1024)
+    val = load_tokens(list_shards(demo_data.data_dir, "val"), 1024)
+    write_shard(out / "tiny_train_000000.bin", np.asarray(train[:60_000]))
+    write_shard(out / "tiny_val_000000.bin", np.asarray(val[: 64 * 64 + 1]))
+    shutil.copy(demo_data.tokenizer, out / "tokenizer.model")
+    return out
+
+
+def smoke_cfg(data: Path, **over):
+    return build_config("smoke", {"data_path": str(data), **over}, environ={})
+
+
+# ----- arms and plans -------------------------------------------------------------------------
+
+
+def test_parse_arm():
+    assert parse_arm("jepa:") == Arm("jepa", {})
+    assert parse_arm("ce:jepa=false, MATRIX_LR=0.02").overrides == {"jepa": "false", "MATRIX_LR": "0.02"}
+    with pytest.raises(AblationError, match="NAME:KEY=VAL"):
+        parse_arm("jepa")
+    with pytest.raises(ConfigError, match="did you mean 'jepa_lambda'"):
+        parse_arm("x:jepa_lambd=0")
+    with pytest.raises(AblationError, match="name"):
+        parse_arm("a/b:jepa=false")
+
+
+def test_plan_rejects_unmatched_compute():
+    arms = [Arm("ce", {"jepa": "false"}), Arm("jepa")]
+    with pytest.raises(AblationError, match="max_wallclock_seconds"):
+        plan_ablation("smoke", arms, [1], "steps", {"max_wallclock_seconds": "60"})
+    with pytest.raises(AblationError, match="iterations"):
+        plan_ablation("smoke", [Arm("ce", {"jepa": "false"}), Arm("long", {"iterations": "20"})], [1], "flops")
+    with pytest.raises(AblationError, match="max_wallclock_seconds > 0"):
+        plan_ablation("smoke", arms, [1], "wallclock")
+    with pytest.raises(AblationError, match="distinct"):
+        plan_ablation("smoke", [Arm("a"), Arm("a")], [1])
+    with pytest.raises(AblationError, match="--seeds"):
+        plan_ablation("smoke", [Arm("a", {"seed": "3"}), Arm("b")], [1])
+
+
+def test_flops_matching_gives_jepa_fewer_steps_and_equal_flops():
+    arms = [Arm("ce", {"jepa": "false"}), Arm("jepa")]
+    plan = plan_ablation("smoke", arms, [1, 2], "flops", {"iterations": "300", "warmdown_iters": "60"})
+    ce, jepa = plan.config(arms[0], 1), plan.config(arms[1], 2)
+    f_ce, f_j = train_flops_per_token(ce), train_flops_per_token(jepa)
+    assert f_j > 1.5 * f_ce  # context pass + target pass + predictor
+    assert ce.train.iterations == 300 and ce.optim.warmdown_iters == 60
+    assert jepa.train.iterations == round(300 * f_ce / f_j) < 300
+    assert jepa.optim.warmdown_iters == round(60 * f_ce / f_j)
+    total = lambda c: train_flops_per_token(c) * c.train.train_batch_tokens * c.train.iterations
+    assert abs(total(jepa) - total(ce)) <= train_flops_per_token(jepa) * jepa.train.train_batch_tokens / 2
+    assert jepa.train.seed == 2 and jepa.jepa.active
+
+
+def test_wallclock_matching_calibrates_once_and_warms_down_by_steps():
+    arms = [Arm("ce", {"jepa": "false"}), Arm("jepa")]
+    calls = []
+
+    def timer(cfg, steps):
+        calls.append(cfg.jepa.active)
+        return 0.25 if cfg.jepa.active else 0.125
+
+    common = {"max_wallclock_seconds": "3", "iterations": "1000"}
+    plan = plan_ablation("smoke", arms, [1], "wallclock", common, step_timer=timer, calib_steps=5)
+    ce, jepa = plan.config(arms[0], 1), plan.config(arms[1], 1)
+    assert (ce.train.iterations, jepa.train.iterations) == (24, 12)  # 3 s / step time
+    for c in (ce, jepa):
+        assert c.optim.warmdown_mode == "steps" and c.train.max_wallclock_seconds == pytest.approx(3.75)
+        assert c.optim.warmdown_iters == 4  # the preset's, in steps
+    assert calls == [False, True]
+    # Resuming with the saved calibration measures nothing; a changed arm is measured again.
+    again = plan_ablation("smoke", arms, [1], "wallclock", common, step_timer=timer, calib_steps=5,
+                          saved_calibration=plan.calibration["arms"])
+    assert again.derived == plan.derived and calls == [False, True]
+    plan_ablation("smoke", [arms[0], Arm("jepa", {"jepa_lambda": "0.2"})], [1], "wallclock", common,
+                  step_timer=timer, calib_steps=5, saved_calibration=plan.calibration["arms"])
+    assert calls == [False, True, True]
+    # The preset's iteration limit still caps the count.
+    short = plan_ablation("smoke", arms, [1], "wallclock", {"max_wallclock_seconds": "3"}, step_timer=timer)
+    assert short.config(arms[0], 1).train.iterations == 12
+
+
+def test_measure_step_seconds(tiny_data):
+    cfg = smoke_cfg(tiny_data, iterations=4)
+    assert 0 < measure_step_seconds(cfg, 1, Runtime(device=torch.device("cpu"))) < 60
+
+
+# ----- pairing ----------------------------------------------------------------------------------
+
+
+def test_arms_share_init_data_and_masks_for_a_seed(tiny_data, tmp_path, monkeypatch):
+    paths = DatasetPaths(tiny_data, tiny_data / "tokenizer.model")
+    rt = Runtime(device=torch.device("cpu"))
+    masks: list[torch.Tensor] = []
+    real_sample = loop.sample_mask
+    monkeypatch.setattr(loop, "sample_mask", lambda *a, **k: masks.append(real_sample(*a, **k)) or masks[-1])
+
+    def record(name, **over):
+        tr = loop.Trainer(smoke_cfg(tiny_data, **over), rt, tmp_path / name, paths)
+        init = {k: v.clone() for k, v in tr.model.gpt.state_dict().items()}
+        start = len(masks)
+        chunks = []
+        for _ in range(2):
+            pos = (tr.stream.shard_index, tr.stream.position)
+            tr.train_step()
+            tr.apply_update()
+            tr.step += 1
+            chunks.append(pos)
+        tr.logger.close()
+        return init, masks[start:], chunks
+
+    ce_init, ce_masks, ce_chunks = record("ce", jepa="false")
+    j_init, j_masks, j_chunks = record("jepa")
+    lr_init, lr_masks, lr_chunks = record("jepa_lr", matrix_lr=0.02, jepa_lambda=0.3)
+    other_init, other_masks, _ = record("seed2", seed=2)
+    assert not ce_masks and len(j_masks) == 4  # 2 steps x 2 micro-batches
+    for init in (j_init, lr_init):
+        assert all(torch.equal(ce_init[k], init[k]) for k in ce_init)  # the JEPA modules do not shift the init
+    assert ce_chunks == j_chunks == lr_chunks
+    assert all(torch.equal(a, b) for a, b in zip(j_masks, lr_masks, strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(j_masks, other_masks, strict=True))
+    assert not torch.equal(ce_init["tok_emb.weight"], other_init["tok_emb.weight"])
+
+
+# ----- a real run: diagnostics --------------------------------------------------------------------
+
+
+def read_rows(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_diagnostics_are_logged_and_do_not_change_training(tiny_data, tmp_path):
+    rt = Runtime(device=torch.device("cpu"))
+    a = loop.train(smoke_cfg(tiny_data, iterations=5, diag_every=2, val_loss_every=0), rt, tmp_path / "a")
+    b = loop.train(smoke_cfg(tiny_data, iterations=5, diag_every=-1, val_loss_every=0), rt, tmp_path / "b")
+    assert a["roundtrip_val_bpb"] == b["roundtrip_val_bpb"]  # autograd.grad leaves .grad alone
+    rows = [r for r in read_rows(tmp_path / "a") if r["kind"] == "train"]
+    diag_steps = [r["step"] for r in rows if DIAG_KEYS <= set(r)]
+    assert diag_steps == [1, 2, 4, 5]  # every 2 steps, plus the first and the last
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5]  # diag steps are logged even off the log cadence
+    for r in rows:
+        if r["step"] in diag_steps:
+            assert 0 < r["jepa_grad_share"] < 1 and -1 <= r["grad_cos_ce_jepa"] <= 1
+            assert 1 <= r["pred_erank"] <= 64 and 1 <= r["target_erank"] <= 64
+            assert -1 <= r["pred_target_cos"] <= 1 and r["target_std_min"] > 0
+    assert not any(DIAG_KEYS & set(r) for r in read_rows(tmp_path / "b"))
+
+
+# ----- end to end -------------------------------------------------------------------------------
+
+
+def ablate_args(data: Path, out: Path, *extra: str) -> list[str]:
+    return ["ablate", "--preset", "smoke", "--arm", "ce:jepa=false", "--arm", "jepa:", "--seeds", SEEDS,
+            "--set", "iterations=4", "--set", "val_loss_every=2", "--data", str(data), "--out", str(out), *extra]
+
+
+def test_ablation_end_to_end_with_resume(tiny_data, tmp_path, monkeypatch, capsys):
+    trained: list[str] = []
+    real_train = loop.train
+
+    def counting_train(cfg, rt, out_dir=None):
+        trained.append(Path(out_dir).name)
+        return real_train(cfg, rt, out_dir)
+
+    monkeypatch.setattr(loop, "train", counting_train)
+    out = tmp_path / "abl"
+    assert main(ablate_args(tiny_data, out)) == 0
+    printed = capsys.readouterr().out
+    assert sorted(trained) == sorted(f"{a}-seed{s}" for a in ("ce", "jepa") for s in SEEDS.split(","))
+    assert trained[:2] == ["ce-seed1337", "jepa-seed1337"]  # seed by seed: complete pairs first
+
+    with open(out / "runs.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 6
+    assert set(rows[0]) >= {"arm", "seed", "val_bpb", "prequant_val_bpb", "steps", "tokens", "seconds",
+                            "artifact_bytes", "config_hash"}
+    for r in rows:
+        summary = json.loads((out / "runs" / f"{r['arm']}-seed{r['seed']}" / "summary.json").read_text())
+        assert float(r["val_bpb"]) == summary["roundtrip_val_bpb"]  # scored on the round-tripped artifact
+        assert float(r["prequant_val_bpb"]) == summary["val_bpb"]
+        assert int(r["steps"]) == 4 and int(r["tokens"]) == 4 * 1024 and r["config_hash"] == summary["config_hash"]
+        assert summary["jepa"] == (r["arm"] == "jepa") and summary["seed"] == int(r["seed"])
+
+    # Recompute the statistics from runs.csv with scipy and find them in ablation.md.
+    seeds = [int(s) for s in SEEDS.split(",")]
+    val = {(r["arm"], int(r["seed"])): float(r["val_bpb"]) for r in rows}
+    ce = np.array([val[("ce", s)] for s in seeds])
+    jp = np.array([val[("jepa", s)] for s in seeds])
+    md = (out / "ablation.md").read_text()
+    paired = sps.ttest_rel(jp, ce)
+    welch = sps.ttest_ind(jp, ce, equal_var=False, alternative="less")
+    summary = json.loads((out / "runs" / "ce-seed1337" / "summary.json").read_text())
+    nats = math.log(2) * summary["val_bytes"] / summary["val_tokens"]
+    bar = sps.ttest_ind(jp + 0.005 / nats, ce, equal_var=False, alternative="less")
+    d = jp - ce
+    lo, hi = sps.t.interval(0.95, 2, loc=d.mean(), scale=sps.sem(d))
+    assert f"p (two-sided) = {paired.pvalue:.3g}" in md
+    assert f"p = {welch.pvalue:.3g}" in md
+    assert f"p = {bar.pvalue:.3g}" in md
+    assert f"95% CI [{lo:+.5f}, {hi:+.5f}] bpb" in md
+    assert f"{ce.mean():.4f} ± {ce.std(ddof=1):.4f}" in md and f"{jp.mean():.4f} ± {jp.std(ddof=1):.4f}" in md
+    assert f"{d.mean() * nats:+.4f}" in md
+    met = -d.mean() * nats >= 0.005 and bar.pvalue < 0.01
+    assert ("**MET**" in md) == met and ("**NOT met**" in md) == (not met)
+    assert "## Collapse diagnostics" in md and "\n| jepa | 4 |" in md and "\n| ce | 4 |" not in md
+    assert "jepa − ce" in printed and "Challenge bar" in printed and "val_bpb (round-trip)" in printed
+    for name in ("val_bpb", "jepa_terms", "diagnostics", "final_val_bpb"):
+        png = out / "plots" / f"{name}.png"
+        assert png.is_file() and png.read_bytes()[:4] == b"\x89PNG", name
+
+    # Resume: nothing left to train, the same table. (Plots were checked above; skip redrawing them.)
+    monkeypatch.setattr("jepagolf.report.plot_ablation", lambda groups, out: [])
+    trained.clear()
+    assert main(ablate_args(tiny_data, out)) == 0
+    assert trained == []
+    with open(out / "runs.csv") as f:
+        assert list(csv.DictReader(f)) == rows
+
+    # A run killed before its summary: restarted from a clean folder, the others kept.
+    killed = out / "runs" / "jepa-seed42"
+    (killed / "summary.json").unlink()
+    assert main(ablate_args(tiny_data, out)) == 0
+    assert trained == ["jepa-seed42"]
+    assert sum(r["kind"] == "final_roundtrip" for r in read_rows(killed)) == 1  # no rows of the first attempt
+
+    # A finished run of another configuration is never overwritten.
+    capsys.readouterr()
+    assert main(ablate_args(tiny_data, out, "--set", "matrix_lr=0.02")) == 2
+    assert "holds a finished run with another configuration" in capsys.readouterr().err
+
+
+# ----- report -----------------------------------------------------------------------------------
+
+
+def test_report_overlays_runs_and_fails_clearly(tiny_data, tmp_path, monkeypatch, capsys):
+    rt = Runtime(device=torch.device("cpu"))
+    loop.train(smoke_cfg(tiny_data, iterations=4, val_loss_every=2), rt, tmp_path / "jepa")
+    loop.train(smoke_cfg(tiny_data, iterations=4, val_loss_every=2, jepa="false"), rt, tmp_path / "ce")
+    capsys.readouterr()
+    assert main(["report", str(tmp_path / "jepa"), str(tmp_path / "ce"), "--out", str(tmp_path / "rep")]) == 0
+    names = {Path(p).name for p in capsys.readouterr().out.split()}
+    assert names == {"val_bpb.png", "jepa_terms.png", "diagnostics.png"}
+    assert main(["report", str(tmp_path / "nope")]) == 2
+    assert "no metrics.jsonl" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if it were not installed
+    assert main(["report", str(tmp_path / "ce"), "--out", str(tmp_path / "rep2")]) == 2
+    assert "pip install 'jepagolf[plots]'" in capsys.readouterr().err
