@@ -194,6 +194,36 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    import time
+
+    from jepagolf.bench import VARIANTS, format_table, run_bench, write_json
+    from jepagolf.train.runtime import setup_runtime, teardown_runtime
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    preset = args.preset or _default_preset()
+    cfg = config_from_args(argparse.Namespace(**{**vars(args), "preset": preset}))
+    rt = setup_runtime(cfg.train.device)
+    if rt.distributed:
+        teardown_runtime(rt)
+        raise ConfigError("bench runs in one process; start it without torchrun")
+    variants = args.variants.split(",") if args.variants else list(VARIANTS)
+    overrides = parse_set_args(args.overrides)
+    if args.data:
+        overrides["data_path"] = args.data
+    if args.tokenizer:
+        overrides["tokenizer_path"] = args.tokenizer
+    if args.seed is not None:
+        overrides["seed"] = str(args.seed)
+    res = run_bench(preset, overrides, variants, repeats=args.repeats, warmup=args.warmup, rt=rt)
+    out = Path(args.out) if args.out else Path("runs") / f"bench-{preset}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    write_json(res, out)
+    print(format_table(res))
+    print(f"bench json: {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jepagolf", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -214,6 +244,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-tokens", type=int, default=65_536)
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("bench", help="step cost of plain CE, JEPA v3 and its efficiency options; MFU; eval, export")
+    _add_config_args(p)
+    p.add_argument("--out", help="JSON file (default: runs/bench-<preset>-<time>.json)")
+    p.add_argument("--repeats", type=int, default=5, help="timed repeats per variant (medians are reported)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps per variant first")
+    p.add_argument("--variants", help="comma-separated subset of the variants (ce is always included)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's own choice)")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("data", help="datasets: demo corpus, FineWeb download, build from your text, check")
     dsub = p.add_subparsers(dest="data_command", required=True)

@@ -112,9 +112,22 @@ class JepaConfig:
     """Target-encoder EMA momentum at the start of training."""
     jepa_ema_end: float = 0.999
     """Target-encoder EMA momentum at the end (linear in training progress)."""
+    # Efficiency options (see jepagolf/bench.py for their measured cost); the defaults are v3 as specified.
+    jepa_batch_fraction: float = 1.0
+    """JEPA passes (context and target) on the first ceil(f * rows) rows of each micro-batch only."""
+    jepa_every: int = 1
+    """JEPA term on every k-th optimizer step only, its weight multiplied by k (same expected gradient)."""
+    jepa_target: str = "ema"
+    """ema: targets from the EMA target encoder (v3) | online: the CE pass's own z, detached (no target pass)."""
+    jepa_batched: bool = False
+    """Run the CE rows and the masked context rows through the network as one concatenated batch."""
 
     def __post_init__(self) -> None:
-        _positive(self, "jepa_num_spans", "jepa_span_min", "jepa_pred_hidden")
+        _positive(self, "jepa_num_spans", "jepa_span_min", "jepa_pred_hidden", "jepa_every")
+        if not 0.0 < self.jepa_batch_fraction <= 1.0:
+            raise ConfigError(f"jepa_batch_fraction={self.jepa_batch_fraction} must be in (0, 1]")
+        if self.jepa_target not in ("ema", "online"):
+            raise ConfigError(f"jepa_target={self.jepa_target!r}: use ema or online")
         if not 0.0 < self.jepa_span_p < 1.0:
             raise ConfigError(f"jepa_span_p={self.jepa_span_p} must be in (0, 1) (the geometric's p)")
         if self.jepa_lambda < 0 or self.jepa_lambda_warmup_steps < 0:

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import Tensor
 
 from jepagolf.model.gpt import GPT
@@ -66,8 +65,7 @@ def evaluate(
         y = chunk[1:].view(e - s, seq_len)  # (b, T)
         with ctx:
             z = gpt.encode(x)
-        logits = gpt.logits(z.float())  # (b, T, V)
-        nats = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum")
+        nats = gpt.ce_loss(z.float(), y, reduction="sum")  # fp32 logits, outside autocast
         nbytes = base[y] + (space[y] & ~boundary[x]).to(base.dtype)
         sums += torch.stack((nats.double(), torch.tensor(y.numel(), device=device).double(), nbytes.sum().double()))
     if world_size > 1:

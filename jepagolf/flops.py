@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from jepagolf.config import Config
-from jepagolf.jepa.masking import span_bounds
+from jepagolf.jepa.masking import jepa_rows, span_bounds
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,9 @@ class FlopBreakdown:
     head_fwd: float  # tied output head per token, forward
     predictor_fwd: float  # JEPA predictor per masked token, forward
     mask_frac: float  # expected fraction of masked positions
+    row_fraction: float = 1.0  # share of the micro-batch rows in the JEPA passes (jepa_batch_fraction)
+    every: int = 1  # JEPA passes on one optimizer step in `every` (jepa_every)
+    target_pass: bool = True  # an EMA target forward runs (jepa_target=ema); online targets cost nothing
 
     @property
     def ce_step(self) -> float:
@@ -27,10 +30,18 @@ class FlopBreakdown:
         return 3 * (self.body_fwd + self.head_fwd)
 
     @property
+    def jepa_extra(self) -> float:
+        """What JEPA adds per trained token on a JEPA step, all rows in: masked context pass (fwd+bwd,
+        no head), EMA target pass (fwd, no head) when there is one, predictor fwd+bwd on masked positions.
+        One batched forward (jepa_batched) changes the kernels, not the count."""
+        target = self.body_fwd if self.target_pass else 0.0
+        return 3 * self.body_fwd + target + 3 * self.predictor_fwd * self.mask_frac
+
+    @property
     def jepa_step(self) -> float:
-        """JEPA v3: CE pass + masked context pass (fwd+bwd, no head) + EMA target pass (fwd, no head)
-        + predictor fwd+bwd on the masked positions."""
-        return self.ce_step + 3 * self.body_fwd + self.body_fwd + 3 * self.predictor_fwd * self.mask_frac
+        """JEPA training per token, averaged over steps: CE + the JEPA passes on a row_fraction of the rows
+        every `every` steps. With the v3 defaults: CE + context fwd+bwd + target fwd + predictor."""
+        return self.ce_step + self.jepa_extra * self.row_fraction / self.every
 
 
 def expected_mask_fraction(cfg: Config) -> float:
@@ -44,7 +55,7 @@ def expected_mask_fraction(cfg: Config) -> float:
 
 
 def flops_per_token(cfg: Config) -> FlopBreakdown:
-    m, T = cfg.model, cfg.train.train_seq_len
+    m, T, j = cfg.model, cfg.train.train_seq_len, cfg.jepa
     D, hd = m.model_dim, m.head_dim
     kv = m.num_kv_heads * hd
     attn_proj = 2 * D * (D + 2 * kv + D)  # q, k, v, out projections
@@ -52,9 +63,14 @@ def flops_per_token(cfg: Config) -> FlopBreakdown:
     mlp = 2 * 2 * D * m.mlp_hidden
     body = m.num_layers * (attn_proj + attn_core + mlp)
     head = 2 * D * m.vocab_size
-    pred = 2 * 2 * D * cfg.jepa.jepa_pred_hidden
-    frac = expected_mask_fraction(cfg) if cfg.jepa.active else 0.0
-    return FlopBreakdown(body_fwd=body, head_fwd=head, predictor_fwd=pred, mask_frac=frac)
+    pred = 2 * 2 * D * j.jepa_pred_hidden
+    frac = expected_mask_fraction(cfg) if j.active else 0.0
+    rows = cfg.train.micro_batch_tokens // T
+    return FlopBreakdown(
+        body_fwd=body, head_fwd=head, predictor_fwd=pred, mask_frac=frac,
+        row_fraction=jepa_rows(rows, j.jepa_batch_fraction) / rows, every=j.jepa_every,
+        target_pass=j.jepa_target == "ema",
+    )
 
 
 def train_flops_per_token(cfg: Config) -> float:

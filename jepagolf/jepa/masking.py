@@ -9,6 +9,7 @@ back (the reference dropped overlapping spans and silently duplicated one instea
 from __future__ import annotations
 
 import hashlib
+import math
 
 import torch
 from torch import Tensor
@@ -79,3 +80,9 @@ def sample_mask(
         spans = torch.stack([sample_spans(seq_len, num_spans, p, span_min, generator) for _ in range(batch)])
         return spans_to_mask(spans, seq_len)  # (B, T)
     return spans_to_mask(sample_spans(seq_len, num_spans, p, span_min, generator), seq_len).expand(batch, -1)
+
+
+def jepa_rows(batch: int, fraction: float) -> int:
+    """Rows of a micro-batch that take part in the JEPA passes: the first ceil(fraction * batch), >= 1."""
+    # round() first so that e.g. 0.3 * 10 = 3.0000000000000004 gives 3 rows, not 4.
+    return max(1, min(batch, math.ceil(round(fraction * batch, 9))))

@@ -47,27 +47,55 @@ class JepaLM(nn.Module):
             self.mask_emb = nn.Parameter(torch.zeros(D))
 
     def forward(
-        self, idx: Tensor, targets: Tensor, mask: Tensor | None = None, target_z: Tensor | None = None,
+        self,
+        idx: Tensor,
+        targets: Tensor,
+        mask: Tensor | None = None,
+        target_z: Tensor | None = None,
+        mask_pos: Tensor | None = None,
         diagnostics: bool = False,
     ) -> tuple[Tensor, Tensor | None, dict[str, Tensor]]:
-        """idx, targets (B, T); mask (B, T) bool; target_z (B, T, D) from the EMA target, no grad.
+        """idx, targets (B, T). JEPA inputs, all None on a plain-CE step:
+
+        mask (r, T) bool for the first r <= B rows (``jepa_batch_fraction``); target_z (r, T, D) from the
+        EMA target, no grad, or None with ``jepa_target=online`` (then the CE pass's z[:r], detached);
+        mask_pos (N,) int64, the flat indices of mask's True entries. Pass it precomputed on the host:
+        deriving it here from the mask is a device-to-host sync on GPUs.
 
         Returns (ce, jepa or None, detached diagnostics); ``diagnostics`` adds the collapse
         diagnostics (effective ranks, cosine) of the masked positions, which cost an SVD.
         """
-        z = self.gpt.encode(idx)  # (B, T, D)
-        ce = self.gpt.ce_loss(z, targets)
-        stats: dict[str, Tensor] = {"ce_loss": ce.detach()}
+        B, T = idx.shape
         if mask is None:
-            return ce, None, stats
-        assert self.predictor is not None and target_z is not None
-        z_ctx = self.gpt.encode(idx, mask, self.mask_emb)  # (B, T, D)
-        pred = self.predictor(z_ctx[mask])  # (N, D), N = masked positions in the micro-batch
-        jl, jstats = jepa_loss(pred, target_z[mask], self.cfg.jepa.jepa_var_weight, self.cfg.jepa.jepa_cov_weight)
-        stats.update(jstats)
-        stats["mask_frac"] = mask.float().mean()
+            z = self.gpt.encode(idx)  # (B, T, D)
+            ce = self.gpt.ce_loss(z, targets)
+            return ce, None, {"ce_loss": ce.detach()}
+        assert self.predictor is not None
+        r = mask.size(0)
+        if self.cfg.jepa.jepa_batched:
+            # One pass over B unmasked CE rows and r masked context rows: fewer, larger kernels. Rows are
+            # independent, and an all-False mask row embeds exactly as the plain pass does.
+            both = torch.cat((idx, idx[:r]))  # (B + r, T)
+            both_mask = torch.cat((mask.new_zeros(B, T), mask))  # (B + r, T)
+            z_both = self.gpt.encode(both, both_mask, self.mask_emb)  # (B + r, T, D)
+            z, z_ctx = z_both[:B], z_both[B:]
+        else:
+            z = self.gpt.encode(idx)  # (B, T, D)
+            z_ctx = self.gpt.encode(idx[:r], mask, self.mask_emb)  # (r, T, D)
+        ce = self.gpt.ce_loss(z, targets)
+        if target_z is None:
+            if self.cfg.jepa.jepa_target != "online":
+                raise ValueError("target_z is required unless jepa_target=online")
+            target_z = z[:r].detach()  # stop-gradient: the online network's own unmasked view
+        if mask_pos is None:
+            mask_pos = mask.reshape(-1).nonzero().squeeze(1)  # (N,)
+        D = z.size(-1)
+        pred = self.predictor(z_ctx.reshape(r * T, D).index_select(0, mask_pos))  # (N, D)
+        tgt = target_z.reshape(r * T, D).index_select(0, mask_pos)  # (N, D)
+        jl, jstats = jepa_loss(pred, tgt, self.cfg.jepa.jepa_var_weight, self.cfg.jepa.jepa_cov_weight)
+        stats = {"ce_loss": ce.detach(), **jstats, "mask_frac": mask.float().mean()}
         if diagnostics:
-            stats.update(representation_diagnostics(pred, target_z[mask]))
+            stats.update(representation_diagnostics(pred, tgt))
         return ce, jl, stats
 
     def exported_state_dict(self) -> dict[str, Tensor]:

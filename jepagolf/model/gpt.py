@@ -28,6 +28,72 @@ def bigram_hash(idx: Tensor, buckets: int) -> Tensor:
     return (s * (s + 1) // 2 + b) % buckets
 
 
+# exp(cap * t) with |t| <= 1 stays a normal fp32 number and its sum over a vocabulary of up to 65536
+# cannot overflow while cap <= 60: the fused loss needs no max-subtraction pass below that.
+FUSED_CE_MAX_CAP = 60.0
+
+
+class SoftcapCrossEntropy(torch.autograd.Function):
+    """Cross-entropy of soft-capped logits ``cap * tanh(z @ w.T / cap)``, reduced by sum * ``scale``.
+
+    The same value and gradients as the three-op reference (``logits`` then ``F.cross_entropy``) with
+    fewer passes over the (N, V) logits, the largest activation of a small model: 1/cap is folded into
+    the (V, D) weight, tanh and the softmax normaliser run in place with no max-subtraction pass
+    (see FUSED_CE_MAX_CAP), and backward rewrites its saved buffers in place instead of allocating
+    four new (N, V) tensors. Because of that, backward may run only once per forward.
+    """
+
+    @staticmethod
+    def forward(ctx, z: Tensor, w: Tensor, targets: Tensor, cap: float, scale: float) -> Tensor:
+        """z (N, D), w (V, D), targets (N,) int64 -> scalar."""
+        t = F.linear(z, w * (1.0 / cap))  # (N, V) raw logits / cap
+        t.tanh_()  # soft-capped logits / cap, in [-1, 1]
+        e = torch.mul(t, cap).exp_()  # (N, V) exp(logits), <= exp(cap)
+        sumexp = e.sum(dim=1)  # (N,)
+        picked = t.gather(1, targets[:, None]).squeeze(1)  # (N,)
+        loss = (sumexp.log() - cap * picked).sum() * scale
+        ctx.save_for_backward(z, w, targets, t, e, sumexp)
+        ctx.scale = scale
+        ctx.used = False
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
+        if ctx.used:
+            raise RuntimeError("SoftcapCrossEntropy: backward reuses its buffers and can run only once")
+        ctx.used = True
+        z, w, targets, t, p, sumexp = ctx.saved_tensors
+        # d loss / d raw logit = (softmax - onehot) * (1 - t^2), the tanh's derivative; scale and the
+        # incoming grad are applied to the small (N, D) and (V, D) results instead of the (N, V) one.
+        p.div_(sumexp[:, None])  # softmax
+        p[torch.arange(p.size(0), device=p.device), targets] -= 1.0
+        p.addcmul_(p, t.square_(), value=-1.0)  # p * (1 - t^2)
+        g = grad * ctx.scale
+        gz = (p @ w).mul_(g) if ctx.needs_input_grad[0] else None  # (N, D)
+        gw = (p.T @ z).mul_(g) if ctx.needs_input_grad[1] else None  # (V, D)
+        return gz, gw, None, None, None
+
+
+class LeakyReluSquare(torch.autograd.Function):
+    """leaky_relu(h, s)^2, computed as h * leaky_relu(h, s^2) (equal for either sign of h).
+
+    Its derivative is 2 * leaky_relu(h, s^2): backward needs only that one saved tensor, so the
+    activation costs two passes forward and two backward instead of the six of autograd's
+    leaky_relu + square (and saves one (N, hidden) tensor instead of two).
+    """
+
+    @staticmethod
+    def forward(ctx, h: Tensor, slope: float) -> Tensor:
+        a = F.leaky_relu(h, slope * slope)
+        ctx.save_for_backward(a)
+        return h * a
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
+        (a,) = ctx.saved_tensors
+        return torch.mul(grad, a).mul_(2.0), None
+
+
 class Rotary(nn.Module):
     """RoPE tables computed once for the longest sequence (not per step), kept out of the state dict."""
 
@@ -67,12 +133,15 @@ class Attention(nn.Module):
         v = self.c_v(x).view(B, T, self.num_kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, T, hd)
         q, k = self.rotary(rms_norm(q)), self.rotary(rms_norm(k))
         q = q * self.q_gain.to(q.dtype)[None, :, None, None]
-        if self.num_kv_heads != self.num_heads:
-            # Explicit repeat rather than enable_gqa: it keeps SDPA on its fused kernels on every backend.
+        gqa = self.num_kv_heads != self.num_heads
+        if gqa and x.is_cuda:
+            # Explicit repeat on CUDA rather than enable_gqa: it keeps SDPA on its fused kernels there.
             rep = self.num_heads // self.num_kv_heads
             k = k.repeat_interleave(rep, dim=1)  # (B, H, T, hd)
             v = v.repeat_interleave(rep, dim=1)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, H, T, hd)
+            gqa = False
+        # On CPU the flash kernel shares KV heads itself: no (B, H, T, hd) copies and no backward sum.
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)  # (B, H, T, hd)
         y = y.transpose(1, 2).reshape(B, T, self.num_heads * self.head_dim)  # (B, T, D)
         return self.proj(y)
 
@@ -86,9 +155,7 @@ class MLP(nn.Module):
         self.slope = cfg.mlp_leaky_slope
 
     def forward(self, x: Tensor) -> Tensor:
-        h = self.fc(x)
-        h = F.leaky_relu(h, self.slope) if self.slope else F.relu(h)
-        return self.proj(h.square())
+        return self.proj(LeakyReluSquare.apply(self.fc(x), self.slope))  # slope 0 gives relu^2
 
 
 class Block(nn.Module):
@@ -171,6 +238,16 @@ class GPT(nn.Module):
         return c * torch.tanh(logits / c) if c else logits
 
     def ce_loss(self, z: Tensor, targets: Tensor, reduction: str = "mean") -> Tensor:
+        c, w = self.cfg.logit_softcap, self.tok_emb.weight
+        fused = (
+            0 < c <= FUSED_CE_MAX_CAP and reduction in ("mean", "sum") and z.dtype == w.dtype == torch.float32
+            and not torch.is_autocast_enabled(z.device.type)
+        )
+        if fused:
+            # fp32 without autocast (the CPU path): the fused loss, same value, fewer passes over (N, V).
+            n = targets.numel()
+            scale = 1.0 / n if reduction == "mean" else 1.0
+            return SoftcapCrossEntropy.apply(z.reshape(n, -1), w, targets.reshape(n), c, scale)
         logits = self.logits(z)  # (B, T, V)
         return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction=reduction)
 

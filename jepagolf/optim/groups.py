@@ -40,7 +40,9 @@ def route_params(model: nn.Module) -> ParamGroups:
 
 def build_optimizers(model: nn.Module, cfg: OptimConfig, fused: bool = False) -> list[torch.optim.Optimizer]:
     g = route_params(model)
-    adam_kw = dict(betas=(cfg.beta1, cfg.beta2), eps=cfg.adam_eps, fused=fused)
+    # foreach on CPU too (torch picks it only for CUDA tensors): one kernel per op for all tensors
+    # instead of a Python loop over parameters.
+    adam_kw = dict(betas=(cfg.beta1, cfg.beta2), eps=cfg.adam_eps, fused=fused, foreach=None if fused else True)
     adam = torch.optim.Adam(
         [
             {"params": [p for _, p in g.embeddings], "lr": cfg.tied_embed_lr, "base_lr": cfg.tied_embed_lr},

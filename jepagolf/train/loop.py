@@ -30,7 +30,7 @@ from jepagolf.data.tokenizer import load_tokenizer
 from jepagolf.eval import EvalResult, evaluate
 from jepagolf.export.artifact import ARTIFACT_NAME, load_gpt_from_artifact, write_artifact
 from jepagolf.jepa.diagnostics import gradient_share
-from jepagolf.jepa.masking import sample_mask, span_generator
+from jepagolf.jepa.masking import jepa_rows, sample_mask, span_generator
 from jepagolf.jepa.objective import JepaLM
 from jepagolf.jepa.target import WeightEMA, ema_momentum, make_target_encoder, update_target
 from jepagolf.model.gpt import GPT, count_params
@@ -80,7 +80,9 @@ def micro_batch(chunk: np.ndarray, index: int, micro_tokens: int, seq_len: int, 
 
 
 class Trainer(ReliabilityMixin):
-    def __init__(self, cfg: Config, rt: Runtime, out_dir: Path, paths: DatasetPaths) -> None:
+    def __init__(
+        self, cfg: Config, rt: Runtime, out_dir: Path, paths: DatasetPaths, val: ValData | None = None
+    ) -> None:
         self.cfg, self.rt, self.out_dir, self.paths = cfg, rt, out_dir, paths
         t = cfg.train
         micro_total = t.train_batch_tokens // t.micro_batch_tokens
@@ -93,7 +95,11 @@ class Trainer(ReliabilityMixin):
         self.grad_accum = micro_total // rt.world_size
         seed_everything(t.seed)  # same init on every rank
         self.model = JepaLM(cfg).to(rt.device)
-        self.target = make_target_encoder(self.model.gpt) if cfg.jepa.active else None
+        # online targets come from the trained network itself: no EMA copy, no target pass.
+        self.target = (
+            make_target_encoder(self.model.gpt) if cfg.jepa.active and cfg.jepa.jepa_target == "ema" else None
+        )
+        self.last_jepa_stats: dict[str, Tensor] = {}
         self.artifact_ema = WeightEMA(self.model.gpt, cfg.optim.artifact_ema_decay)
         self.optimizers = build_optimizers(self.model, cfg.optim, fused=rt.device.type == "cuda")
         self.compiled = t.compile == "on" or (t.compile == "auto" and rt.device.type == "cuda")
@@ -102,9 +108,14 @@ class Trainer(ReliabilityMixin):
             self.model.gpt.encode = torch.compile(self.model.gpt.encode)  # type: ignore[method-assign]
         if rt.distributed:
             ids = [rt.device.index] if rt.device.type == "cuda" else None
-            self.forward_module = DDP(self.model, device_ids=ids, broadcast_buffers=False)
+            # With jepa_every > 1 the predictor and mask_emb get no gradient on most steps; DDP must be
+            # told to look for unused parameters then, or it waits for their gradients and errors out.
+            # Every rank skips the same steps, so their .grad stays None and the optimizers skip them.
+            sparse_jepa = cfg.jepa.active and cfg.jepa.jepa_every > 1
+            self.forward_module = DDP(self.model, device_ids=ids, broadcast_buffers=False,
+                                      find_unused_parameters=sparse_jepa)
         self.stream = TokenStream(list_shards(paths.data_dir, "train"), cfg.model.vocab_size)
-        self.val = load_val_data(cfg, paths, rt.device)
+        self.val = val if val is not None else load_val_data(cfg, paths, rt.device)
         self.step = 0
         self.elapsed_s = 0.0
         self.tokens_seen = 0
@@ -115,46 +126,55 @@ class Trainer(ReliabilityMixin):
     def is_diag_step(self, step: int) -> bool:
         """Collapse diagnostics at 1-based ``step``: every diag_every steps, the first and the last."""
         every = self.cfg.train.diag_every or self.cfg.train.train_log_every
-        if self.target is None or every < 0:
+        if not self.cfg.jepa.active or every < 0:
             return False
         return step % every == 0 or step == 1 or step == self.cfg.train.iterations
 
     def train_step(self, diag: bool = False) -> dict[str, Tensor]:
         """One optimizer step's gradients; ``diag`` adds the collapse diagnostics (extra backward passes)."""
-        cfg, rt, t = self.cfg, self.rt, self.cfg.train
+        return self.forward_backward(self.stream.take(self.cfg.train.train_batch_tokens + 1), diag)
+
+    def forward_backward(self, chunk: np.ndarray, diag: bool = False) -> dict[str, Tensor]:
+        """Gradients of one optimizer step from its (batch + 1)-token chunk; returns mean diagnostics."""
+        cfg, rt, t, j = self.cfg, self.rt, self.cfg.train, self.cfg.jepa
         step = self.step
-        lam = schedules.jepa_lambda(cfg, step)
-        chunk = self.stream.take(t.train_batch_tokens + 1)
+        weight = schedules.jepa_step_weight(cfg, step)  # 0 on a step that skips JEPA (jepa_every)
         sums: dict[str, Tensor] = {}
         grad_stats: dict[str, float] = {}
         ctx = torch.autocast(rt.device.type, dtype=rt.autocast_dtype) if rt.autocast_dtype else nullcontext()
         for a in range(self.grad_accum):
             index = rt.rank * self.grad_accum + a  # position of this micro-batch in the global batch
             x, y = micro_batch(chunk, index, t.micro_batch_tokens, t.train_seq_len, rt.device)
-            mask = target_z = None
-            if self.target is not None:
-                j = cfg.jepa
-                gen = span_generator(t.seed, step, index)
-                mask = sample_mask(
-                    x.size(0), t.train_seq_len, j.jepa_num_spans, j.jepa_span_p, j.jepa_span_min,
-                    j.jepa_span_per_sequence, gen,
-                ).to(rt.device, non_blocking=True)
-                with torch.no_grad(), ctx:
-                    target_z = self.target.encode(x)  # (b, T, D), full unmasked sequence
+            mask = target_z = mask_pos = None
+            if weight > 0:
+                rows = jepa_rows(x.size(0), j.jepa_batch_fraction)
+                mask_cpu = sample_mask(
+                    rows, t.train_seq_len, j.jepa_num_spans, j.jepa_span_p, j.jepa_span_min,
+                    j.jepa_span_per_sequence, span_generator(t.seed, step, index),
+                )  # (rows, T), the same spans as the first rows of a full-batch draw
+                # Indices computed on the host: boolean indexing on the device would sync every step.
+                mask_pos = mask_cpu.reshape(-1).nonzero().squeeze(1).to(rt.device, non_blocking=True)
+                mask = mask_cpu.to(rt.device, non_blocking=True)
+                if self.target is not None:
+                    with torch.no_grad(), ctx:
+                        target_z = self.target.encode(x[:rows])  # (rows, T, D), full unmasked sequence
             last = a == self.grad_accum - 1
             sync = nullcontext() if (last or not rt.distributed) else self.forward_module.no_sync()
             with sync:
                 with ctx:
-                    ce, jl, stats = self.forward_module(x, y, mask, target_z, diagnostics=diag)
+                    ce, jl, stats = self.forward_module(x, y, mask, target_z, mask_pos, diagnostics=diag)
                 if diag and a == 0 and jl is not None:  # first micro-batch only: it is a sample
-                    grad_stats = gradient_share(ce, lam * jl, list(self.model.gpt.parameters()))
-                loss = ce if jl is None else ce + lam * jl
+                    grad_stats = gradient_share(ce, weight * jl, list(self.model.gpt.parameters()))
+                loss = ce if jl is None else ce + weight * jl
                 (loss / self.grad_accum).backward()
             for k, v in stats.items():
                 sums[k] = sums[k] + v if k in sums else v.clone()
-        out = {k: v / self.grad_accum for k, v in sums.items()}
-        out.update({k: torch.tensor(v) for k, v in grad_stats.items()})
-        return out
+        means = {k: v / self.grad_accum for k, v in sums.items()}
+        means.update({k: torch.tensor(v) for k, v in grad_stats.items()})
+        if weight > 0:
+            self.last_jepa_stats = {k: v for k, v in means.items() if k != "ce_loss"}
+        # On a step without JEPA the logged diagnostics are those of the last JEPA step.
+        return {**self.last_jepa_stats, **means}
 
     def apply_update(self) -> float:
         """Set this step's LRs and momenta, clip, step every optimizer, update both EMAs."""
@@ -170,6 +190,8 @@ class Trainer(ReliabilityMixin):
             opt.step()
         for opt in self.optimizers:
             opt.zero_grad(set_to_none=True)
+        # The target EMA moves on every optimizer step, JEPA step or not (jepa_every > 1), so that it
+        # is the same average of the online trajectory as in v3; the update is one foreach lerp.
         if self.target is not None:
             m = ema_momentum(
                 schedules.progress(cfg, step + 1, self.elapsed_s), cfg.jepa.jepa_ema_start, cfg.jepa.jepa_ema_end

@@ -52,3 +52,15 @@ def jepa_lambda(cfg: Config, step: int) -> float:
     if j.jepa_lambda_warmup_steps == 0:
         return j.jepa_lambda
     return j.jepa_lambda * min(1.0, (step + 1) / j.jepa_lambda_warmup_steps)
+
+
+def jepa_step_weight(cfg: Config, step: int) -> float:
+    """Weight of the JEPA loss at this step: lambda(step) * k on every k-th step (k = jepa_every), else 0.
+
+    Scaling by k keeps the expected gradient of lambda * jepa unchanged while the JEPA passes run on
+    one step in k. A weight of 0 means the step skips the JEPA passes altogether.
+    """
+    k = cfg.jepa.jepa_every
+    if not cfg.jepa.active or step % k:
+        return 0.0
+    return jepa_lambda(cfg, step) * k

@@ -1,0 +1,359 @@
+"""`jepagolf bench`: what one optimizer step costs, per objective and efficiency option, on this machine.
+
+Everything is measured in one process, on one model shape and one batch (the preset's micro-batch,
+one micro-batch per step), after warm-up, as medians over repeats. The repeats interleave every
+measurement (the variants' steps, the matmul reference, evaluation) in a rotating order, so that
+load from other processes on a shared machine hits all of them alike; ratios to plain CE are
+medians of per-repeat ratios, which cancels slow drifts of that load.
+
+A step is exactly what ``Trainer`` does per optimizer step: ``forward_backward`` (masks, EMA target
+pass, the one wrapped forward, backward) then ``apply_update`` (schedules, Adam + Muon, target and
+artifact EMAs). A variant with ``jepa_every = k`` is timed over whole cycles of k steps.
+
+MFU = achieved training FLOP/s (analytic, ``jepagolf.flops``; optimizer and elementwise work not
+counted) / the dense matmul FLOP/s of this machine, measured in the same run, at the model's
+compute dtype, as the median over the model's own GEMM shapes (its linear layers at the micro-batch's
+token count, forward and weight-gradient orientations).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from jepagolf.config import Config, ConfigError, build_config
+from jepagolf.data.dataset import resolve_dataset
+from jepagolf.eval import evaluate
+from jepagolf.export.artifact import load_gpt_from_artifact, write_artifact
+from jepagolf.flops import flops_per_token, train_flops_per_token
+from jepagolf.model.gpt import count_params
+from jepagolf.train.logger import atomic_write_text
+from jepagolf.train.loop import Trainer, load_val_data
+from jepagolf.train.runtime import Runtime, device_name, source_hash, versions
+
+# name -> overrides on top of the preset (and of the user's --set). "v3" is JEPA v3 as specified.
+VARIANTS: dict[str, dict[str, str]] = {
+    "ce": {"jepa": "false"},
+    "v3": {"jepa": "true"},
+    "batched": {"jepa": "true", "jepa_batched": "true"},
+    "online": {"jepa": "true", "jepa_target": "online"},
+    "frac25": {"jepa": "true", "jepa_batch_fraction": "0.25"},
+    "every4": {"jepa": "true", "jepa_every": "4"},
+    "online+frac25": {"jepa": "true", "jepa_target": "online", "jepa_batch_fraction": "0.25"},
+    "online+frac25+batched": {"jepa": "true", "jepa_target": "online", "jepa_batch_fraction": "0.25",
+                              "jepa_batched": "true"},
+}
+GOALS = {"ratio_jepa_v3": 2.3, "ratio_best_option": 1.3, "mfu_ce": 0.70}  # issue 8, on cpu-demo
+
+
+@dataclass
+class VariantTiming:
+    name: str
+    overrides: dict[str, str]
+    cfg: Config
+    trainer: Trainer
+    cycle: int  # steps per timed repeat (jepa_every for a sparse-JEPA variant, else 1)
+    step_s: list[float] = field(default_factory=list)  # seconds per step, one entry per repeat
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def model_dtype(rt: Runtime) -> torch.dtype:
+    """The dtype the model's matmuls run in: the autocast dtype on CUDA, fp32 on CPU."""
+    return rt.autocast_dtype or torch.float32
+
+
+def gemm_shapes(cfg: Config) -> list[tuple[int, int, int]]:
+    """(m, k, n) of the model's GEMMs at one micro-batch: each linear layer forward, and the weight
+    gradients of the MLP (a reduction over the tokens, the backward's other orientation)."""
+    M, D, m = cfg.train.micro_batch_tokens, cfg.model.model_dim, cfg.model
+    kv, H, V = m.num_kv_heads * m.head_dim, m.mlp_hidden, m.vocab_size
+    shapes = [(M, D, D), (M, D, kv), (M, D, H), (M, H, D), (M, D, V), (D, M, H), (H, M, D)]
+    return list(dict.fromkeys(shapes))  # distinct, in order
+
+
+class MatmulProbe:
+    """Dense matmul FLOP/s at given shapes: operands allocated once, median time of a few mm calls."""
+
+    def __init__(self, shapes: Sequence[tuple[int, int, int]], dtype: torch.dtype, device: torch.device,
+                 inner: int = 5) -> None:
+        self.shapes, self.device, self.inner = list(shapes), device, inner
+        g = torch.Generator(device="cpu").manual_seed(0)
+        self.operands = [
+            (torch.randn(m, k, generator=g).to(device, dtype), torch.randn(k, n, generator=g).to(device, dtype))
+            for m, k, n in self.shapes
+        ]
+        self.rates: dict[tuple[int, int, int], list[float]] = {s: [] for s in self.shapes}
+
+    def measure(self) -> None:
+        for shape, (a, b) in zip(self.shapes, self.operands, strict=True):
+            torch.mm(a, b)  # warm the kernel (and MKL's thread pool) for this shape
+            times = []
+            for _ in range(self.inner):
+                _sync(self.device)
+                t0 = time.perf_counter()
+                torch.mm(a, b)
+                _sync(self.device)
+                times.append(time.perf_counter() - t0)
+            m, k, n = shape
+            self.rates[shape].append(2 * m * k * n / statistics.median(times))
+
+    def per_shape(self) -> dict[str, float]:
+        return {"x".join(map(str, s)): statistics.median(r) for s, r in self.rates.items()}
+
+    def rate(self) -> float:
+        """Median over the shapes of each shape's median rate."""
+        return statistics.median(self.per_shape().values())
+
+
+def build_variant_config(preset: str, user: dict[str, str], overrides: dict[str, str]) -> Config:
+    cfg = build_config(preset, {**user, **overrides})
+    # One micro-batch per optimizer step: the preset's micro-batch is the unit measured.
+    cfg = build_config(preset, {**user, **overrides, "train_batch_tokens": str(cfg.train.micro_batch_tokens)})
+    if overrides.get("jepa") == "true" and not cfg.jepa.active:
+        raise ConfigError("bench: a JEPA variant has jepa_lambda=0; unset JEPA_LAMBDA or --set jepa_lambda")
+    return cfg
+
+
+def _machine(rt: Runtime) -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    return {
+        "device": device_name(rt.device),
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+        "env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS")
+                if k in os.environ},
+        "hostname": platform.node(),
+    }
+
+
+def _loadavg() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def run_bench(
+    preset: str,
+    user_overrides: dict[str, str] | None = None,
+    variants: Sequence[str] | None = None,
+    repeats: int = 5,
+    warmup: int = 2,
+    rt: Runtime | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Measure and return every figure as a JSON-able dict (see the module docstring)."""
+    user = dict(user_overrides or {})
+    names = list(variants or VARIANTS)
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        raise ConfigError(f"bench: unknown variants {unknown}; known: {', '.join(VARIANTS)}")
+    if "ce" not in names:
+        names.insert(0, "ce")  # every ratio is to plain CE
+    if repeats < 1 or warmup < 0:
+        raise ConfigError("bench: need repeats >= 1 and warmup >= 0")
+    loadavg_start = _loadavg()
+    cfgs = {n: build_variant_config(preset, user, VARIANTS[n]) for n in names}
+    base = cfgs["ce"]
+    if rt is None:
+        want = base.train.device
+        rt = Runtime(device=torch.device(("cuda" if torch.cuda.is_available() else "cpu") if want == "auto" else want))
+    paths = resolve_dataset(base.data.data_path or None, base.data.tokenizer_path or None, announce=False)
+    val = load_val_data(base, paths, rt.device)
+    tmp = tempfile.TemporaryDirectory(prefix="jepagolf-bench-")
+    timings: list[VariantTiming] = []
+    for n in names:
+        trainer = Trainer(cfgs[n], rt, Path(tmp.name) / n, paths, val=val)
+        trainer.logger.close()
+        cycle = cfgs[n].jepa.jepa_every if cfgs[n].jepa.active else 1
+        timings.append(VariantTiming(n, VARIANTS[n], cfgs[n], trainer, cycle))
+    t = base.train
+    chunk = timings[0].trainer.stream.take(t.micro_batch_tokens + 1)  # the one batch every variant trains on
+    B = t.micro_batch_tokens // t.train_seq_len
+    log(f"bench: preset {preset}, {len(names)} variants, micro-batch {B} x {t.train_seq_len} tokens, "
+        f"{repeats} repeats after {warmup} warm-up steps, device {device_name(rt.device)}, "
+        f"{torch.get_num_threads()} threads, load average {loadavg_start}")
+
+    def run_steps(v: VariantTiming, n_steps: int) -> float:
+        _sync(rt.device)
+        t0 = time.perf_counter()
+        for _ in range(n_steps):
+            v.trainer.forward_backward(chunk)
+            v.trainer.apply_update()
+            v.trainer.step += 1
+        _sync(rt.device)
+        return time.perf_counter() - t0
+
+    for v in timings:
+        run_steps(v, warmup * v.cycle)
+
+    probe = MatmulProbe(gemm_shapes(base), model_dtype(rt), rt.device)
+    probe.measure()  # warm-up
+    eval_gpt = timings[0].trainer.model.gpt
+    eval_tokens = 2 * t.val_batch_tokens
+    eval_rates: list[float] = []
+
+    def measure_eval() -> None:
+        _sync(rt.device)
+        t0 = time.perf_counter()
+        res = evaluate(eval_gpt, val.tokens, val.byte_tables, t.train_seq_len, t.val_batch_tokens, rt.device,
+                       max_tokens=eval_tokens, autocast_dtype=rt.autocast_dtype)
+        _sync(rt.device)
+        eval_rates.append(res.tokens / (time.perf_counter() - t0))
+
+    measure_eval()  # warm-up
+    eval_rates.clear()
+    items: list[Any] = [*timings, "matmul", "eval"]
+    for r in range(repeats):
+        order = items[r % len(items):] + items[: r % len(items)]  # rotate: no variant always runs first
+        for item in order:
+            if item == "matmul":
+                probe.measure()
+            elif item == "eval":
+                measure_eval()
+            else:
+                item.step_s.append(run_steps(item, item.cycle) / item.cycle)
+        log(f"  repeat {r + 1}/{repeats}: " + " ".join(f"{v.name}={1000 * v.step_s[-1]:.0f}ms" for v in timings))
+
+    export = measure_export(eval_gpt, base, Path(tmp.name) / "artifact.bin", rt.device)
+    tmp.cleanup()
+    matmul_rate = probe.rate()
+    ce_times = timings[0].step_s
+    micro = t.micro_batch_tokens
+    ce_flops = flops_per_token(base).ce_step * micro
+    results: dict[str, Any] = {}
+    for v in timings:
+        med = statistics.median(v.step_s)
+        flops = train_flops_per_token(v.cfg) * micro
+        results[v.name] = {
+            "overrides": v.overrides,
+            "step_ms": 1000 * med,
+            "step_ms_min": 1000 * min(v.step_s),
+            "step_ms_max": 1000 * max(v.step_s),
+            "step_ms_all": [1000 * s for s in v.step_s],
+            "ratio_to_ce": statistics.median(s / c for s, c in zip(v.step_s, ce_times, strict=True)),
+            "ratio_of_medians": med / statistics.median(ce_times),
+            "flops_per_step": flops,
+            "flops_ratio_to_ce": flops / ce_flops,
+            "achieved_flops_per_s": flops / med,
+            "mfu": flops / med / matmul_rate,
+            "tokens_per_s": micro / med,
+            "cycle_steps": v.cycle,
+        }
+    options = {n: r for n, r in results.items() if n not in ("ce", "v3")}
+    best = min(options, key=lambda n: options[n]["ratio_to_ce"]) if options else None
+    return {
+        "preset": preset,
+        "overrides": user,
+        "ratio_jepa_v3": results["v3"]["ratio_to_ce"] if "v3" in results else None,
+        "ratio_best_option": options[best]["ratio_to_ce"] if best else None,
+        "best_option": best,
+        "mfu_ce": results["ce"]["mfu"],
+        "goals": GOALS,
+        "variants": results,
+        "matmul": {
+            "dtype": str(model_dtype(rt)).removeprefix("torch."),
+            "flops_per_s": matmul_rate,
+            "shapes_mkn": [list(s) for s in probe.shapes],
+            "per_shape_flops_per_s": probe.per_shape(),
+        },
+        "eval_tokens_per_s": statistics.median(eval_rates),
+        "eval_tokens_per_measure": eval_tokens,
+        **export,
+        "shape": {
+            "micro_batch_rows": B,
+            "seq_len": t.train_seq_len,
+            "micro_batch_tokens": micro,
+            "params": count_params(eval_gpt),
+            "flops_per_token_ce": flops_per_token(base).ce_step,
+        },
+        "repeats": repeats,
+        "warmup_steps": warmup,
+        "machine": {**_machine(rt), "loadavg_start": loadavg_start, "loadavg_end": _loadavg()},
+        "versions": versions(),
+        "source_hash": source_hash(),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def measure_export(gpt: torch.nn.Module, cfg: Config, path: Path, device: torch.device, n: int = 3) -> dict[str, Any]:
+    """Median seconds to write the artifact (int6 + LZMA + container) and to load it back."""
+    state = {k: v.detach() for k, v in gpt.state_dict().items()}
+    write_s, load_s, size = [], [], 0
+    for _ in range(n):
+        t0 = time.perf_counter()
+        size = write_artifact(state, path, cfg)
+        write_s.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        load_gpt_from_artifact(path, device)
+        _sync(device)
+        load_s.append(time.perf_counter() - t0)
+    return {"export_s": statistics.median(write_s), "export_load_s": statistics.median(load_s),
+            "artifact_bytes": size}
+
+
+def format_table(res: dict[str, Any]) -> str:
+    """The readable summary printed by the command."""
+    lines = [
+        f"{'variant':24s} {'step ms':>9s} {'min..max':>15s} {'ratio':>6s} {'flops':>6s} {'MFU':>6s} "
+        f"{'tok/s':>8s}",
+    ]
+    for name, v in res["variants"].items():
+        lines.append(
+            f"{name:24s} {v['step_ms']:9.1f} {v['step_ms_min']:7.0f}..{v['step_ms_max']:<7.0f} "
+            f"{v['ratio_to_ce']:6.3f} {v['flops_ratio_to_ce']:6.3f} {100 * v['mfu']:5.1f}% {v['tokens_per_s']:8.0f}"
+        )
+    mm = res["matmul"]
+    lines += [
+        "ratio = median over repeats of step time / plain CE step time; flops = analytic FLOP ratio",
+        f"matmul {mm['dtype']} at the model's shapes: {mm['flops_per_s'] / 1e9:.1f} GFLOP/s (median of "
+        + ", ".join(f"{k} {r / 1e9:.0f}" for k, r in mm["per_shape_flops_per_s"].items()) + ")",
+        f"eval: {res['eval_tokens_per_s']:.0f} tokens/s; export: {res['export_s']:.2f} s write, "
+        f"{res['export_load_s']:.2f} s load, {res['artifact_bytes']} bytes",
+        f"load average {res['machine']['loadavg_start']} -> {res['machine']['loadavg_end']} on "
+        f"{res['machine']['cpu_count']} CPUs, {res['machine']['torch_threads']} torch threads",
+    ]
+    g = res["goals"]
+    for key, goal in g.items():
+        val = res.get(key)
+        if val is None:
+            continue
+        ok = val >= goal if key == "mfu_ce" else val <= goal
+        extra = f" ({res['best_option']})" if key == "ratio_best_option" else ""
+        lines.append(f"{key}: {val:.3f}{extra}  goal {'>=' if key == 'mfu_ce' else '<='} {goal}  "
+                     f"{'met' if ok else 'missed'}")
+    return "\n".join(lines)
+
+
+def write_json(res: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(res, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
