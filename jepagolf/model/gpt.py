@@ -40,29 +40,38 @@ class SoftcapCrossEntropy(torch.autograd.Function):
     fewer passes over the (N, V) logits, the largest activation of a small model: 1/cap is folded into
     the (V, D) weight, tanh and the softmax normaliser run in place with no max-subtraction pass
     (see FUSED_CE_MAX_CAP), and backward rewrites its saved buffers in place instead of allocating
-    four new (N, V) tensors. Because of that, backward may run only once per forward.
+    four new (N, V) tensors. A second backward through the same graph (the gradient-share diagnostics
+    differentiate it twice) recomputes those buffers from z and w first, bitwise as forward made them.
     """
 
     @staticmethod
     def forward(ctx, z: Tensor, w: Tensor, targets: Tensor, cap: float, scale: float) -> Tensor:
         """z (N, D), w (V, D), targets (N,) int64 -> scalar."""
-        t = F.linear(z, w * (1.0 / cap))  # (N, V) raw logits / cap
-        t.tanh_()  # soft-capped logits / cap, in [-1, 1]
-        e = torch.mul(t, cap).exp_()  # (N, V) exp(logits), <= exp(cap)
-        sumexp = e.sum(dim=1)  # (N,)
+        t, e, sumexp = SoftcapCrossEntropy._buffers(z, w, cap)
         picked = t.gather(1, targets[:, None]).squeeze(1)  # (N,)
         loss = (sumexp.log() - cap * picked).sum() * scale
-        ctx.save_for_backward(z, w, targets, t, e, sumexp)
-        ctx.scale = scale
+        ctx.save_for_backward(z, w, targets)
+        # Kept outside save_for_backward on purpose: backward rewrites them in place, which autograd's
+        # version check on saved tensors would (rightly) refuse on a second backward.
+        ctx.buffers = (t, e, sumexp)
+        ctx.scale, ctx.cap = scale, cap
         ctx.used = False
         return loss
 
     @staticmethod
+    def _buffers(z: Tensor, w: Tensor, cap: float) -> tuple[Tensor, Tensor, Tensor]:
+        t = F.linear(z, w * (1.0 / cap))  # (N, V) raw logits / cap
+        t.tanh_()  # soft-capped logits / cap, in [-1, 1]
+        e = torch.mul(t, cap).exp_()  # (N, V) exp(logits), <= exp(cap)
+        return t, e, e.sum(dim=1)  # sumexp (N,)
+
+    @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
-        if ctx.used:
-            raise RuntimeError("SoftcapCrossEntropy: backward reuses its buffers and can run only once")
+        z, w, targets = ctx.saved_tensors
+        t, p, sumexp = ctx.buffers
+        if ctx.used:  # the first backward overwrote t and p: rebuild them (same ops, same bits)
+            t, p, sumexp = SoftcapCrossEntropy._buffers(z, w, ctx.cap)
         ctx.used = True
-        z, w, targets, t, p, sumexp = ctx.saved_tensors
         # d loss / d raw logit = (softmax - onehot) * (1 - t^2), the tanh's derivative; scale and the
         # incoming grad are applied to the small (N, D) and (V, D) results instead of the (N, V) one.
         p.div_(sumexp[:, None])  # softmax
