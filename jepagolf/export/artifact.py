@@ -26,9 +26,13 @@ def write_artifact(state_dict: dict[str, Tensor], path: Path, cfg: Config) -> in
     if leaked:
         raise ValueError(f"refusing to export JEPA-only weights: {leaked}")
     qm = quantize_state_dict(state_dict, min_numel=cfg.export.int6_min_numel)
-    meta = {"model": dataclasses.asdict(cfg.model), "train_seq_len": cfg.train.train_seq_len,
+    return save_artifact(path, qm, meta=artifact_meta_for(cfg))
+
+
+def artifact_meta_for(cfg: Config) -> dict:
+    """The header metadata an artifact of ``cfg`` carries (what rebuilding the GPT needs)."""
+    return {"model": dataclasses.asdict(cfg.model), "train_seq_len": cfg.train.train_seq_len,
             "preset": cfg.preset, "config_hash": cfg.hash()}
-    return save_artifact(path, qm, meta=meta)
 
 
 def load_gpt_from_artifact(path: Path, device: torch.device | str = "cpu") -> GPT:

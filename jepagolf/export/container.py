@@ -326,6 +326,11 @@ def load_artifact_bytes(data: bytes, source: str = "<bytes>") -> tuple[Quantized
     return qm, header["meta"]
 
 
+def artifact_payload(data: bytes, source: str = "<bytes>") -> bytes:
+    """The checked, decompressed payload of artifact file contents (for size reports)."""
+    return _unwrap(data, source)
+
+
 def load_artifact(path: str | os.PathLike[str]) -> tuple[QuantizedModel, dict[str, Any]]:
     """Read and validate an artifact file: (quantised model, meta dict)."""
     return load_artifact_bytes(Path(path).read_bytes(), source=str(path))

@@ -208,21 +208,45 @@ def quantize_state_dict(
     qm = QuantizedModel()
     for name in sorted(sd):
         t = sd[name].detach().cpu()
-        if not t.is_floating_point():
+        kind = storage_kind(name, tuple(t.shape), t.is_floating_point(), min_numel=min_numel,
+                            fp32_patterns=fp32_patterns, embedding_names=embedding_names,
+                            embedding_kind=embedding_kind)
+        if kind == "raw":
             qm.floats[name] = t.clone()
-            continue
-        control = is_fp32_name(name, fp32_patterns)
-        if t.ndim == 2 and name in embedding_names:
-            q, s = quantize_rows(t, _LEVELS[embedding_kind], clip_quantiles)
-            qm.quantized[name] = QuantizedTensor(q, s, embedding_kind)
-        elif t.ndim == 2 and t.numel() >= min_numel and not control:
-            q, s = quantize_rows(t, INT6_MAX, clip_quantiles)
-            qm.quantized[name] = QuantizedTensor(q, s, "int6")
-        elif control or not _fits_fp16(t):
+        elif kind in _LEVELS:
+            q, s = quantize_rows(t, _LEVELS[kind], clip_quantiles)
+            qm.quantized[name] = QuantizedTensor(q, s, kind)  # type: ignore[arg-type]
+        elif kind == "fp32" or not _fits_fp16(t):
             qm.floats[name] = t.to(torch.float32).clone()
         else:
             qm.floats[name] = t.to(torch.float16)
     return qm
+
+
+def storage_kind(
+    name: str,
+    shape: tuple[int, ...],
+    is_float: bool = True,
+    *,
+    min_numel: int = DEFAULT_MIN_NUMEL,
+    fp32_patterns: Iterable[str] = DEFAULT_FP32_PATTERNS,
+    embedding_names: Iterable[str] = (TIED_EMBEDDING_NAME,),
+    embedding_kind: QuantKind = "int6",
+) -> str:
+    """How :func:`quantize_state_dict` stores a tensor: "int6", "int8", "fp32", "fp16" or "raw"
+    (non-float, unchanged). Decided from name and shape alone, so sizes can be predicted before
+    training; the one value-dependent exception is an "fp16" tensor beyond fp16 range, kept fp32."""
+    if not is_float:
+        return "raw"
+    numel = 1
+    for d in shape:
+        numel *= d
+    control = is_fp32_name(name, fp32_patterns)
+    if len(shape) == 2 and name in frozenset(embedding_names):
+        return embedding_kind
+    if len(shape) == 2 and numel >= min_numel and not control:
+        return "int6"
+    return "fp32" if control else "fp16"
 
 
 def dequantize_state_dict(qm: QuantizedModel) -> dict[str, Tensor]:

@@ -271,7 +271,7 @@ class Trainer:
         rt_gpt = load_gpt_from_artifact(artifact_path, rt.device)
         rtrip = self.evaluate(rt_gpt)
         log.metrics("final_roundtrip", {"step": self.step, "val_loss": rtrip.loss, "val_bpb": rtrip.bpb})
-        code_bytes = package_code_bytes()
+        code_bytes = package_code_bytes(cfg)
         summary = {
             "val_loss": pre.loss,
             "val_bpb": pre.bpb,
@@ -309,12 +309,12 @@ class Trainer:
         return summary
 
 
-def package_code_bytes() -> int:
-    """Bytes of the package's Python sources (the single-file export reports its own exact size)."""
-    import jepagolf
+def package_code_bytes(cfg: Config) -> int:
+    """Bytes of the single-file train_gpt.py that `jepagolf export` ships for this run (its own size
+    when this is that file), so that total_bytes is what counts against the cap."""
+    from jepagolf.export.bundle import shipped_code_bytes
 
-    root = Path(jepagolf.__file__).parent
-    return sum(p.stat().st_size for p in root.rglob("*.py"))
+    return shipped_code_bytes(cfg.to_dict())
 
 
 def default_run_dir(cfg: Config) -> Path:
