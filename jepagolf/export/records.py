@@ -190,6 +190,13 @@ def technique_summary(config: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
+def default_blurb(run: RunRecord) -> str:
+    m, jepa = run.config["model"], run.summary.get("jepa")
+    objective = "with the span-masked JEPA + VICReg auxiliary objective" if jepa else "with plain cross-entropy"
+    return (f"jepagolf `{run.config.get('preset')}`: a {m['num_layers']}-layer, {m['model_dim']}-wide GPT "
+            f"({int(run.summary['params']):,} parameters) trained {objective}, shipped as an int6+LZMA artifact.")
+
+
 def default_track(config: dict[str, Any]) -> str:
     cap = config["train"]["max_wallclock_seconds"]
     return "10min_16mb" if 0 < cap <= 600 else "non_record_16mb"
@@ -338,8 +345,8 @@ def render_readme(sub: dict[str, Any], runs: Sequence[RunRecord], size: SizeRepo
         _fmt_row(["headroom", f"{sub['cap_bytes'] - sub['bytes_total']:,}"]),
         _fmt_row(["parameters / artifact bytes per parameter", f"{sub['params']:,} / {sub['bytes_per_param']:.3f}"]),
         "",
-        "Largest artifact by tensor group (each group LZMA-compressed on its own; overhead = header, framing",
-        "and what the groups share in one stream):",
+        "Largest artifact by tensor group (each group's share of the file: the group LZMA-compressed on its own,",
+        "scaled so the groups add up to the file's tensor bytes; overhead is the header and the framing):",
         "",
         "```",
         size.table(),
@@ -447,7 +454,7 @@ def export_records(
     cfg0 = runs[0].config
     sub = build_submission(
         runs, code=code, compressed=compress, name=name or f"jepagolf {cfg0.get('preset', 'custom')}",
-        author=author, github_id=github_id, blurb=blurb or technique_summary(cfg0) + ".",
+        author=author, github_id=github_id, blurb=blurb or default_blurb(runs[0]),
         track=track or default_track(cfg0),
         date=date or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), cap_bytes=cap_bytes, source_hash=here,
     )

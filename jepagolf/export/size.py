@@ -31,7 +31,7 @@ from typing import Any
 import torch
 
 from jepagolf.config import Config
-from jepagolf.export.artifact import artifact_meta_for
+from jepagolf.export.artifact import artifact_meta_for, int5_patterns
 from jepagolf.export.container import (
     _DIGEST_LEN,
     _PREFIX,
@@ -220,7 +220,8 @@ def predict_size(cfg: Config, code_bytes: int | None = None, cap_bytes: int = CA
     """Predicted artifact bytes (int6 + LZMA) for ``cfg``, by group, before any training.
     ``code_bytes`` defaults to the exact size of the train_gpt.py export would write."""
     sd = _meta_state_dict(cfg)
-    kinds = {name: storage_kind(name, tuple(t.shape), t.is_floating_point(), min_numel=cfg.export.int6_min_numel)
+    kinds = {name: storage_kind(name, tuple(t.shape), t.is_floating_point(), min_numel=cfg.export.int6_min_numel,
+                                int5_patterns=int5_patterns(cfg))
              for name, t in sd.items()}
     groups = _new_groups()
     for name, t in sd.items():

@@ -29,6 +29,7 @@ from jepagolf.data.shards import ShardError, TokenStream, list_shards, load_shar
 from jepagolf.data.tokenizer import load_tokenizer
 from jepagolf.eval import EvalResult, evaluate
 from jepagolf.export.artifact import ARTIFACT_NAME, load_gpt_from_artifact, write_artifact
+from jepagolf.export.gptq import export_hessians
 from jepagolf.jepa.masking import sample_mask, span_generator
 from jepagolf.jepa.objective import JepaLM
 from jepagolf.jepa.target import WeightEMA, ema_momentum, make_target_encoder, update_target
@@ -265,7 +266,8 @@ class Trainer:
         artifact_path = self.out_dir / ARTIFACT_NAME
         artifact_bytes = 0
         if rt.is_main:
-            artifact_bytes = write_artifact(ema_gpt.state_dict(), artifact_path, cfg)
+            hessians = export_hessians(ema_gpt, cfg, self.paths.data_dir)  # None unless export.gptq
+            artifact_bytes = write_artifact(ema_gpt.state_dict(), artifact_path, cfg, hessians)
         if rt.distributed:
             dist.barrier()
         rt_gpt = load_gpt_from_artifact(artifact_path, rt.device)
