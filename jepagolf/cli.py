@@ -1,4 +1,4 @@
-"""Command line: ``jepagolf train | eval | data | ablate | report``.
+"""Command line: ``jepagolf train | eval | data | export | size | bench | ablate | report``.
 
 Expected failures (bad config, bad data, corrupt artifact, divergence) print one clear line and exit
 with status 2; anything else is a bug and keeps its traceback.
@@ -224,6 +224,39 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from jepagolf.export.records import export_records
+
+    sub, warnings = export_records(
+        args.run_dirs, args.out, name=args.name, author=args.author, github_id=args.github_id, blurb=args.blurb,
+        track=args.track, compress=args.compress, cap_bytes=args.cap_bytes, include_artifacts=args.artifacts,
+        overwrite=args.overwrite,
+    )
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    print(f"val_bpb:{sub['val_bpb']:.6f} (std {sub['val_bpb_std']:.6f}, seeds {sub['seeds']}) "
+          f"bytes_total:{sub['bytes_total']} = code {sub['bytes_code']} + model {sub['bytes_model']} "
+          f"(headroom {sub['cap_bytes'] - sub['bytes_total']})")
+    print(f"records folder: {args.out}")
+    return 0
+
+
+def cmd_size(args: argparse.Namespace) -> int:
+    from jepagolf.export.bundle import build_script
+    from jepagolf.export.size import artifact_size_report, predict_size, report_json
+
+    if args.artifact:
+        beside = Path(args.artifact).parent / "config.json"
+        code = len(build_script(json.loads(beside.read_text()))) if beside.is_file() else 0
+        report = artifact_size_report(args.artifact, code_bytes=code, cap_bytes=args.cap_bytes, codecs=True)
+        if not beside.is_file():
+            report.notes.append("no config.json beside the artifact: code bytes not counted")
+    else:
+        report = predict_size(config_from_args(args), cap_bytes=args.cap_bytes)
+    print(report_json(report) if args.json else report.table())
+    return 0 if report.headroom >= 0 else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jepagolf", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -285,6 +318,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("runs", nargs="+", metavar="RUN_DIR")
     p.add_argument("--out", help="folder for the PNGs (default: RUN_DIR/plots for one run, else ./report)")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("export", help="turn finished run folder(s) of one config into a challenge records folder")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders (one per seed, same config)")
+    p.add_argument("--out", required=True, help="records folder to write")
+    p.add_argument("--name", help="submission name (default: jepagolf <preset>)")
+    p.add_argument("--author", default="")
+    p.add_argument("--github-id", default="")
+    p.add_argument("--blurb", help="one-paragraph description (default: generated from the config)")
+    p.add_argument("--track", help="challenge track (default: 10min_16mb with a <= 600 s cap, else non_record_16mb)")
+    p.add_argument("--compress", action=argparse.BooleanOptionalAction, default=None,
+                   help="ship train_gpt.py LZMA-compressed in a self-extracting stub (default: when smaller)")
+    p.add_argument("--cap-bytes", type=int, default=16_000_000, help="size cap, code + model (default 16,000,000)")
+    p.add_argument("--no-artifacts", dest="artifacts", action="store_false", help="do not copy the artifacts")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("size", help="bytes against the cap by tensor group: predicted for a config, or measured "
+                                    "for an artifact (exit 1 when over the cap)")
+    _add_config_args(p)
+    p.add_argument("--artifact", help="measure this artifact instead of predicting")
+    p.add_argument("--cap-bytes", type=int, default=16_000_000)
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_size)
     return parser
 
 
@@ -353,13 +409,15 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     from jepagolf.data.errors import DataError
     from jepagolf.data.shards import ShardError
     from jepagolf.data.tokenizer import TokenizerError
+    from jepagolf.export.bundle import BundleError
     from jepagolf.export.container import ArtifactError
+    from jepagolf.export.records import ExportError
     from jepagolf.report import ReportError
     from jepagolf.train.checkpoint import CheckpointError
     from jepagolf.train.loop import TrainingDiverged
 
     return (ConfigError, ShardError, ArtifactError, TrainingDiverged, FileNotFoundError, DataError,
-            TokenizerError, CheckpointError, AblationError, ReportError)
+            TokenizerError, CheckpointError, AblationError, ReportError, ExportError, BundleError)
 
 
 def _preempted() -> type[Preempted]:

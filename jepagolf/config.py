@@ -265,6 +265,17 @@ class DataConfig:
 class ExportConfig:
     int6_min_numel: int = 16_384
     """2-D tensors with at least this many elements are stored as int6; smaller ones stay float."""
+    int5_patterns: str = ""
+    """Comma-separated name fragments (e.g. "mlp.,attn.") of int6 matrices stored as int5 instead
+    (levels -15..15): about 1 bit less per weight for more rounding error. Empty: none."""
+    gptq: bool = False
+    """Round the int5/int6 matrices by GPTQ (Hessian-aware, on train-split calibration sequences)
+    instead of to nearest: same format and size, lower output error."""
+    gptq_calib_tokens: int = 65_536
+    """Training tokens whose activations give the GPTQ input statistics."""
+
+    def __post_init__(self) -> None:
+        _positive(self, "int6_min_numel", "gptq_calib_tokens")
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -20,15 +21,27 @@ ARTIFACT_NAME = "final_model.int6.lzma"
 JEPA_ONLY_FRAGMENTS = ("predictor", "mask_emb")
 
 
-def write_artifact(state_dict: dict[str, Tensor], path: Path, cfg: Config) -> int:
-    """Quantise and write; returns the artifact size in bytes."""
+def write_artifact(
+    state_dict: dict[str, Tensor], path: Path, cfg: Config, hessians: Mapping[str, Tensor] | None = None
+) -> int:
+    """Quantise and write; returns the artifact size in bytes. ``hessians`` (see
+    :func:`jepagolf.export.gptq.export_hessians`) switch the matrices that have one to GPTQ rounding."""
     leaked = [k for k in state_dict if any(f in k for f in JEPA_ONLY_FRAGMENTS)]
     if leaked:
         raise ValueError(f"refusing to export JEPA-only weights: {leaked}")
-    qm = quantize_state_dict(state_dict, min_numel=cfg.export.int6_min_numel)
-    meta = {"model": dataclasses.asdict(cfg.model), "train_seq_len": cfg.train.train_seq_len,
+    qm = quantize_state_dict(state_dict, min_numel=cfg.export.int6_min_numel,
+                             int5_patterns=int5_patterns(cfg), hessians=hessians)
+    return save_artifact(path, qm, meta=artifact_meta_for(cfg))
+
+
+def int5_patterns(cfg: Config) -> tuple[str, ...]:
+    return tuple(p.strip() for p in cfg.export.int5_patterns.split(",") if p.strip())
+
+
+def artifact_meta_for(cfg: Config) -> dict:
+    """The header metadata an artifact of ``cfg`` carries (what rebuilding the GPT needs)."""
+    return {"model": dataclasses.asdict(cfg.model), "train_seq_len": cfg.train.train_seq_len,
             "preset": cfg.preset, "config_hash": cfg.hash()}
-    return save_artifact(path, qm, meta=meta)
 
 
 def load_gpt_from_artifact(path: Path, device: torch.device | str = "cpu") -> GPT:

@@ -17,6 +17,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+INT5_MAX = 15
 INT6_MAX = 31
 INT8_MAX = 127
 DEFAULT_CLIP_QUANTILES: tuple[float, ...] = (0.99, 0.995, 0.999, 0.9995, 0.9999, 1.0)
@@ -31,8 +32,9 @@ _FP16_MAX = torch.finfo(torch.float16).max
 # weights never gets a zero scale (which would divide by zero and lose the row).
 _FP16_MIN_SUBNORMAL = 2.0**-24
 
-QuantKind = Literal["int6", "int8"]
-_LEVELS: dict[str, int] = {"int6": INT6_MAX, "int8": INT8_MAX}
+QuantKind = Literal["int5", "int6", "int8"]
+# int5 (levels -15..15, ~1 bit less per weight than int6) is opt-in per tensor name (int5_patterns).
+_LEVELS: dict[str, int] = {"int5": INT5_MAX, "int6": INT6_MAX, "int8": INT8_MAX}
 
 
 @dataclass(frozen=True)
@@ -183,6 +185,8 @@ def quantize_state_dict(
     embedding_names: Iterable[str] = (TIED_EMBEDDING_NAME,),
     embedding_kind: QuantKind = "int6",
     clip_quantiles: Iterable[float] = DEFAULT_CLIP_QUANTILES,
+    int5_patterns: Iterable[str] = (),
+    hessians: Mapping[str, Tensor] | None = None,
 ) -> QuantizedModel:
     """Quantise a state dict for export.
 
@@ -193,7 +197,11 @@ def quantize_state_dict(
       on the matrix every logit goes through;
     - other float tensors -> fp32 if their name matches ``fp32_patterns`` (or they overflow fp16),
       else fp16;
-    - non-float tensors (integer or bool buffers) -> kept unchanged.
+    - non-float tensors (integer or bool buffers) -> kept unchanged;
+    - int6 matrices whose name contains one of ``int5_patterns`` -> int5 instead.
+
+    With ``hessians`` (name -> the inputs' X^T X, see :mod:`jepagolf.export.gptq`), the matrices that
+    have one are rounded by GPTQ onto the same grid instead of to nearest.
 
     The caller decides what goes in: JEPA-only weights (predictor, mask_emb) should be left out of
     ``sd``, since evaluation does not need them.
@@ -201,28 +209,59 @@ def quantize_state_dict(
     if min_numel < 1:
         raise ValueError(f"quantize_state_dict: min_numel must be >= 1, got {min_numel}")
     if embedding_kind not in _LEVELS:
-        raise ValueError(f"quantize_state_dict: embedding_kind must be 'int6' or 'int8', got {embedding_kind!r}")
+        raise ValueError(f"quantize_state_dict: embedding_kind must be in {sorted(_LEVELS)}, got {embedding_kind!r}")
     fp32_patterns = tuple(fp32_patterns)
     embedding_names = frozenset(embedding_names)
     clip_quantiles = tuple(clip_quantiles)
+    int5_patterns = tuple(int5_patterns)
     qm = QuantizedModel()
     for name in sorted(sd):
         t = sd[name].detach().cpu()
-        if not t.is_floating_point():
+        kind = storage_kind(name, tuple(t.shape), t.is_floating_point(), min_numel=min_numel,
+                            fp32_patterns=fp32_patterns, embedding_names=embedding_names,
+                            embedding_kind=embedding_kind, int5_patterns=int5_patterns)
+        if kind == "raw":
             qm.floats[name] = t.clone()
-            continue
-        control = is_fp32_name(name, fp32_patterns)
-        if t.ndim == 2 and name in embedding_names:
-            q, s = quantize_rows(t, _LEVELS[embedding_kind], clip_quantiles)
-            qm.quantized[name] = QuantizedTensor(q, s, embedding_kind)
-        elif t.ndim == 2 and t.numel() >= min_numel and not control:
-            q, s = quantize_rows(t, INT6_MAX, clip_quantiles)
-            qm.quantized[name] = QuantizedTensor(q, s, "int6")
-        elif control or not _fits_fp16(t):
+        elif kind in _LEVELS and hessians is not None and name in hessians:
+            from jepagolf.export.gptq import gptq_quantize  # lazy: gptq imports this module
+
+            q, s = gptq_quantize(t, hessians[name], _LEVELS[kind], clip_quantiles=clip_quantiles)
+            qm.quantized[name] = QuantizedTensor(q, s, kind)  # type: ignore[arg-type]
+        elif kind in _LEVELS:
+            q, s = quantize_rows(t, _LEVELS[kind], clip_quantiles)
+            qm.quantized[name] = QuantizedTensor(q, s, kind)  # type: ignore[arg-type]
+        elif kind == "fp32" or not _fits_fp16(t):
             qm.floats[name] = t.to(torch.float32).clone()
         else:
             qm.floats[name] = t.to(torch.float16)
     return qm
+
+
+def storage_kind(
+    name: str,
+    shape: tuple[int, ...],
+    is_float: bool = True,
+    *,
+    min_numel: int = DEFAULT_MIN_NUMEL,
+    fp32_patterns: Iterable[str] = DEFAULT_FP32_PATTERNS,
+    embedding_names: Iterable[str] = (TIED_EMBEDDING_NAME,),
+    embedding_kind: QuantKind = "int6",
+    int5_patterns: Iterable[str] = (),
+) -> str:
+    """How :func:`quantize_state_dict` stores a tensor: "int5", "int6", "int8", "fp32", "fp16" or "raw"
+    (non-float, unchanged). Decided from name and shape alone, so sizes can be predicted before
+    training; the one value-dependent exception is an "fp16" tensor beyond fp16 range, kept fp32."""
+    if not is_float:
+        return "raw"
+    numel = 1
+    for d in shape:
+        numel *= d
+    control = is_fp32_name(name, fp32_patterns)
+    if len(shape) == 2 and name in frozenset(embedding_names):
+        return embedding_kind
+    if len(shape) == 2 and numel >= min_numel and not control:
+        return "int5" if any(p in name for p in int5_patterns) else "int6"
+    return "fp32" if control else "fp16"
 
 
 def dequantize_state_dict(qm: QuantizedModel) -> dict[str, Tensor]:

@@ -12,7 +12,10 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from tqdm import tqdm
+try:
+    from tqdm import tqdm
+except ImportError:  # optional: the single-file train_gpt.py needs only torch, numpy, sentencepiece
+    tqdm = None
 
 # Keys shown on the console line, in this order, when present.
 CONSOLE_KEYS = (
@@ -60,6 +63,7 @@ class RunLogger:
         self.out_dir = out_dir
         self.enabled = enabled
         self.interactive = sys.stderr.isatty() if interactive is None else interactive
+        self.interactive = self.interactive and tqdm is not None  # no tqdm: plain lines, no bar
         self._log: TextIO | None = None
         self._metrics: TextIO | None = None
         if enabled:

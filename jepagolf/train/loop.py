@@ -29,6 +29,7 @@ from jepagolf.data.shards import ShardError, TokenStream, list_shards, load_shar
 from jepagolf.data.tokenizer import load_tokenizer
 from jepagolf.eval import EvalResult, evaluate
 from jepagolf.export.artifact import ARTIFACT_NAME, load_gpt_from_artifact, write_artifact
+from jepagolf.export.gptq import export_hessians
 from jepagolf.jepa.diagnostics import gradient_share
 from jepagolf.jepa.masking import jepa_rows, sample_mask, span_generator
 from jepagolf.jepa.objective import JepaLM
@@ -322,13 +323,14 @@ class Trainer(ReliabilityMixin):
         artifact_path = self.out_dir / ARTIFACT_NAME
         artifact_bytes = 0
         if rt.is_main:
-            artifact_bytes = write_artifact(ema_gpt.state_dict(), artifact_path, cfg)
+            hessians = export_hessians(ema_gpt, cfg, self.paths.data_dir)  # None unless export.gptq
+            artifact_bytes = write_artifact(ema_gpt.state_dict(), artifact_path, cfg, hessians)
         if rt.distributed:
             dist.barrier()
         rt_gpt = load_gpt_from_artifact(artifact_path, rt.device)
         rtrip = self.evaluate(rt_gpt)
         log.metrics("final_roundtrip", {"step": self.step, "val_loss": rtrip.loss, "val_bpb": rtrip.bpb})
-        code_bytes = package_code_bytes()
+        code_bytes = package_code_bytes(cfg)
         summary = {
             "val_loss": pre.loss,
             "val_bpb": pre.bpb,
@@ -367,12 +369,12 @@ class Trainer(ReliabilityMixin):
         return summary
 
 
-def package_code_bytes() -> int:
-    """Bytes of the package's Python sources (the single-file export reports its own exact size)."""
-    import jepagolf
+def package_code_bytes(cfg: Config) -> int:
+    """Bytes of the single-file train_gpt.py that `jepagolf export` ships for this run (its own size
+    when this is that file), so that total_bytes is what counts against the cap."""
+    from jepagolf.export.bundle import shipped_code_bytes
 
-    root = Path(jepagolf.__file__).parent
-    return sum(p.stat().st_size for p in root.rglob("*.py"))
+    return shipped_code_bytes(cfg.to_dict())
 
 
 def default_run_dir(cfg: Config) -> Path:

@@ -8,7 +8,6 @@ import platform
 import random
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -73,12 +72,14 @@ def seed_everything(seed: int) -> None:
 
 
 def source_hash() -> str:
-    """sha256 over the package's Python sources: which code produced a run."""
-    root = Path(jepagolf.__file__).parent
+    """sha256 over the package's Python sources: which code produced a run. Inside the single-file
+    train_gpt.py, over the sources embedded in it (the package has no files there)."""
+    from jepagolf.export.bundle import package_sources
+
     h = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
-        h.update(str(path.relative_to(root)).encode())
-        h.update(path.read_bytes())
+    for rel, text in sorted(package_sources().items()):
+        h.update(rel.encode())
+        h.update(text.encode("utf-8"))
     return h.hexdigest()[:16]
 
 

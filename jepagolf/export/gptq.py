@@ -1,0 +1,123 @@
+"""Hessian-aware rounding (GPTQ) of the exported matrices onto the same per-row int grids.
+
+Round-to-nearest minimises each weight's own error; what matters is the error of the layer's
+output on real inputs. GPTQ (Frantar et al., 2022, "GPTQ: Accurate Post-Training Quantization for
+Generative Pre-trained Transformers") quantises a matrix one input column at a time and spreads each
+column's rounding error over the columns not yet quantised, weighted by the inverse of the input
+second-moment matrix ``H = X^T X`` (collected on a few training sequences). The codes and scales
+keep the container's format -- only which grid point each weight gets changes -- so loading,
+sizes and the checksum are untouched.
+
+The per-row scale (clip) is chosen first, as for round-to-nearest, by reconstruction error among
+the candidate percentiles.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+import torch
+from torch import Tensor, nn
+
+from jepagolf.config import Config
+from jepagolf.data.shards import TokenStream, list_shards
+from jepagolf.export.quant import DEFAULT_CLIP_QUANTILES, quantize_rows
+
+
+def gptq_quantize(
+    w: Tensor,
+    hessian: Tensor,
+    max_level: int,
+    *,
+    clip_quantiles: Iterable[float] = DEFAULT_CLIP_QUANTILES,
+    damp: float = 0.01,
+    block: int = 128,
+) -> tuple[Tensor, Tensor]:
+    """GPTQ-round ``w`` [rows, cols] given ``hessian`` [cols, cols] (inputs' X^T X).
+
+    Returns (q int8 [rows, cols], scale fp16 [rows]) on the same grid as :func:`quantize_rows`.
+    Columns are processed in order of decreasing Hessian diagonal ("act order"); ``damp`` adds
+    that fraction of the mean diagonal for numerical stability.
+    """
+    rows, cols = w.shape
+    if hessian.shape != (cols, cols):
+        raise ValueError(f"gptq: hessian {tuple(hessian.shape)} does not match {cols} input columns")
+    _, scale16 = quantize_rows(w, max_level, clip_quantiles)
+    scale = scale16.to(torch.float64)[:, None]  # [rows, 1]
+    W = w.detach().to("cpu", torch.float64).clone()
+    H = hessian.detach().to("cpu", torch.float64).clone()
+    dead = torch.diag(H) == 0  # inputs that never fire: their weights do not matter
+    H[dead, dead] = 1.0
+    W[:, dead] = 0.0
+    perm = torch.argsort(torch.diag(H), descending=True)
+    W, H = W[:, perm], H[perm][:, perm]
+    H += damp * torch.diag(H).mean() * torch.eye(cols, dtype=H.dtype)
+    # Upper Cholesky factor of H^-1: row i holds how column i's error propagates to later columns.
+    Hinv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(H)), upper=True)
+    Q = torch.zeros_like(W)
+    for b0 in range(0, cols, block):
+        b1 = min(b0 + block, cols)
+        Wb = W[:, b0:b1].clone()
+        Err = torch.zeros_like(Wb)
+        for i in range(b1 - b0):
+            col = Wb[:, i]
+            d = Hinv[b0 + i, b0 + i]
+            q = torch.clamp(torch.round(col[:, None] / scale), -max_level, max_level)[:, 0]
+            Q[:, b0 + i] = q
+            err = (col - q * scale[:, 0]) / d
+            Wb[:, i:] -= err[:, None] * Hinv[b0 + i, b0 + i : b1][None, :]
+            Err[:, i] = err
+        W[:, b1:] -= Err @ Hinv[b0:b1, b1:]
+    inv = torch.argsort(perm)
+    return Q[:, inv].to(torch.int8), scale16
+
+
+@torch.no_grad()
+def collect_hessians(gpt: nn.Module, tokens: Tensor, batch: int = 8) -> dict[str, Tensor]:
+    """Inputs' second moments ``X^T X`` (fp64, CPU) for every ``nn.Linear`` weight of ``gpt`` and for
+    the tied head ("tok_emb.weight", whose input is the final representation z).
+
+    tokens: (N, T) int64 calibration sequences from the *training* split. Accumulated in fp32 on the
+    model's device (a sum of N*T outer products), returned in fp64 for the Cholesky factorisations.
+    """
+    hessians: dict[str, Tensor] = {}
+    hooks = []
+
+    def add(name: str, x: Tensor) -> None:
+        x = x.detach().reshape(-1, x.shape[-1]).float()  # (B*T, in)
+        h = x.T @ x  # (in, in)
+        hessians[name] = hessians[name] + h if name in hessians else h
+
+    for name, module in gpt.named_modules():
+        if isinstance(module, nn.Linear):
+            hooks.append(module.register_forward_pre_hook(
+                lambda m, args, n=f"{name}.weight": add(n, args[0])))
+    was_training = gpt.training
+    gpt.eval()
+    try:
+        device = next(gpt.parameters()).device
+        for s in range(0, tokens.shape[0], batch):
+            z = gpt.encode(tokens[s : s + batch].to(device))  # (b, T, D)
+            add("tok_emb.weight", z.float())
+    finally:
+        for h in hooks:
+            h.remove()
+        gpt.train(was_training)
+    return {k: v.to("cpu", torch.float64) for k, v in hessians.items()}
+
+
+def calibration_tokens(data_dir: str | os.PathLike[str], n_tokens: int, seq_len: int) -> Tensor:
+    """The first ``n_tokens`` (rounded down to whole sequences, at least one) of the train split as
+    (N, seq_len) int64: deterministic, and never validation data."""
+    n_seq = max(1, n_tokens // seq_len)
+    tokens = TokenStream(list_shards(data_dir, "train")).take(n_seq * seq_len)
+    return torch.from_numpy(tokens).view(n_seq, seq_len)
+
+
+def export_hessians(gpt: nn.Module, cfg: Config, data_dir: str | os.PathLike[str]) -> dict[str, Tensor] | None:
+    """The GPTQ statistics the artifact export uses for ``cfg`` (None when ``cfg.export.gptq`` is off)."""
+    if not cfg.export.gptq:
+        return None
+    tokens = calibration_tokens(data_dir, cfg.export.gptq_calib_tokens, cfg.train.train_seq_len)
+    return collect_hessians(gpt, tokens)
