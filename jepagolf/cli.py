@@ -52,7 +52,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     rt = setup_runtime(cfg.train.device)
     try:
-        summary = train(cfg, rt, Path(args.out) if args.out else None)
+        summary = train(cfg, rt, Path(args.out) if args.out else None,
+                        Path(args.dump_rank_state) if args.dump_rank_state else None)
     finally:
         teardown_runtime(rt)
     if rt.is_main:
@@ -104,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.add_argument("--out", help="run folder (default: runs/<preset>-<time>-seed<seed>)")
     p.add_argument("--list-keys", action="store_true", help="list every config key and exit")
+    p.add_argument("--dump-rank-state", metavar="DIR",
+                   help="debug: every process writes its final weights and EMAs to DIR/rank<R>.npz")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="val_bpb of an artifact on a dataset's validation split")

@@ -189,6 +189,9 @@ class TrainConfig:
     """auto | cpu | cuda (auto picks cuda when available)."""
     compile: str = "auto"
     """torch.compile the model: auto (on for CUDA, off for CPU) | on | off."""
+    compile_warmup_steps: int = -1
+    """Training steps run before the clock starts to compile and warm up kernels, after which the
+    weights, optimizer states, EMAs and data position are restored; -1 = 20 when compiling, else 0."""
 
     def __post_init__(self) -> None:
         _positive(self, "iterations", "train_batch_tokens", "micro_batch_tokens", "train_seq_len",
@@ -211,6 +214,8 @@ class TrainConfig:
             raise ConfigError(f"device={self.device!r}: use auto, cpu or cuda")
         if self.compile not in ("auto", "on", "off"):
             raise ConfigError(f"compile={self.compile!r}: use auto, on or off")
+        if self.compile_warmup_steps < -1:
+            raise ConfigError(f"compile_warmup_steps={self.compile_warmup_steps}: use -1 (auto) or a count >= 0")
 
 
 @dataclass
@@ -255,7 +260,7 @@ class Config:
         """Short hash of everything that changes the trained model (not the device or data paths)."""
         d = self.to_dict()
         d.pop("preset")
-        d["train"] = {k: v for k, v in d["train"].items() if k not in ("device", "compile")}
+        d["train"] = {k: v for k, v in d["train"].items() if k not in ("device", "compile", "compile_warmup_steps")}
         d.pop("data")
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 

@@ -46,9 +46,18 @@ class JepaLM(nn.Module):
             self.mask_emb = nn.Parameter(torch.zeros(D))
 
     def forward(
-        self, idx: Tensor, targets: Tensor, mask: Tensor | None = None, target_z: Tensor | None = None
+        self,
+        idx: Tensor,
+        targets: Tensor,
+        mask: Tensor | None = None,
+        target_z: Tensor | None = None,
+        mask_index: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None, dict[str, Tensor]]:
         """idx, targets (B, T); mask (B, T) bool; target_z (B, T, D) from the EMA target, no grad.
+
+        mask_index (N,) int64, optional: the flat positions of ``mask`` in row-major order
+        (``mask.flatten().nonzero()``). The trainer passes it, built on the host, so that gathering
+        the masked positions needs no device-to-host sync, which boolean indexing would.
 
         Returns (ce, jepa or None, detached diagnostics).
         """
@@ -59,8 +68,13 @@ class JepaLM(nn.Module):
             return ce, None, stats
         assert self.predictor is not None and target_z is not None
         z_ctx = self.gpt.encode(idx, mask, self.mask_emb)  # (B, T, D)
-        pred = self.predictor(z_ctx[mask])  # (N, D), N = masked positions in the micro-batch
-        jl, jstats = jepa_loss(pred, target_z[mask], self.cfg.jepa.jepa_var_weight, self.cfg.jepa.jepa_cov_weight)
+        if mask_index is None:
+            z_masked, tgt_masked = z_ctx[mask], target_z[mask]  # (N, D), N = masked positions
+        else:
+            z_masked = z_ctx.flatten(0, 1).index_select(0, mask_index)  # (N, D), same rows and order
+            tgt_masked = target_z.flatten(0, 1).index_select(0, mask_index)  # (N, D)
+        pred = self.predictor(z_masked)  # (N, D)
+        jl, jstats = jepa_loss(pred, tgt_masked, self.cfg.jepa.jepa_var_weight, self.cfg.jepa.jepa_cov_weight)
         stats.update(jstats)
         stats["mask_frac"] = mask.float().mean()
         return ce, jl, stats

@@ -6,6 +6,7 @@ the steps, the clock (stopped during validation), logging, and the final export 
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import sys
@@ -21,22 +22,34 @@ import torch.distributed as dist
 from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from jepagolf.config import Config
+from jepagolf.config import Config, ConfigError
 from jepagolf.data.bytes import build_byte_tables, unigram_bpb
 from jepagolf.data.corpus import DatasetPaths
 from jepagolf.data.dataset import resolve_dataset
-from jepagolf.data.shards import ShardError, TokenStream, list_shards, load_shard, load_tokens
+from jepagolf.data.shards import ShardError, TokenStream, atomic_write, list_shards, load_shard, load_tokens
 from jepagolf.data.tokenizer import load_tokenizer
 from jepagolf.eval import EvalResult, evaluate
 from jepagolf.export.artifact import ARTIFACT_NAME, load_gpt_from_artifact, write_artifact
-from jepagolf.jepa.masking import sample_mask, span_generator
 from jepagolf.jepa.objective import JepaLM
 from jepagolf.jepa.target import WeightEMA, ema_momentum, make_target_encoder, update_target
 from jepagolf.model.gpt import GPT, count_params
 from jepagolf.optim.groups import build_optimizers
 from jepagolf.train import schedules
+from jepagolf.train.batches import prepare_step
 from jepagolf.train.logger import RunLogger
-from jepagolf.train.runtime import Runtime, device_name, seed_everything, source_hash, versions
+from jepagolf.train.runtime import (
+    Runtime,
+    device_name,
+    peak_memory_mib,
+    sdpa_context,
+    seed_everything,
+    source_hash,
+    versions,
+)
+
+# Compile warm-up steps when compile_warmup_steps is -1 (auto) and the model is compiled: enough for
+# torch.compile to trace the CE and JEPA graphs and for the kernels' autotuning to settle.
+AUTO_WARMUP_STEPS = 20
 
 
 class TrainingDiverged(RuntimeError):
@@ -69,36 +82,39 @@ def load_val_data(cfg: Config, paths: DatasetPaths, device: torch.device) -> Val
     return ValData(tokens=val_tokens, byte_tables=(base, space, boundary), unigram_bpb=uni)
 
 
-def micro_batch(chunk: np.ndarray, index: int, micro_tokens: int, seq_len: int, device: torch.device):
-    """Slice micro-batch ``index`` out of a step's (G+1)-token chunk -> x, y (b, T) int64 on device."""
-    seg = torch.from_numpy(chunk[index * micro_tokens : (index + 1) * micro_tokens + 1].astype(np.int64))
-    seg = seg.to(device, non_blocking=True)
-    x = seg[:-1].view(-1, seq_len)  # (b, T)
-    y = seg[1:].view(-1, seq_len)  # (b, T)
-    return x, y
-
-
 class Trainer:
     def __init__(self, cfg: Config, rt: Runtime, out_dir: Path, paths: DatasetPaths) -> None:
         self.cfg, self.rt, self.out_dir, self.paths = cfg, rt, out_dir, paths
         t = cfg.train
         micro_total = t.train_batch_tokens // t.micro_batch_tokens
         if micro_total % rt.world_size:
-            raise ValueError(
+            per_rank = t.train_batch_tokens // rt.world_size
+            fix = (f"e.g. micro_batch_tokens={per_rank} (accumulation 1)"
+                   if t.train_batch_tokens % (rt.world_size * t.train_seq_len) == 0 else
+                   f"train_batch_tokens must be a multiple of world_size * train_seq_len = "
+                   f"{rt.world_size * t.train_seq_len}")
+            raise ConfigError(
                 f"train_batch_tokens={t.train_batch_tokens} / micro_batch_tokens={t.micro_batch_tokens} = "
                 f"{micro_total} micro-batches do not split over {rt.world_size} processes; choose "
-                "micro_batch_tokens so that the count is a multiple of the world size"
+                f"micro_batch_tokens so that the count is a multiple of the world size, {fix}"
             )
         self.grad_accum = micro_total // rt.world_size
         seed_everything(t.seed)  # same init on every rank
         self.model = JepaLM(cfg).to(rt.device)
         self.target = make_target_encoder(self.model.gpt) if cfg.jepa.active else None
         self.artifact_ema = WeightEMA(self.model.gpt, cfg.optim.artifact_ema_decay)
-        self.optimizers = build_optimizers(self.model, cfg.optim, fused=rt.device.type == "cuda")
+        self.optimizers = build_optimizers(self.model, cfg.optim, fused=rt.device.type == "cuda",
+                                           rank=rt.rank, world_size=rt.world_size)
         self.compiled = t.compile == "on" or (t.compile == "auto" and rt.device.type == "cuda")
         self.forward_module: torch.nn.Module = self.model
         if self.compiled:
-            self.model.gpt.encode = torch.compile(self.model.gpt.encode)  # type: ignore[method-assign]
+            # dynamic=False: the evaluation's other batch shapes get their own static graphs instead of
+            # turning the training graphs into slower dynamic-shape ones.
+            self.model.gpt.encode = torch.compile(self.model.gpt.encode, dynamic=False)  # type: ignore[method-assign]
+            if self.target is not None:  # a deepcopy taken before the line above: compile it too
+                self.target.encode = torch.compile(self.target.encode, dynamic=False)  # type: ignore[method-assign]
+        auto_warmup = AUTO_WARMUP_STEPS if self.compiled else 0
+        self.warmup_steps = auto_warmup if t.compile_warmup_steps < 0 else t.compile_warmup_steps
         if rt.distributed:
             ids = [rt.device.index] if rt.device.type == "cuda" else None
             self.forward_module = DDP(self.model, device_ids=ids, broadcast_buffers=False)
@@ -107,38 +123,36 @@ class Trainer:
         self.step = 0
         self.elapsed_s = 0.0
         self.tokens_seen = 0
+        # The training clock: elapsed_s = _clock_base + (now - _clock_start) while it runs.
+        self._clock_base = 0.0
+        self._clock_start = time.perf_counter()
         self.logger = RunLogger(out_dir, enabled=rt.is_main)
 
     # ----- one optimizer step -------------------------------------------------------------------
     def train_step(self) -> dict[str, Tensor]:
         cfg, rt, t = self.cfg, self.rt, self.cfg.train
-        step = self.step
-        lam = schedules.jepa_lambda(cfg, step)
+        lam = schedules.jepa_lambda(cfg, self.step)
         chunk = self.stream.take(t.train_batch_tokens + 1)
+        # Micro-batches and masks depend on (seed, step, global micro-batch index) only; see batches.py.
+        batch = prepare_step(cfg, chunk, self.step, rt.rank, self.grad_accum, rt.device, self.target is not None)
         sums: dict[str, Tensor] = {}
         ctx = torch.autocast(rt.device.type, dtype=rt.autocast_dtype) if rt.autocast_dtype else nullcontext()
-        for a in range(self.grad_accum):
-            index = rt.rank * self.grad_accum + a  # position of this micro-batch in the global batch
-            x, y = micro_batch(chunk, index, t.micro_batch_tokens, t.train_seq_len, rt.device)
-            mask = target_z = None
-            if self.target is not None:
-                j = cfg.jepa
-                gen = span_generator(t.seed, step, index)
-                mask = sample_mask(
-                    x.size(0), t.train_seq_len, j.jepa_num_spans, j.jepa_span_p, j.jepa_span_min,
-                    j.jepa_span_per_sequence, gen,
-                ).to(rt.device, non_blocking=True)
-                with torch.no_grad(), ctx:
-                    target_z = self.target.encode(x)  # (b, T, D), full unmasked sequence
-            last = a == self.grad_accum - 1
-            sync = nullcontext() if (last or not rt.distributed) else self.forward_module.no_sync()
-            with sync:
-                with ctx:
-                    ce, jl, stats = self.forward_module(x, y, mask, target_z)
-                loss = ce if jl is None else ce + lam * jl
-                (loss / self.grad_accum).backward()
-            for k, v in stats.items():
-                sums[k] = sums[k] + v if k in sums else v.clone()
+        with sdpa_context(rt.device):
+            for a in range(self.grad_accum):
+                x, y, mask, mask_index = batch.micro(a)  # (b, T) each; mask_index (N,)
+                target_z = None
+                if self.target is not None:
+                    with torch.no_grad(), ctx:
+                        target_z = self.target.encode(x)  # (b, T, D), full unmasked sequence
+                last = a == self.grad_accum - 1
+                sync = nullcontext() if (last or not rt.distributed) else self.forward_module.no_sync()
+                with sync:
+                    with ctx:
+                        ce, jl, stats = self.forward_module(x, y, mask, target_z, mask_index)
+                    loss = ce if jl is None else ce + lam * jl
+                    (loss / self.grad_accum).backward()
+                for k, v in stats.items():
+                    sums[k] = sums[k] + v if k in sums else v.clone()
         return {k: v / self.grad_accum for k, v in sums.items()}
 
     def apply_update(self) -> float:
@@ -168,24 +182,96 @@ class Trainer:
     # ----- evaluation ---------------------------------------------------------------------------
     def evaluate(self, gpt: GPT, max_tokens: int = 0) -> EvalResult:
         t = self.cfg.train
-        return evaluate(
-            gpt, self.val.tokens, self.val.byte_tables, t.train_seq_len, t.val_batch_tokens, self.rt.device,
-            max_tokens=max_tokens, rank=self.rt.rank, world_size=self.rt.world_size,
-            autocast_dtype=self.rt.autocast_dtype,
-        )
+        with sdpa_context(self.rt.device):
+            return evaluate(
+                gpt, self.val.tokens, self.val.byte_tables, t.train_seq_len, t.val_batch_tokens, self.rt.device,
+                max_tokens=max_tokens, rank=self.rt.rank, world_size=self.rt.world_size,
+                autocast_dtype=self.rt.autocast_dtype,
+            )
 
     def _sync(self) -> None:
         if self.rt.device.type == "cuda":
             torch.cuda.synchronize(self.rt.device)
 
-    def _time_is_up(self) -> bool:
-        cap = self.cfg.train.max_wallclock_seconds
-        if cap <= 0:
-            return False
-        flag = torch.tensor([float(self.elapsed_s >= cap)], device=self.rt.device)
-        if self.rt.distributed:
-            dist.all_reduce(flag, op=dist.ReduceOp.MAX)  # every rank stops at the same step
-        return bool(flag.item())
+    # ----- the training clock (stopped during validation) ----------------------------------------
+    def _read_clock(self) -> float:
+        return self._clock_base + (time.perf_counter() - self._clock_start)
+
+    def _pause_clock(self) -> None:
+        self._sync()  # the queued GPU work is training time
+        self._clock_base = self._read_clock()
+
+    def _resume_clock(self) -> None:
+        self._clock_start = time.perf_counter()
+
+    def _agreed_elapsed(self) -> float:
+        """Training seconds so far, read from the host clock without waiting for the device.
+
+        With a wall-clock cap the LR warmdown, the EMA momentum and the stop all depend on this
+        number, so every rank must use the same one: the ranks take the maximum over a host-side
+        gloo group (microseconds, no GPU sync). On CUDA the host runs at most a few queued steps
+        ahead of the device; that lag is bounded and counted at the next sync (log, validation, end).
+        """
+        local = self._read_clock()
+        if not self.rt.distributed or self.cfg.train.max_wallclock_seconds <= 0:
+            return local  # without a cap the schedules are step-based: the clock is only logged
+        buf = torch.tensor([local], dtype=torch.float64)
+        dist.all_reduce(buf, op=dist.ReduceOp.MAX, group=self.rt.cpu_group)
+        return float(buf[0])
+
+    # ----- compile warm-up ----------------------------------------------------------------------
+    def _snapshot(self) -> dict[str, Any]:
+        def clone(sd: dict[str, Tensor]) -> dict[str, Tensor]:
+            return {k: v.detach().clone() for k, v in sd.items()}
+
+        rng = {"cpu": torch.get_rng_state()}
+        if self.rt.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.rt.device)
+        return {
+            "model": clone(self.model.state_dict()),
+            "target": clone(self.target.state_dict()) if self.target is not None else None,
+            "artifact_ema": clone(self.artifact_ema.state_dict()),
+            "artifact_ema_updates": self.artifact_ema.updates,
+            "optimizers": [copy.deepcopy(opt.state_dict()) for opt in self.optimizers],
+            "stream": self.stream.state_dict(),
+            "rng": rng,
+            "counters": (self.step, self.elapsed_s, self.tokens_seen),
+        }
+
+    def _restore(self, snap: dict[str, Any]) -> None:
+        self.model.load_state_dict(snap["model"])  # copies in place: compiled graphs and DDP stay valid
+        if self.target is not None:
+            self.target.load_state_dict(snap["target"])
+        self.artifact_ema.load_state_dict(snap["artifact_ema"], snap["artifact_ema_updates"])
+        for opt, state in zip(self.optimizers, snap["optimizers"], strict=True):
+            opt.load_state_dict(state)  # an empty saved state empties the optimizer again
+            opt.zero_grad(set_to_none=True)
+        self.stream.load_state_dict(snap["stream"])
+        torch.set_rng_state(snap["rng"]["cpu"])
+        if "cuda" in snap["rng"]:
+            torch.cuda.set_rng_state(snap["rng"]["cuda"], self.rt.device)
+        self.step, self.elapsed_s, self.tokens_seen = snap["counters"]
+
+    def warmup(self, steps: int) -> float:
+        """Run ``steps`` real training steps, then put back everything they changed; return seconds.
+
+        torch.compile traces and autotunes on the first calls, which would otherwise be charged to a
+        wall-clock-capped run (the parameter-golf trick). The steps are full ones (DDP all-reduces and
+        the Muon all-reduce included) so every graph and communicator is warm; afterwards weights,
+        optimizer states, both EMAs, the data position, RNG and counters are as before, so the run is
+        the one it would have been without the warm-up.
+        """
+        if steps <= 0:
+            return 0.0
+        t0 = time.perf_counter()
+        snap = self._snapshot()
+        for _ in range(steps):
+            self.train_step()
+            self.apply_update()
+            self.step += 1
+        self._sync()
+        self._restore(snap)
+        return time.perf_counter() - t0
 
     # ----- the run ------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -201,47 +287,80 @@ class Trainer:
         log.line("versions:" + json.dumps(versions(), sort_keys=True))
         log.line(f"data:{self.paths.data_dir} tokenizer:{self.paths.tokenizer} val_tokens:{len(self.val.tokens)} "
                  f"unigram_val_bpb:{self.val.unigram_bpb:.4f}")
+        if self.warmup_steps:
+            warm_s = self.warmup(self.warmup_steps)
+            log.line(f"warmup_steps:{self.warmup_steps} warmup_seconds:{warm_s:.1f} (compile and kernel "
+                     "warm-up, not counted; weights, optimizer states, EMAs and data position restored)")
         progress = log.progress(t.iterations)
-        last_log_time, last_log_step = time.perf_counter(), 0
+        cap = t.max_wallclock_seconds
+        self._sync()
+        self._clock_base = self.elapsed_s
+        self._resume_clock()
+        last_log_clock, last_log_step = self.elapsed_s, self.step
         val_res: EvalResult | None = None
         while self.step < t.iterations:
-            t0 = time.perf_counter()
+            # No host sync in here except at log and validation steps (on CUDA the host queues ahead).
             stats = self.train_step()
             lr_scale = self.apply_update()
             self.step += 1
             self.tokens_seen += t.train_batch_tokens
             if rt.device.type == "cpu":
                 self._check_finite(stats)  # free on CPU; on CUDA only at log steps (no host sync)
-            self.elapsed_s += time.perf_counter() - t0
-            done = self.step >= t.iterations or self._time_is_up()
+            self.elapsed_s = self._agreed_elapsed()
+            done = self.step >= t.iterations or (cap > 0 and self.elapsed_s >= cap)  # same on every rank
             if self.step % t.train_log_every == 0 or self.step == 1 or done:
                 self._sync()
-                now = time.perf_counter()
+                clock = self._read_clock()
                 self._check_finite(stats)
-                step_ms = 1000 * (now - last_log_time) / max(self.step - last_log_step, 1)
-                last_log_time, last_log_step = now, self.step
+                step_ms = 1000 * (clock - last_log_clock) / max(self.step - last_log_step, 1)
+                last_log_clock, last_log_step = clock, self.step
                 record = {k: float(v) for k, v in stats.items()}
                 record.update(
                     step=self.step, lr_scale=lr_scale, jepa_lambda=schedules.jepa_lambda(cfg, self.step - 1),
                     ema_momentum=ema_momentum(schedules.progress(cfg, self.step, self.elapsed_s),
                                               cfg.jepa.jepa_ema_start, cfg.jepa.jepa_ema_end)
                     if self.target is not None else 0.0,
-                    step_ms=step_ms, tokens_per_s=t.train_batch_tokens / (step_ms / 1000),
-                    train_time_s=self.elapsed_s, tokens_seen=self.tokens_seen,
+                    step_ms=step_ms, tokens_per_s=t.train_batch_tokens / max(step_ms / 1000, 1e-9),
+                    train_time_s=clock, tokens_seen=self.tokens_seen,
                 )
+                peak = peak_memory_mib(rt.device)
+                if peak is not None:
+                    record["peak_mem_mib"] = peak
                 record["train_loss"] = record["ce_loss"]
                 log.metrics("train", record, total=t.iterations)
                 progress.update(self.step, record)
             if t.val_loss_every and (self.step % t.val_loss_every == 0) and not done:
-                self._sync()
+                self._pause_clock()  # the clock is stopped during validation
                 val_res = self.evaluate(self.model.gpt, t.val_max_tokens)
                 log.metrics("val", {"step": self.step, "val_loss": val_res.loss, "val_bpb": val_res.bpb,
-                                    "val_tokens": val_res.tokens, "train_time_s": self.elapsed_s})
-                last_log_time = time.perf_counter()  # the clock is stopped during validation
+                                    "val_tokens": val_res.tokens, "train_time_s": self._clock_base})
+                self._resume_clock()
             if done:
                 break
+        self._pause_clock()
+        self.elapsed_s = self._clock_base  # includes the device draining the last queued steps
         progress.close()
         return self.finish(n_params)
+
+    def rank_state(self) -> dict[str, np.ndarray]:
+        """This process's live weights, EMA target and artifact EMA as fp32 host arrays (for checks
+        that every rank holds the same state)."""
+        out: dict[str, np.ndarray] = {}
+        parts: list[tuple[str, dict[str, Tensor]]] = [("model", self.model.state_dict()),
+                                                      ("artifact_ema", self.artifact_ema.state_dict())]
+        if self.target is not None:
+            parts.append(("target", self.target.state_dict()))
+        for prefix, sd in parts:
+            for k, v in sd.items():
+                out[f"{prefix}/{k}"] = v.detach().float().cpu().numpy().copy()  # never a view of live weights
+        return out
+
+    def dump_rank_state(self, folder: Path) -> Path:
+        """Write ``rank_state()`` to folder/rank<R>.npz (every rank writes its own file; debug only)."""
+        path = folder / f"rank{self.rt.rank}.npz"
+        state = self.rank_state()
+        atomic_write(path, lambda f: np.savez(f, **state))
+        return path
 
     def _check_finite(self, stats: dict[str, Tensor]) -> None:
         for key in ("ce_loss", "jepa_loss"):
@@ -295,6 +414,7 @@ class Trainer:
             "preset": cfg.preset,
             "device": device_name(rt.device),
             "world_size": rt.world_size,
+            "peak_memory_mib": peak_memory_mib(rt.device),
             "config_hash": cfg.hash(),
             "source_hash": source_hash(),
             "versions": versions(),
@@ -304,6 +424,7 @@ class Trainer:
             f"final val_bpb:{pre.bpb:.4f} roundtrip_val_bpb:{rtrip.bpb:.4f} live_val_bpb:{live.bpb:.4f} "
             f"unigram_val_bpb:{self.val.unigram_bpb:.4f} artifact_bytes:{artifact_bytes} steps:{self.step} "
             f"train_seconds:{self.elapsed_s:.1f}"
+            + (f" peak_memory_mib:{summary['peak_memory_mib']:.0f}" if summary["peak_memory_mib"] is not None else "")
         )
         log.close()
         return summary
@@ -322,7 +443,11 @@ def default_run_dir(cfg: Config) -> Path:
     return Path("runs") / f"{cfg.preset}-{stamp}-seed{cfg.train.seed}"
 
 
-def train(cfg: Config, rt: Runtime, out_dir: Path | None = None) -> dict[str, Any]:
+def train(
+    cfg: Config, rt: Runtime, out_dir: Path | None = None, dump_rank_state: Path | None = None
+) -> dict[str, Any]:
+    """Train, evaluate and export. ``dump_rank_state``: a folder where every rank writes its final
+    weights and EMAs (``Trainer.dump_rank_state``), to check that DDP ranks agree."""
     paths = resolve_dataset(cfg.data.data_path or None, cfg.data.tokenizer_path or None,
                             announce=rt.is_main)
     if out_dir is None:
@@ -336,7 +461,10 @@ def train(cfg: Config, rt: Runtime, out_dir: Path | None = None) -> dict[str, An
         out_dir.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(cfg, rt, out_dir, paths)
     try:
-        return trainer.run()
+        summary = trainer.run()
+        if dump_rank_state is not None:
+            trainer.dump_rank_state(dump_rank_state)
+        return summary
     finally:
         trainer.logger.close()
 
