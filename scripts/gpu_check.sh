@@ -4,6 +4,7 @@
 #   scripts/gpu_check.sh                 # 4 configs x 60 s of timed training each (+ compile warm-up)
 #   SECONDS_PER_RUN=30 scripts/gpu_check.sh
 #   CONFIGS="v3:on v3:off" scripts/gpu_check.sh
+#   EXTRA="micro_batch_tokens=32768" scripts/gpu_check.sh   # extra config overrides (e.g. after an OOM)
 #   DEVICE=cpu CONFIGS="smoke:on" SECONDS_PER_RUN=3 scripts/gpu_check.sh   # dry run of the script on CPU
 #
 # Needs only a python with torch, numpy, sentencepiece and tqdm (PYTHON, default: .venv/bin/python if
@@ -11,8 +12,8 @@
 # the offline demo corpus with jepagolf's own data writer into a temporary folder (real tokens and
 # tokenizer; the train split wraps around, which does not change throughput), then runs
 # scripts/gpu_check.py once per config, each in its own process, and prints one JSON line per config
-# plus a table. Results are appended as they come to $OUT/gpu_check.jsonl (or ./gpu_check.jsonl), so
-# a run cut short keeps what it measured. Expect ~1-2 min per config: compile warm-up, then the run.
+# plus a table. Results are appended as they come to $OUT/gpu_check.jsonl (or a new
+# ./gpu_check-<time>.jsonl), so a run cut short keeps what it measured. Expect ~1-2 min per config: compile warm-up, then the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -23,7 +24,7 @@ export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
 SECS=${SECONDS_PER_RUN:-60}
 CONFIGS=${CONFIGS:-"baseline:off baseline:on v3:on v3:off"}
-RESULTS=${OUT:-.}/gpu_check.jsonl
+if [[ -n "${OUT:-}" ]]; then RESULTS=$OUT/gpu_check.jsonl; else RESULTS=./gpu_check-$(date +%Y%m%d-%H%M%S).jsonl; fi
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
@@ -41,6 +42,7 @@ for c in $CONFIGS; do
   [[ -n "${DEVICE:-}" ]] && sets+=(--set "device=$DEVICE")
   [[ -n "${COMPILE:-}" ]] && sets+=(--set "compile=$COMPILE")
   [[ -n "${WARMUP_STEPS:-}" ]] && sets+=(--set "compile_warmup_steps=$WARMUP_STEPS")
+  for kv in ${EXTRA:-}; do sets+=(--set "$kv"); done
   echo "== $preset jepa:$jepa (${SECS}s)"
   "$PYTHON" scripts/gpu_check.py --preset "$preset" --data "$WORK/data" --seconds "$SECS" \
     --jsonl "$RESULTS" "${sets[@]}" || echo "!! $preset jepa:$jepa failed (exit $?)"
