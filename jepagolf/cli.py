@@ -59,7 +59,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg, out = config_from_args(args), Path(args.out) if args.out else None
     rt = setup_runtime(cfg.train.device)
     try:
-        summary = train(cfg, rt, out, resume=bool(args.resume))
+        summary = train(cfg, rt, out, resume=bool(args.resume),
+                        dump_rank_state=Path(args.dump_rank_state) if args.dump_rank_state else None)
     finally:
         teardown_runtime(rt)
     if rt.is_main:
@@ -267,6 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list-keys", action="store_true", help="list every config key and exit")
     p.add_argument("--resume", metavar="RUN_DIR",
                    help="continue the run in RUN_DIR from its latest valid checkpoint (its config.json is used)")
+    p.add_argument("--dump-rank-state", metavar="DIR",
+                   help="debug: every process writes its final weights and EMAs to DIR/rank<R>.npz")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="val_bpb of an artifact on a dataset's validation split")

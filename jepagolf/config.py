@@ -221,6 +221,9 @@ class TrainConfig:
     skip_nonfinite_steps: int = 0
     """Skip up to this many steps with a non-finite loss or gradient (no update, no EMA) before
     stopping; 0 stops at the first one."""
+    compile_warmup_steps: int = -1
+    """Training steps run before the clock starts to compile and warm up kernels, after which the
+    weights, optimizer states, EMAs and data position are restored; -1 = 20 when compiling, else 0."""
 
     def __post_init__(self) -> None:
         _positive(self, "iterations", "train_batch_tokens", "micro_batch_tokens", "train_seq_len",
@@ -251,6 +254,8 @@ class TrainConfig:
             )
         if self.checkpoint_keep < 1:
             raise ConfigError(f"checkpoint_keep={self.checkpoint_keep} must be >= 1")
+        if self.compile_warmup_steps < -1:
+            raise ConfigError(f"compile_warmup_steps={self.compile_warmup_steps}: use -1 (auto) or a count >= 0")
 
 
 @dataclass

@@ -38,7 +38,11 @@ def route_params(model: nn.Module) -> ParamGroups:
     return groups
 
 
-def build_optimizers(model: nn.Module, cfg: OptimConfig, fused: bool = False) -> list[torch.optim.Optimizer]:
+def build_optimizers(
+    model: nn.Module, cfg: OptimConfig, fused: bool = False, rank: int = 0, world_size: int = 1
+) -> list[torch.optim.Optimizer]:
+    """Adam (embeddings, scalars) and Muon (matrices). With world_size > 1 Muon splits its
+    Newton-Schulz work across the ranks of the initialised process group (one all-reduce a step)."""
     g = route_params(model)
     # foreach on CPU too (torch picks it only for CUDA tensors): one kernel per op for all tensors
     # instead of a Python loop over parameters.
@@ -52,7 +56,7 @@ def build_optimizers(model: nn.Module, cfg: OptimConfig, fused: bool = False) ->
     )
     muon = Muon(
         [p for _, p in g.matrices], lr=cfg.matrix_lr, momentum=cfg.muon_momentum_warmup_start,
-        nesterov=True, ns_steps=cfg.muon_backend_steps,
+        nesterov=True, ns_steps=cfg.muon_backend_steps, rank=rank, world_size=world_size,
     )
     for group in muon.param_groups:
         group["base_lr"] = cfg.matrix_lr

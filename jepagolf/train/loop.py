@@ -6,6 +6,7 @@ the steps, the clock (stopped during validation), logging, and the final export 
 
 from __future__ import annotations
 
+import copy
 import json
 import signal
 import sys
@@ -21,11 +22,19 @@ import torch.distributed as dist
 from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from jepagolf.config import Config
+from jepagolf.config import Config, ConfigError
 from jepagolf.data.bytes import build_byte_tables, unigram_bpb
 from jepagolf.data.corpus import DatasetPaths
 from jepagolf.data.dataset import resolve_dataset
-from jepagolf.data.shards import ShardError, TokenStream, list_shards, load_shard, load_tokens, read_header
+from jepagolf.data.shards import (
+    ShardError,
+    TokenStream,
+    atomic_write,
+    list_shards,
+    load_shard,
+    load_tokens,
+    read_header,
+)
 from jepagolf.data.tokenizer import load_tokenizer
 from jepagolf.eval import EvalResult, evaluate
 from jepagolf.export.artifact import ARTIFACT_NAME, load_gpt_from_artifact, write_artifact
@@ -42,7 +51,19 @@ from jepagolf.train.logger import RunLogger
 from jepagolf.train.preempt import Preempted, signal_name
 from jepagolf.train.reliability import ReliabilityMixin, TrainingDiverged  # noqa: F401 (part of this module's API)
 from jepagolf.train.resume import check_fits
-from jepagolf.train.runtime import Runtime, device_name, seed_everything, source_hash, versions
+from jepagolf.train.runtime import (
+    Runtime,
+    device_name,
+    peak_memory_mib,
+    sdpa_context,
+    seed_everything,
+    source_hash,
+    versions,
+)
+
+# Compile warm-up steps when compile_warmup_steps is -1 (auto) and the model is compiled: enough for
+# torch.compile to trace the CE and JEPA graphs and for the kernels' autotuning to settle.
+AUTO_WARMUP_STEPS = 20
 
 
 @dataclass
@@ -88,10 +109,15 @@ class Trainer(ReliabilityMixin):
         t = cfg.train
         micro_total = t.train_batch_tokens // t.micro_batch_tokens
         if micro_total % rt.world_size:
-            raise ValueError(
+            per_rank = t.train_batch_tokens // rt.world_size
+            fix = (f"e.g. micro_batch_tokens={per_rank} (accumulation 1)"
+                   if t.train_batch_tokens % (rt.world_size * t.train_seq_len) == 0 else
+                   f"train_batch_tokens must be a multiple of world_size * train_seq_len = "
+                   f"{rt.world_size * t.train_seq_len}")
+            raise ConfigError(
                 f"train_batch_tokens={t.train_batch_tokens} / micro_batch_tokens={t.micro_batch_tokens} = "
                 f"{micro_total} micro-batches do not split over {rt.world_size} processes; choose "
-                "micro_batch_tokens so that the count is a multiple of the world size"
+                f"micro_batch_tokens so that the count is a multiple of the world size, {fix}"
             )
         self.grad_accum = micro_total // rt.world_size
         seed_everything(t.seed)  # same init on every rank
@@ -102,11 +128,18 @@ class Trainer(ReliabilityMixin):
         )
         self.last_jepa_stats: dict[str, Tensor] = {}
         self.artifact_ema = WeightEMA(self.model.gpt, cfg.optim.artifact_ema_decay)
-        self.optimizers = build_optimizers(self.model, cfg.optim, fused=rt.device.type == "cuda")
+        self.optimizers = build_optimizers(self.model, cfg.optim, fused=rt.device.type == "cuda",
+                                           rank=rt.rank, world_size=rt.world_size)
         self.compiled = t.compile == "on" or (t.compile == "auto" and rt.device.type == "cuda")
         self.forward_module: torch.nn.Module = self.model
         if self.compiled:
-            self.model.gpt.encode = torch.compile(self.model.gpt.encode)  # type: ignore[method-assign]
+            # dynamic=False: the evaluation's other batch shapes get their own static graphs instead of
+            # turning the training graphs into slower dynamic-shape ones.
+            self.model.gpt.encode = torch.compile(self.model.gpt.encode, dynamic=False)  # type: ignore[method-assign]
+            if self.target is not None:  # a deepcopy taken before the line above: compile it too
+                self.target.encode = torch.compile(self.target.encode, dynamic=False)  # type: ignore[method-assign]
+        auto_warmup = AUTO_WARMUP_STEPS if self.compiled else 0
+        self.warmup_steps = auto_warmup if t.compile_warmup_steps < 0 else t.compile_warmup_steps
         if rt.distributed:
             ids = [rt.device.index] if rt.device.type == "cuda" else None
             # With jepa_every > 1 the predictor and mask_emb get no gradient on most steps; DDP must be
@@ -133,7 +166,8 @@ class Trainer(ReliabilityMixin):
 
     def train_step(self, diag: bool = False) -> dict[str, Tensor]:
         """One optimizer step's gradients; ``diag`` adds the collapse diagnostics (extra backward passes)."""
-        return self.forward_backward(self.stream.take(self.cfg.train.train_batch_tokens + 1), diag)
+        with sdpa_context(self.rt.device):
+            return self.forward_backward(self.stream.take(self.cfg.train.train_batch_tokens + 1), diag)
 
     def forward_backward(self, chunk: np.ndarray, diag: bool = False) -> dict[str, Tensor]:
         """Gradients of one optimizer step from its (batch + 1)-token chunk; returns mean diagnostics."""
@@ -204,11 +238,12 @@ class Trainer(ReliabilityMixin):
     # ----- evaluation ---------------------------------------------------------------------------
     def evaluate(self, gpt: GPT, max_tokens: int = 0) -> EvalResult:
         t = self.cfg.train
-        return evaluate(
-            gpt, self.val.tokens, self.val.byte_tables, t.train_seq_len, t.val_batch_tokens, self.rt.device,
-            max_tokens=max_tokens, rank=self.rt.rank, world_size=self.rt.world_size,
-            autocast_dtype=self.rt.autocast_dtype,
-        )
+        with sdpa_context(self.rt.device):
+            return evaluate(
+                gpt, self.val.tokens, self.val.byte_tables, t.train_seq_len, t.val_batch_tokens, self.rt.device,
+                max_tokens=max_tokens, rank=self.rt.rank, world_size=self.rt.world_size,
+                autocast_dtype=self.rt.autocast_dtype,
+            )
 
     def _sync(self) -> None:
         if self.rt.device.type == "cuda":
@@ -231,6 +266,70 @@ class Trainer(ReliabilityMixin):
             flags = [bool(v) for v in reduced.tolist()]
         return flags[0], flags[1], flags[2]
 
+    def _agreed_elapsed(self, local: float) -> float:
+        """Training seconds, the same on every rank: with a wall-clock cap the LR warmdown, the EMA
+        momentum and the stop depend on it. The maximum over a host-side gloo group costs microseconds
+        and no GPU sync."""
+        if not self.rt.distributed or self.cfg.train.max_wallclock_seconds <= 0:
+            return local
+        buf = torch.tensor([local], dtype=torch.float64)
+        dist.all_reduce(buf, op=dist.ReduceOp.MAX, group=self.rt.cpu_group)
+        return float(buf[0])
+
+    # ----- compile warm-up ----------------------------------------------------------------------
+    def _snapshot(self) -> dict[str, Any]:
+        def clone(sd: dict[str, Tensor]) -> dict[str, Tensor]:
+            return {k: v.detach().clone() for k, v in sd.items()}
+
+        rng = {"cpu": torch.get_rng_state()}
+        if self.rt.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.rt.device)
+        return {
+            "model": clone(self.model.state_dict()),
+            "target": clone(self.target.state_dict()) if self.target is not None else None,
+            "artifact_ema": clone(self.artifact_ema.state_dict()),
+            "artifact_ema_updates": self.artifact_ema.updates,
+            "optimizers": [copy.deepcopy(opt.state_dict()) for opt in self.optimizers],
+            "stream": self.stream.state_dict(),
+            "rng": rng,
+            "counters": (self.step, self.elapsed_s, self.tokens_seen),
+        }
+
+    def _restore(self, snap: dict[str, Any]) -> None:
+        self.model.load_state_dict(snap["model"])  # copies in place: compiled graphs and DDP stay valid
+        if self.target is not None:
+            self.target.load_state_dict(snap["target"])
+        self.artifact_ema.load_state_dict(snap["artifact_ema"], snap["artifact_ema_updates"])
+        for opt, state in zip(self.optimizers, snap["optimizers"], strict=True):
+            opt.load_state_dict(state)  # an empty saved state empties the optimizer again
+            opt.zero_grad(set_to_none=True)
+        self.stream.load_state_dict(snap["stream"])
+        torch.set_rng_state(snap["rng"]["cpu"])
+        if "cuda" in snap["rng"]:
+            torch.cuda.set_rng_state(snap["rng"]["cuda"], self.rt.device)
+        self.step, self.elapsed_s, self.tokens_seen = snap["counters"]
+
+    def warmup(self, steps: int) -> float:
+        """Run ``steps`` real training steps, then put back everything they changed; return seconds.
+
+        torch.compile traces and autotunes on the first calls, which would otherwise be charged to a
+        wall-clock-capped run (the parameter-golf trick). The steps are full ones (DDP all-reduces and
+        the Muon all-reduce included) so every graph and communicator is warm; afterwards weights,
+        optimizer states, both EMAs, the data position, RNG and counters are as before, so the run is
+        the one it would have been without the warm-up.
+        """
+        if steps <= 0:
+            return 0.0
+        t0 = time.perf_counter()
+        snap = self._snapshot()
+        for _ in range(steps):
+            self.train_step()
+            self.apply_update()
+            self.step += 1
+        self._sync()
+        self._restore(snap)
+        return time.perf_counter() - t0
+
     # ----- the run ------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         cfg, rt, t = self.cfg, self.rt, self.cfg.train
@@ -247,6 +346,10 @@ class Trainer(ReliabilityMixin):
                  f"unigram_val_bpb:{self.val.unigram_bpb:.4f}")
         for note in self.resume_notes:
             log.line(note)
+        if self.warmup_steps and self.step == 0:
+            warm_s = self.warmup(self.warmup_steps)
+            log.line(f"warmup_steps:{self.warmup_steps} warmup_seconds:{warm_s:.1f} (compile and kernel "
+                     "warm-up, not counted; weights, optimizer states, EMAs and data position restored)")
         progress = log.progress(t.iterations)
         last_log_time, last_log_step = time.perf_counter(), self.step
         val_res: EvalResult | None = None
@@ -260,7 +363,7 @@ class Trainer(ReliabilityMixin):
             lr_scale = self.apply_update() if not skipped else 0.0
             self.step += 1
             self.tokens_seen += t.train_batch_tokens
-            self.elapsed_s += time.perf_counter() - t0
+            self.elapsed_s = self._agreed_elapsed(self.elapsed_s + time.perf_counter() - t0)
             time_up, stop, checkpoint_due = self._control()
             done = self.step >= t.iterations or time_up
             if (self.step % t.train_log_every == 0 or self.step == 1 or done or diag) and not skipped:
@@ -275,9 +378,12 @@ class Trainer(ReliabilityMixin):
                     ema_momentum=ema_momentum(schedules.progress(cfg, self.step, self.elapsed_s),
                                               cfg.jepa.jepa_ema_start, cfg.jepa.jepa_ema_end)
                     if self.target is not None else 0.0,
-                    step_ms=step_ms, tokens_per_s=t.train_batch_tokens / (step_ms / 1000),
+                    step_ms=step_ms, tokens_per_s=t.train_batch_tokens / max(step_ms / 1000, 1e-9),
                     train_time_s=self.elapsed_s, tokens_seen=self.tokens_seen,
                 )
+                peak = peak_memory_mib(rt.device)
+                if peak is not None:
+                    record["peak_mem_mib"] = peak
                 record["train_loss"] = record["ce_loss"]
                 log.metrics("train", record, total=t.iterations)
                 progress.update(self.step, record)
@@ -309,6 +415,26 @@ class Trainer(ReliabilityMixin):
         progress.close()
         self.check_diverged()
         return self.finish(n_params)
+
+    def rank_state(self) -> dict[str, np.ndarray]:
+        """This process's live weights, EMA target and artifact EMA as fp32 host arrays (for checks
+        that every rank holds the same state)."""
+        out: dict[str, np.ndarray] = {}
+        parts: list[tuple[str, dict[str, Tensor]]] = [("model", self.model.state_dict()),
+                                                      ("artifact_ema", self.artifact_ema.state_dict())]
+        if self.target is not None:
+            parts.append(("target", self.target.state_dict()))
+        for prefix, sd in parts:
+            for k, v in sd.items():
+                out[f"{prefix}/{k}"] = v.detach().float().cpu().numpy().copy()  # never a view of live weights
+        return out
+
+    def dump_rank_state(self, folder: Path) -> Path:
+        """Write ``rank_state()`` to folder/rank<R>.npz (every rank writes its own file; debug only)."""
+        path = folder / f"rank{self.rt.rank}.npz"
+        state = self.rank_state()
+        atomic_write(path, lambda f: np.savez(f, **state))
+        return path
 
     def finish(self, n_params: int) -> dict[str, Any]:
         """Final exact validation of the live and EMA weights, export, round trip, summary."""
@@ -355,6 +481,7 @@ class Trainer(ReliabilityMixin):
             "preset": cfg.preset,
             "device": device_name(rt.device),
             "world_size": rt.world_size,
+            "peak_memory_mib": peak_memory_mib(rt.device),
             "config_hash": cfg.hash(),
             "source_hash": source_hash(),
             "versions": versions(),
@@ -364,6 +491,7 @@ class Trainer(ReliabilityMixin):
             f"final val_bpb:{pre.bpb:.4f} roundtrip_val_bpb:{rtrip.bpb:.4f} live_val_bpb:{live.bpb:.4f} "
             f"unigram_val_bpb:{self.val.unigram_bpb:.4f} artifact_bytes:{artifact_bytes} steps:{self.step} "
             f"train_seconds:{self.elapsed_s:.1f}"
+            + (f" peak_memory_mib:{summary['peak_memory_mib']:.0f}" if summary["peak_memory_mib"] is not None else "")
         )
         log.close()
         return summary
@@ -382,8 +510,13 @@ def default_run_dir(cfg: Config) -> Path:
     return Path("runs") / f"{cfg.preset}-{stamp}-seed{cfg.train.seed}"
 
 
-def train(cfg: Config, rt: Runtime, out_dir: Path | None = None, resume: bool = False) -> dict[str, Any]:
-    """Train, evaluate and export one run; with ``resume``, continue the run in ``out_dir``."""
+def train(
+    cfg: Config, rt: Runtime, out_dir: Path | None = None, resume: bool = False,
+    dump_rank_state: Path | None = None,
+) -> dict[str, Any]:
+    """Train, evaluate and export one run; with ``resume``, continue the run in ``out_dir``.
+    ``dump_rank_state``: a folder where every rank writes its final weights and EMAs
+    (``Trainer.dump_rank_state``), to check that DDP ranks agree."""
     paths = resolve_dataset(cfg.data.data_path or None, cfg.data.tokenizer_path or None,
                             announce=rt.is_main)
     check_dataset(cfg, paths)
@@ -414,7 +547,10 @@ def train(cfg: Config, rt: Runtime, out_dir: Path | None = None, resume: bool = 
             trainer.restore(ckpt, warnings or [])
             del ckpt  # the state now lives in the trainer; free the host copy
         with trainer.stop.installed():
-            return trainer.run()
+            summary = trainer.run()
+        if dump_rank_state is not None:
+            trainer.dump_rank_state(dump_rank_state)
+        return summary
     finally:
         trainer.logger.close()
 

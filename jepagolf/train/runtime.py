@@ -7,7 +7,9 @@ import os
 import platform
 import random
 import sys
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,6 +24,9 @@ class Runtime:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    cpu_group: Any = None
+    """A gloo process group for small host-side agreements (the training clock) that must not wait
+    on the GPU; None on CPU runs, whose default group is already gloo."""
 
     @property
     def is_main(self) -> bool:
@@ -57,7 +62,36 @@ def setup_runtime(device_pref: str = "auto") -> Runtime:
     if world_size > 1 and not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(backend=backend, device_id=device if device.type == "cuda" else None)
-    return Runtime(device=device, rank=rank, world_size=world_size, local_rank=local_rank)
+    cpu_group = None
+    if world_size > 1 and device.type == "cuda":
+        # An all-reduce over NCCL would need a device tensor and a .item() to read it: a host sync.
+        cpu_group = dist.new_group(backend="gloo")
+    return Runtime(device=device, rank=rank, world_size=world_size, local_rank=local_rank, cpu_group=cpu_group)
+
+
+def preferred_sdpa_backends() -> list[Any]:
+    """Attention kernels in order of preference on CUDA: flash, then cuDNN, then the memory-efficient
+    kernel, with the math kernel as a last resort (PyTorch's own default ranks cuDNN last)."""
+    from torch.nn.attention import SDPBackend
+
+    return [SDPBackend.FLASH_ATTENTION, SDPBackend.CUDNN_ATTENTION, SDPBackend.EFFICIENT_ATTENTION,
+            SDPBackend.MATH]
+
+
+def sdpa_context(device: torch.device) -> AbstractContextManager[Any]:
+    """Prefer the fused attention kernels on CUDA; nothing to choose on CPU."""
+    if device.type != "cuda":
+        return nullcontext()
+    from torch.nn.attention import sdpa_kernel
+
+    return sdpa_kernel(preferred_sdpa_backends(), set_priority=True)
+
+
+def peak_memory_mib(device: torch.device) -> float | None:
+    """Peak bytes held by tensors on a CUDA device since the start (allocator statistic, no sync)."""
+    if device.type != "cuda":
+        return None
+    return torch.cuda.max_memory_allocated(device) / 2**20
 
 
 def teardown_runtime(rt: Runtime) -> None:
