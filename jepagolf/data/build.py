@@ -53,7 +53,7 @@ from jepagolf.data.corpus import (
     _install_dir,
     is_val_document,
 )
-from jepagolf.data.documents import DocumentReader, InputFile, discover_inputs
+from jepagolf.data.documents import DocumentReader, discover_inputs
 from jepagolf.data.errors import InputError
 from jepagolf.data.shards import HEADER_BYTES, HEADER_DTYPE, SHARD_MAGIC, SHARD_VERSION, TOKEN_DTYPE, read_header
 from jepagolf.data.tokenizer import BOS_ID, TRAINER_SETTINGS, load_tokenizer, train_sentencepiece
@@ -585,8 +585,3 @@ def _split_problem(totals: dict[str, SplitStats], reader: DocumentReader, rule: 
     if reader.skipped:
         msg += f" ({reader.skipped} empty or short document(s) were skipped)"
     return msg
-
-
-def input_files(paths: Iterable[str | os.PathLike[str]], fmt: str = "auto") -> list[InputFile]:
-    """The input files a build over ``paths`` would read (for a dry look before a long build)."""
-    return discover_inputs(list(paths), fmt)
