@@ -285,7 +285,7 @@ def measure_step_seconds(cfg: Config, steps: int, rt: Any = None) -> float:
                 if i == CALIB_WARMUP_STEPS:
                     sync()
                     t0 = time.perf_counter()
-                trainer.train_step(trainer.is_diag_step(trainer.step + 1))
+                trainer.train_step()
                 trainer.apply_update()
                 trainer.step += 1
             sync()

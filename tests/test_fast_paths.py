@@ -34,12 +34,13 @@ def test_softcap_cross_entropy_matches_the_reference_in_float64(reduction, cap):
     torch.testing.assert_close(fw, gw, rtol=1e-10, atol=1e-12)
 
 
-def test_softcap_cross_entropy_refuses_a_second_backward():
+def test_softcap_cross_entropy_second_backward_gives_the_same_gradient():
+    # The gradient-share diagnostics differentiate the CE graph twice; the in-place buffers are rebuilt.
     z = torch.randn(4, 8, requires_grad=True)
     loss = SoftcapCrossEntropy.apply(z, torch.randn(10, 8), torch.tensor([1, 2, 3, 4]), 30.0, 0.25)
-    loss.backward(retain_graph=True)
-    with pytest.raises(RuntimeError, match="only once"):
-        loss.backward()
+    (g1,) = torch.autograd.grad(loss, z, retain_graph=True)
+    (g2,) = torch.autograd.grad(loss, z)
+    assert torch.equal(g1, g2)
 
 
 def test_model_ce_loss_takes_the_fused_path_with_the_same_result():

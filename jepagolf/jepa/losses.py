@@ -30,9 +30,14 @@ def vicreg_covariance(z: Tensor) -> Tensor:
 
 def effective_rank(z: Tensor) -> Tensor:
     """exp(entropy of the normalised singular values) of the centred z (N, D): 1 = collapsed."""
-    s = torch.linalg.svdvals((z - z.mean(dim=0)).float())
+    z = z.float()
+    finite = torch.isfinite(z).all()
+    # A diverged step (NaN/inf) must reach the divergence guard, not crash the SVD: rank NaN instead.
+    z = torch.where(finite, z, torch.zeros_like(z))
+    s = torch.linalg.svdvals(z - z.mean(dim=0))
     p = s / s.sum().clamp_min(1e-12)
-    return torch.exp(-(p * torch.log(p.clamp_min(1e-12))).sum())
+    erank = torch.exp(-(p * torch.log(p.clamp_min(1e-12))).sum())
+    return torch.where(finite, erank, torch.full_like(erank, float("nan")))
 
 
 def jepa_loss(

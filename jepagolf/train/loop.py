@@ -164,8 +164,10 @@ class Trainer(ReliabilityMixin):
             return False
         return step % every == 0 or step == 1 or step == self.cfg.train.iterations
 
-    def train_step(self, diag: bool = False) -> dict[str, Tensor]:
-        """One optimizer step's gradients; ``diag`` adds the collapse diagnostics (extra backward passes)."""
+    def train_step(self) -> dict[str, Tensor]:
+        """One optimizer step's gradients; on diagnostic steps (``is_diag_step``) also the collapse
+        diagnostics, which cost extra backward passes."""
+        diag = self.is_diag_step(self.step + 1)
         with sdpa_context(self.rt.device):
             return self.forward_backward(self.stream.take(self.cfg.train.train_batch_tokens + 1), diag)
 
@@ -197,7 +199,8 @@ class Trainer(ReliabilityMixin):
             sync = nullcontext() if (last or not rt.distributed) else self.forward_module.no_sync()
             with sync:
                 with ctx:
-                    ce, jl, stats = self.forward_module(x, y, mask, target_z, mask_pos, diagnostics=diag)
+                    extra = {"diagnostics": True} if diag else {}
+                    ce, jl, stats = self.forward_module(x, y, mask, target_z, mask_pos, **extra)
                 if diag and a == 0 and jl is not None:  # first micro-batch only: it is a sample
                     grad_stats = gradient_share(ce, weight * jl, list(self.model.gpt.parameters()))
                 loss = ce if jl is None else ce + weight * jl
@@ -358,7 +361,7 @@ class Trainer(ReliabilityMixin):
         while self.step < t.iterations and not self.training_done:
             t0 = time.perf_counter()
             diag = self.is_diag_step(self.step + 1)
-            stats = self.train_step(diag)
+            stats = self.train_step()
             skipped = self.guard(stats, self.grad_norm())
             lr_scale = self.apply_update() if not skipped else 0.0
             self.step += 1
