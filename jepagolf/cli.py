@@ -34,7 +34,8 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
                    help="override any config field (repeatable); env vars like NUM_LAYERS=4 work too")
 
 
-def config_from_args(args: argparse.Namespace):
+def overrides_from_args(args: argparse.Namespace) -> dict[str, str]:
+    """--set pairs plus the --seed / --data / --tokenizer shortcuts, as config overrides."""
     overrides = parse_set_args(args.overrides)
     if args.seed is not None:
         overrides["seed"] = str(args.seed)
@@ -42,7 +43,11 @@ def config_from_args(args: argparse.Namespace):
         overrides["data_path"] = args.data
     if args.tokenizer:
         overrides["tokenizer_path"] = args.tokenizer
-    return build_config(args.preset or _default_preset(), overrides)
+    return overrides
+
+
+def config_from_args(args: argparse.Namespace):
+    return build_config(args.preset or _default_preset(), overrides_from_args(args))
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -78,14 +83,7 @@ def _resume_config(args: argparse.Namespace):
     if args.out and Path(args.out).resolve() != Path(args.resume).resolve():
         raise ConfigError(f"--out {args.out} and --resume {args.resume} differ; a resumed run continues in "
                           "its own folder, so drop --out")
-    overrides = parse_set_args(args.overrides)
-    if args.seed is not None:
-        overrides["seed"] = str(args.seed)
-    if args.data:
-        overrides["data_path"] = args.data
-    if args.tokenizer:
-        overrides["tokenizer_path"] = args.tokenizer
-    return resume_config(Path(args.resume), overrides, preset=args.preset)
+    return resume_config(Path(args.resume), overrides_from_args(args), preset=args.preset)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -210,13 +208,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         teardown_runtime(rt)
         raise ConfigError("bench runs in one process; start it without torchrun")
     variants = args.variants.split(",") if args.variants else list(VARIANTS)
-    overrides = parse_set_args(args.overrides)
-    if args.data:
-        overrides["data_path"] = args.data
-    if args.tokenizer:
-        overrides["tokenizer_path"] = args.tokenizer
-    if args.seed is not None:
-        overrides["seed"] = str(args.seed)
+    overrides = overrides_from_args(args)
     res = run_bench(preset, overrides, variants, repeats=args.repeats, warmup=args.warmup, rt=rt)
     out = Path(args.out) if args.out else Path("runs") / f"bench-{preset}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     write_json(res, out)
