@@ -230,6 +230,7 @@ def test_submission_fields_match_the_run_summaries(records, smoke_runs):
     assert sub["pre_quant_val_bpb"] == pytest.approx(sum(s["val_bpb"] for s in sums) / 2, abs=1e-12)
     assert sub["pytorch_version"] == torch.__version__ and sub["hardware"] == sums[0]["device"]
     assert "JEPA" in sub["technique_summary"] and "int6" in sub["technique_summary"]
+    assert "int5 for mlp., attn., bigram" in sub["technique_summary"] and "GPTQ" in sub["technique_summary"]
 
 
 def test_readme_is_generated_from_the_results(records):

@@ -186,7 +186,13 @@ def technique_summary(config: dict[str, Any]) -> str:
     cap = t["max_wallclock_seconds"]
     parts.append(f"{t['train_batch_tokens']:,} tokens/step x seq {t['train_seq_len']}, "
                  + (f"{cap:g} s wall-clock cap" if cap else f"{t['iterations']} steps"))
-    parts.append("int6 per-row quantisation (clip per row by reconstruction error) + LZMA, checksummed container")
+    e = config.get("export", {})
+    int5 = [x.strip() for x in str(e.get("int5_patterns", "")).split(",") if x.strip()]
+    parts.append(
+        "per-row int6 quantisation" + (f" (int5 for {', '.join(int5)})" if int5 else "")
+        + (" with GPTQ rounding" if e.get("gptq") else "") + ", clip per row by reconstruction error, "
+        "small and control tensors in float, LZMA, checksummed container"
+    )
     return "; ".join(parts)
 
 
