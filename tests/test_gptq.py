@@ -94,4 +94,4 @@ def test_export_with_gptq_uses_train_calibration_and_round_trips(tmp_path, demo_
     qr, _ = load_artifact(tmp_path / "r.lzma")
     assert any(not torch.equal(qg.quantized[n].q, qr.quantized[n].q) for n in qg.quantized)
     assert abs(size_gptq - size_rtn) < 0.05 * size_rtn
-    assert export_hessians(gpt, build_config("smoke", {}, environ={}), demo_data.data_dir) is None
+    assert export_hessians(gpt, build_config("smoke", {"gptq": "false"}, environ={}), demo_data.data_dir) is None

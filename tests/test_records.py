@@ -230,6 +230,7 @@ def test_submission_fields_match_the_run_summaries(records, smoke_runs):
     assert sub["pre_quant_val_bpb"] == pytest.approx(sum(s["val_bpb"] for s in sums) / 2, abs=1e-12)
     assert sub["pytorch_version"] == torch.__version__ and sub["hardware"] == sums[0]["device"]
     assert "JEPA" in sub["technique_summary"] and "int6" in sub["technique_summary"]
+    assert "int5 for mlp., attn., bigram" in sub["technique_summary"] and "GPTQ" in sub["technique_summary"]
 
 
 def test_readme_is_generated_from_the_results(records):
@@ -329,3 +330,22 @@ def test_size_command(capsys, smoke_runs):
     rep = json.loads(capsys.readouterr().out)
     assert rep["model_bytes"] == summary(smoke_runs[0])["artifact_bytes"]
     assert {"lzma", "xz", "zlib"} <= set(rep["codecs"]) and rep["codecs"]["lzma"] < rep["codecs"]["zlib"]
+
+
+def test_stored_config_hash_is_the_trainer_hash_for_every_preset():
+    from jepagolf.config import PRESETS
+    from jepagolf.export.records import stored_config_hash
+
+    for preset in PRESETS:
+        cfg = build_config(preset, {}, environ={})
+        assert stored_config_hash(json.loads(cfg.to_json())) == cfg.hash()
+
+
+def test_export_names_what_is_missing(tmp_path, smoke_runs):
+    with pytest.raises(ExportError, match="does not exist"):
+        export_records([tmp_path / "nope"], tmp_path / "out")
+    run = tmp_path / "unfinished"
+    shutil.copytree(smoke_runs[0], run)
+    (run / "summary.json").unlink()
+    with pytest.raises(ExportError, match=r"lacks summary\.json \(did the run finish\?\)"):
+        export_records([run], tmp_path / "out")

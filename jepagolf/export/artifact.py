@@ -29,8 +29,8 @@ def write_artifact(
     leaked = [k for k in state_dict if any(f in k for f in JEPA_ONLY_FRAGMENTS)]
     if leaked:
         raise ValueError(f"refusing to export JEPA-only weights: {leaked}")
-    qm = quantize_state_dict(state_dict, min_numel=cfg.export.int6_min_numel,
-                             int5_patterns=int5_patterns(cfg), hessians=hessians)
+    qm = quantize_state_dict(state_dict, min_numel=cfg.export.int6_min_numel, int5_patterns=int5_patterns(cfg),
+                             embedding_kind=cfg.export.embed_quant, hessians=hessians)  # type: ignore[arg-type]
     return save_artifact(path, qm, meta=artifact_meta_for(cfg))
 
 

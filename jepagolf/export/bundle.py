@@ -12,7 +12,7 @@ val_bpb and a byte-identical artifact.
 Two encodings of the same script:
 
 - plain: readable; the module sources are raw string literals;
-- compressed: the plain script LZMA-compressed and base85-encoded inside a four-line stub that
+- compressed: the plain script LZMA-compressed and base85-encoded inside a small stub that
   decompresses and ``exec``-s it (``python train_gpt.py --source`` prints it). About a third of
   the plain size, so fewer bytes count against the cap.
 
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import ast
 import base64
+import copy
 import lzma
 import os
 import pprint
@@ -290,8 +291,6 @@ def shipped_code_bytes(config: Mapping[str, Any]) -> int:
 
 def config_from_run(config: Mapping[str, Any], environ: Mapping[str, str] | None = None):
     """The baked config with environment overrides applied (same names and parsing as ``train``)."""
-    import copy
-
     from jepagolf.config import _parse, config_from_dict, field_index
 
     env = os.environ if environ is None else environ

@@ -4,6 +4,8 @@ Matrices are stored as int8 codes in -31..31 (int6 levels: 63 values, ~5 bits of
 Gaussian-like weights after LZMA) with one fp16 scale per row. The clip value of each row is picked
 from a few high percentiles of |w| by minimum reconstruction MSE: clipping a handful of outliers
 buys a finer step for every other weight (the parameter-golf int6 records use the same idea).
+Matrices named in ``int5_patterns`` use levels -15..15 instead (~1 bit less per weight); with
+Hessians, :mod:`jepagolf.export.gptq` picks the grid points instead of rounding to nearest.
 Vectors, scalars, small matrices and "control" tensors (gains, scales, mixing weights) stay float,
 because they are few bytes and the model is sensitive to them.
 """

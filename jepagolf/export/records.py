@@ -13,6 +13,8 @@ group and the excess in bytes.
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import json
 import os
 import re
@@ -114,9 +116,20 @@ def verify_artifact(run: RunRecord) -> None:
         )
     meta = artifact_meta(artifact)  # verifies magic, lengths and checksum
     expected = config_from_dict(run.config).hash()
-    if meta.get("config_hash") != expected:
+    # A config field added to the package after the run changes the re-parsed hash; the hash of the
+    # config as it was written is what the trainer put in the artifact.
+    if meta.get("config_hash") not in (expected, stored_config_hash(run.config)):
         raise ExportError(f"{artifact} was written by config {meta.get('config_hash')}, the folder's config.json "
                           f"is {expected}; {d} mixes files of different runs")
+
+
+def stored_config_hash(config: dict[str, Any]) -> str:
+    """``Config.hash()`` of a config dict exactly as stored (no defaults filled in for newer fields)."""
+    d = copy.deepcopy(config)
+    d.pop("preset", None)
+    d.pop("data", None)
+    d["train"] = {k: v for k, v in d.get("train", {}).items() if k not in ("device", "compile")}
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def _flat(config: dict[str, Any]) -> dict[str, Any]:
@@ -186,7 +199,13 @@ def technique_summary(config: dict[str, Any]) -> str:
     cap = t["max_wallclock_seconds"]
     parts.append(f"{t['train_batch_tokens']:,} tokens/step x seq {t['train_seq_len']}, "
                  + (f"{cap:g} s wall-clock cap" if cap else f"{t['iterations']} steps"))
-    parts.append("int6 per-row quantisation (clip per row by reconstruction error) + LZMA, checksummed container")
+    e = config.get("export", {})
+    int5 = [x.strip() for x in str(e.get("int5_patterns", "")).split(",") if x.strip()]
+    parts.append(
+        "per-row int6 quantisation" + (f" (int5 for {', '.join(int5)})" if int5 else "")
+        + (" with GPTQ rounding" if e.get("gptq") else "") + ", clip per row by reconstruction error, "
+        "small and control tensors in float, LZMA, checksummed container"
+    )
     return "; ".join(parts)
 
 
@@ -194,7 +213,8 @@ def default_blurb(run: RunRecord) -> str:
     m, jepa = run.config["model"], run.summary.get("jepa")
     objective = "with the span-masked JEPA + VICReg auxiliary objective" if jepa else "with plain cross-entropy"
     return (f"jepagolf `{run.config.get('preset')}`: a {m['num_layers']}-layer, {m['model_dim']}-wide GPT "
-            f"({int(run.summary['params']):,} parameters) trained {objective}, shipped as an int6+LZMA artifact.")
+            f"({int(run.summary['params']):,} parameters) trained {objective}, shipped quantised and "
+            "LZMA-compressed.")
 
 
 def default_track(config: dict[str, Any]) -> str:
@@ -313,7 +333,7 @@ def render_readme(sub: dict[str, Any], runs: Sequence[RunRecord], size: SizeRepo
     n = len(runs)
     lines = [f"# {sub['name']}", "", sub["blurb"], ""]
     lines.append(
-        f"**val_bpb {sub['val_bpb']:.4f}** (int6+LZMA round trip; mean of {n} seed{'s' if n > 1 else ''}"
+        f"**val_bpb {sub['val_bpb']:.4f}** (quantised artifact, round trip; mean of {n} seed{'s' if n > 1 else ''}"
         + (f", std {sub['val_bpb_std']:.4f}" if n > 1 else "")
         + f") -- {sub['bytes_total']:,} bytes of the {sub['cap_bytes']:,}-byte cap. "
         f"Track `{sub['track']}`, {sub['hardware']}, PyTorch {sub['pytorch_version']}."

@@ -155,6 +155,9 @@ class Trainer(ReliabilityMixin):
         self.tokens_seen = 0
         self.logger = RunLogger(out_dir, enabled=rt.is_main)
         self.init_reliability()
+        # Size of the train_gpt.py this run would ship; computed now so a bundling error stops the run
+        # before training, not after it.
+        self.code_bytes = package_code_bytes(cfg)
 
     # ----- one optimizer step -------------------------------------------------------------------
     def is_diag_step(self, step: int) -> bool:
@@ -459,7 +462,7 @@ class Trainer(ReliabilityMixin):
         rt_gpt = load_gpt_from_artifact(artifact_path, rt.device)
         rtrip = self.evaluate(rt_gpt)
         log.metrics("final_roundtrip", {"step": self.step, "val_loss": rtrip.loss, "val_bpb": rtrip.bpb})
-        code_bytes = package_code_bytes(cfg)
+        code_bytes = self.code_bytes
         summary = {
             "val_loss": pre.loss,
             "val_bpb": pre.bpb,
