@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from jepagolf.config import ConfigError, config_from_dict
+from jepagolf.config import OPERATIONAL_TRAIN_KEYS, ConfigError, config_from_dict
 from jepagolf.export.artifact import ARTIFACT_NAME, artifact_meta
 from jepagolf.export.bundle import SCRIPT_NAME, script_variants
 from jepagolf.export.size import CAP_BYTES, SizeReport, artifact_size_report, over_cap_message
@@ -128,7 +128,7 @@ def stored_config_hash(config: dict[str, Any]) -> str:
     d = copy.deepcopy(config)
     d.pop("preset", None)
     d.pop("data", None)
-    d["train"] = {k: v for k, v in d.get("train", {}).items() if k not in ("device", "compile")}
+    d["train"] = {k: v for k, v in d.get("train", {}).items() if k not in OPERATIONAL_TRAIN_KEYS}
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 
