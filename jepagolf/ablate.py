@@ -8,7 +8,7 @@
   after seeding, so the JEPA-only modules do not shift it), reads the same token stream (the train
   shards in order) and, when JEPA is on, draws the same span masks (seeded by seed, step and
   micro-batch index). tests/test_ablate.py checks all three.
-- Score: the round-trip val_bpb of the final, post-warmdown, int6 artifact over the whole
+- Score: the round-trip val_bpb of the final, post-warmdown, quantised (int5/int6 + LZMA) artifact over the whole
   validation split (``roundtrip_val_bpb`` of the run's summary).
 - Environment variables such as ``NUM_LAYERS`` are ignored here: an ablation is fully described by
   its command line (and recorded in ``DIR/ablation.json``).
@@ -573,7 +573,7 @@ def ablation_markdown(
         f"match: **{plan.match}**",
         f"- data: `{base.data.data_path or 'offline demo corpus'}`; common overrides: "
         f"`{json.dumps(plan.common, sort_keys=True)}`",
-        "- score: `val_bpb` = round-trip val_bpb of each run's final (post-warmdown) int6 artifact over the whole "
+        "- score: `val_bpb` = round-trip val_bpb of each run's final (post-warmdown) quantised artifact over the whole "
         "validation split; `pre-quant` = the same EMA weights before quantisation",
         "",
         "## Arms",

@@ -300,7 +300,7 @@ def run_bench(
 
 
 def measure_export(gpt: torch.nn.Module, cfg: Config, path: Path, device: torch.device, n: int = 3) -> dict[str, Any]:
-    """Median seconds to write the artifact (int6 + LZMA + container) and to load it back."""
+    """Median seconds to write the artifact (quantisation + LZMA + container) and to load it back."""
     state = {k: v.detach() for k, v in gpt.state_dict().items()}
     write_s, load_s, size = [], [], 0
     for _ in range(n):

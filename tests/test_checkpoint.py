@@ -39,8 +39,9 @@ def sample_tensors() -> dict[str, torch.Tensor]:
 
 @settings(max_examples=25, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(DTYPES), st.lists(st.integers(0, 4), max_size=3)), max_size=6),
-       st.dictionaries(st.text(max_size=5), st.one_of(st.integers(), st.floats(allow_nan=False, allow_infinity=False), st.text(),
-                                                       st.lists(st.integers(), max_size=3)), max_size=4))
+       st.dictionaries(st.text(max_size=5),
+                       st.one_of(st.integers(), st.floats(allow_nan=False, allow_infinity=False), st.text(),
+                                 st.lists(st.integers(), max_size=3)), max_size=4))
 def test_round_trip_is_exact(tmp_path_factory, specs, meta):
     g = torch.Generator().manual_seed(1)
     tensors = {}

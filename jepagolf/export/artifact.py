@@ -1,4 +1,4 @@
-"""The run's compressed artifact: exported GPT weights -> int6 + LZMA container, and back."""
+"""The run's compressed artifact: exported GPT weights -> int5/int6 + LZMA container, and back."""
 
 from __future__ import annotations
 

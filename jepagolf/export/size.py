@@ -220,7 +220,8 @@ def _zero_quantized_model(sd: Mapping[str, torch.Tensor], kinds: Mapping[str, st
 
 
 def predict_size(cfg: Config, code_bytes: int | None = None, cap_bytes: int = CAP_BYTES) -> SizeReport:
-    """Predicted artifact bytes (int6 + LZMA) for ``cfg``, by group, before any training.
+    """Predicted artifact bytes (int5/int6 + LZMA, as the export config says) for ``cfg``, by group,
+    before any training.
     ``code_bytes`` defaults to the exact size of the train_gpt.py export would write."""
     sd = _meta_state_dict(cfg)
     kinds = {name: storage_kind(name, tuple(t.shape), t.is_floating_point(), min_numel=cfg.export.int6_min_numel,
