@@ -15,6 +15,7 @@ import pytest
 import torch
 from scipy import stats as sps
 
+import jepagolf.train.batches as batches
 import jepagolf.train.loop as loop
 from jepagolf.ablate import AblationError, Arm, measure_step_seconds, parse_arm, plan_ablation
 from jepagolf.cli import main
@@ -128,8 +129,8 @@ def test_arms_share_init_data_and_masks_for_a_seed(tiny_data, tmp_path, monkeypa
     paths = DatasetPaths(tiny_data, tiny_data / "tokenizer.model")
     rt = Runtime(device=torch.device("cpu"))
     masks: list[torch.Tensor] = []
-    real_sample = loop.sample_mask
-    monkeypatch.setattr(loop, "sample_mask", lambda *a, **k: masks.append(real_sample(*a, **k)) or masks[-1])
+    real_sample = batches.sample_mask
+    monkeypatch.setattr(batches, "sample_mask", lambda *a, **k: masks.append(real_sample(*a, **k)) or masks[-1])
 
     def record(name, **over):
         tr = loop.Trainer(smoke_cfg(tiny_data, **over), rt, tmp_path / name, paths)

@@ -17,7 +17,7 @@ from jepagolf.config import ConfigError, build_config, field_index
 from jepagolf.eval import evaluate
 from jepagolf.export.artifact import ARTIFACT_NAME
 from jepagolf.model.gpt import GPT
-from jepagolf.train.batches import micro_batch_indices, prepare_step
+from jepagolf.train.batches import micro_batch, micro_batch_indices, micro_batch_mask
 from jepagolf.train.loop import Trainer, load_val_data, train
 from jepagolf.train.runtime import Runtime, preferred_sdpa_backends, sdpa_context
 
@@ -38,6 +38,16 @@ def _one_thread():
 
 
 # ----- batches and masks ---------------------------------------------------------------------------
+def step_inputs(cfg, chunk, step, rank, grad_accum):
+    """What the trainer feeds rank ``rank`` at ``step``: per micro-batch (x, y, mask, positions)."""
+    t = cfg.train
+    out = []
+    for index in micro_batch_indices(rank, grad_accum):
+        x, y = micro_batch(chunk, index, t.micro_batch_tokens, t.train_seq_len, CPU)
+        out.append((x, y, *micro_batch_mask(cfg, step, index, x.size(0), CPU)))
+    return out
+
+
 @pytest.mark.parametrize("per_sequence", [False, True])
 def test_micro_batches_and_masks_do_not_depend_on_the_world_size(per_sequence):
     cfg = build_config("smoke", {"jepa_span_per_sequence": per_sequence}, environ={})
@@ -46,18 +56,20 @@ def test_micro_batches_and_masks_do_not_depend_on_the_world_size(per_sequence):
     chunk = rng.integers(0, cfg.model.vocab_size, t.train_batch_tokens + 1).astype(np.int64)
     assert t.train_batch_tokens // t.micro_batch_tokens == 2
     for step in (0, 7):
-        world1 = prepare_step(cfg, chunk, step, rank=0, grad_accum=2, device=CPU, jepa=True)
-        world2 = [prepare_step(cfg, chunk, step, rank=r, grad_accum=1, device=CPU, jepa=True) for r in (0, 1)]
-        for index in range(2):
-            one = world1.micro(index)
-            two = world2[index].micro(0)
+        world1 = step_inputs(cfg, chunk, step, rank=0, grad_accum=2)
+        world2 = [m for r in (0, 1) for m in step_inputs(cfg, chunk, step, rank=r, grad_accum=1)]
+        assert len(world1) == len(world2) == 2
+        for one, two in zip(world1, world2, strict=True):
             for a, b in zip(one, two, strict=True):
                 assert torch.equal(a, b)
-            x, y, mask, mask_index = one
+            x, y, mask, positions = one
             assert torch.equal(x.flatten()[1:], y.flatten()[:-1])  # y is x shifted by one
-            assert torch.equal(mask_index, mask.flatten().nonzero().squeeze(1))
-        # The two micro-batches of a step get different masks (the index is in the seed).
-        assert not torch.equal(world1.micro(0)[2], world1.micro(1)[2])
+            assert torch.equal(positions, mask.flatten().nonzero().squeeze(1))
+            assert mask.shape == x.shape and mask.any(dim=1).all()
+        # The micro-batches cover the chunk in order, and get different masks (the index is in the seed).
+        assert torch.equal(torch.cat([world1[0][0].flatten(), world1[1][0].flatten()]),
+                           torch.from_numpy(chunk[:-1]))
+        assert not torch.equal(world1[0][2], world1[1][2])
     assert list(micro_batch_indices(3, 4)) == [12, 13, 14, 15]
 
 
@@ -71,7 +83,7 @@ def test_gathering_masked_positions_by_index_equals_boolean_indexing():
     with torch.no_grad():
         model.mask_emb.normal_()
     chunk = np.random.default_rng(1).integers(0, 1024, cfg.train.train_batch_tokens + 1)
-    x, y, mask, mask_index = prepare_step(cfg, chunk, 3, 0, 2, CPU, jepa=True).micro(1)
+    x, y, mask, mask_index = step_inputs(cfg, chunk, 3, rank=0, grad_accum=2)[1]
     target_z = torch.randn(*x.shape, cfg.model.model_dim)
     ce_a, jl_a, stats_a = model(x, y, mask, target_z)
     ce_b, jl_b, stats_b = model(x, y, mask, target_z, mask_index)

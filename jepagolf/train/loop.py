@@ -40,12 +40,12 @@ from jepagolf.eval import EvalResult, evaluate
 from jepagolf.export.artifact import ARTIFACT_NAME, load_gpt_from_artifact, write_artifact
 from jepagolf.export.gptq import export_hessians
 from jepagolf.jepa.diagnostics import gradient_share
-from jepagolf.jepa.masking import jepa_rows, sample_mask, span_generator
 from jepagolf.jepa.objective import JepaLM
 from jepagolf.jepa.target import WeightEMA, ema_momentum, make_target_encoder, update_target
 from jepagolf.model.gpt import GPT, count_params
 from jepagolf.optim.groups import build_optimizers
 from jepagolf.train import schedules
+from jepagolf.train.batches import micro_batch, micro_batch_indices, micro_batch_mask
 from jepagolf.train.checkpoint import CheckpointError, list_checkpoints, load_latest
 from jepagolf.train.logger import RunLogger
 from jepagolf.train.preempt import Preempted, signal_name
@@ -90,15 +90,6 @@ def load_val_data(cfg: Config, paths: DatasetPaths, device: torch.device) -> Val
     uni = unigram_bpb(counts, np.asarray(val_tokens), tables)
     base, space, boundary = tables.to_torch(device)
     return ValData(tokens=val_tokens, byte_tables=(base, space, boundary), unigram_bpb=uni)
-
-
-def micro_batch(chunk: np.ndarray, index: int, micro_tokens: int, seq_len: int, device: torch.device):
-    """Slice micro-batch ``index`` out of a step's (G+1)-token chunk -> x, y (b, T) int64 on device."""
-    seg = torch.from_numpy(chunk[index * micro_tokens : (index + 1) * micro_tokens + 1].astype(np.int64))
-    seg = seg.to(device, non_blocking=True)
-    x = seg[:-1].view(-1, seq_len)  # (b, T)
-    y = seg[1:].view(-1, seq_len)  # (b, T)
-    return x, y
 
 
 class Trainer(ReliabilityMixin):
@@ -176,28 +167,20 @@ class Trainer(ReliabilityMixin):
 
     def forward_backward(self, chunk: np.ndarray, diag: bool = False) -> dict[str, Tensor]:
         """Gradients of one optimizer step from its (batch + 1)-token chunk; returns mean diagnostics."""
-        cfg, rt, t, j = self.cfg, self.rt, self.cfg.train, self.cfg.jepa
+        cfg, rt, t = self.cfg, self.rt, self.cfg.train
         step = self.step
         weight = schedules.jepa_step_weight(cfg, step)  # 0 on a step that skips JEPA (jepa_every)
         sums: dict[str, Tensor] = {}
         grad_stats: dict[str, float] = {}
         ctx = torch.autocast(rt.device.type, dtype=rt.autocast_dtype) if rt.autocast_dtype else nullcontext()
-        for a in range(self.grad_accum):
-            index = rt.rank * self.grad_accum + a  # position of this micro-batch in the global batch
+        for a, index in enumerate(micro_batch_indices(rt.rank, self.grad_accum)):
             x, y = micro_batch(chunk, index, t.micro_batch_tokens, t.train_seq_len, rt.device)
             mask = target_z = mask_pos = None
             if weight > 0:
-                rows = jepa_rows(x.size(0), j.jepa_batch_fraction)
-                mask_cpu = sample_mask(
-                    rows, t.train_seq_len, j.jepa_num_spans, j.jepa_span_p, j.jepa_span_min,
-                    j.jepa_span_per_sequence, span_generator(t.seed, step, index),
-                )  # (rows, T), the same spans as the first rows of a full-batch draw
-                # Indices computed on the host: boolean indexing on the device would sync every step.
-                mask_pos = mask_cpu.reshape(-1).nonzero().squeeze(1).to(rt.device, non_blocking=True)
-                mask = mask_cpu.to(rt.device, non_blocking=True)
+                mask, mask_pos = micro_batch_mask(cfg, step, index, x.size(0), rt.device)
                 if self.target is not None:
                     with torch.no_grad(), ctx:
-                        target_z = self.target.encode(x[:rows])  # (rows, T, D), full unmasked sequence
+                        target_z = self.target.encode(x[: mask.size(0)])  # (rows, T, D), unmasked sequence
             last = a == self.grad_accum - 1
             sync = nullcontext() if (last or not rt.distributed) else self.forward_module.no_sync()
             with sync:
