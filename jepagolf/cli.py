@@ -51,7 +51,7 @@ def config_from_args(args: argparse.Namespace):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from jepagolf.train.loop import train
+    from jepagolf.train.loop import refuse_used_run_folder, train
     from jepagolf.train.runtime import setup_runtime, teardown_runtime
 
     if args.list_keys:
@@ -62,6 +62,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg, out = _resume_config(args), Path(args.resume)
     else:
         cfg, out = config_from_args(args), Path(args.out) if args.out else None
+        if out is not None:
+            refuse_used_run_folder(out)
     rt = setup_runtime(cfg.train.device)
     try:
         summary = train(cfg, rt, out, resume=bool(args.resume),

@@ -228,6 +228,11 @@ def test_resume_refuses_another_configuration(tmp_path, reference, capsys, monke
     fails(["train", "--resume", str(tmp_path / "empty")], "no checkpoints to resume from")
     # A new run must not silently mix into a folder that holds a resumable one.
     fails(["train", "--preset", "smoke", "--out", str(reference)], "already holds a run with checkpoints")
+    # Nor into one that holds a finished run: its logs would be appended to, its artifact replaced.
+    finished = tmp_path / "finished"
+    finished.mkdir()
+    (finished / "train.log").write_text("step:1/16 train_loss:6.9\n")
+    fails(["train", "--preset", "smoke", "--out", str(finished)], "already holds a run (train.log)")
 
 
 def test_disk_full_keeps_the_previous_checkpoint(tmp_path, tiny_data, monkeypatch, capsys):

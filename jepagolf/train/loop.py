@@ -511,11 +511,8 @@ def train(
     check_dataset(cfg, paths)
     if resume and out_dir is None:
         raise CheckpointError("resume needs the run folder")
-    if not resume and out_dir is not None and list_checkpoints(out_dir):
-        raise CheckpointError(
-            f"{out_dir} already holds a run with checkpoints; continue it with `jepagolf train --resume "
-            f"{out_dir}` or choose another --out"
-        )
+    if not resume and out_dir is not None:
+        refuse_resumable_run(out_dir)
     ckpt = warnings = None
     if resume:
         assert out_dir is not None
@@ -542,6 +539,28 @@ def train(
         return summary
     finally:
         trainer.logger.close()
+
+
+def refuse_resumable_run(out_dir: Path) -> None:
+    """A new run must not mix into a folder that holds a resumable one."""
+    if list_checkpoints(out_dir):
+        raise CheckpointError(
+            f"{out_dir} already holds a run with checkpoints; continue it with `jepagolf train --resume "
+            f"{out_dir}` or choose another --out"
+        )
+
+
+def refuse_used_run_folder(out_dir: Path) -> None:
+    """``jepagolf train --out DIR``: DIR must not hold another run's results, which a new run would
+    append to (logs) or replace (artifact, summary). The generated train_gpt.py, which challenge
+    users rerun in one folder, only refuses a resumable run (``refuse_resumable_run``)."""
+    refuse_resumable_run(out_dir)
+    found = [n for n in ("summary.json", ARTIFACT_NAME, "train.log", "metrics.jsonl") if (out_dir / n).exists()]
+    if found:
+        raise CheckpointError(
+            f"{out_dir} already holds a run ({', '.join(found)}); a new run there would append to its logs "
+            "and replace its results: choose another --out, or delete that folder first"
+        )
 
 
 def check_dataset(cfg: Config, paths: DatasetPaths) -> None:
