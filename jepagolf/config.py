@@ -318,11 +318,16 @@ class Config:
 
     def hash(self) -> str:
         """Short hash of everything that changes the trained model (not the device or data paths)."""
-        d = self.to_dict()
-        d.pop("preset")
-        d["train"] = {k: v for k, v in d["train"].items() if k not in OPERATIONAL_TRAIN_KEYS}
-        d.pop("data")
-        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+        return config_dict_hash(self.to_dict())
+
+
+def config_dict_hash(config: dict[str, Any]) -> str:
+    """``Config.hash()`` of a config dict (``Config.to_dict()``, or a config.json exactly as stored,
+    which lacks the fields added since it was written): the preset name, the data paths and the
+    operational train keys are left out."""
+    d = {k: v for k, v in config.items() if k not in ("preset", "data")}
+    d["train"] = {k: v for k, v in config.get("train", {}).items() if k not in OPERATIONAL_TRAIN_KEYS}
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 
 SECTIONS = ("model", "jepa", "optim", "train", "data", "export")

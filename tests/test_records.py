@@ -333,12 +333,11 @@ def test_size_command(capsys, smoke_runs):
 
 
 def test_stored_config_hash_is_the_trainer_hash_for_every_preset():
-    from jepagolf.config import PRESETS
-    from jepagolf.export.records import stored_config_hash
+    from jepagolf.config import PRESETS, config_dict_hash
 
     for preset in PRESETS:
         cfg = build_config(preset, {}, environ={})
-        assert stored_config_hash(json.loads(cfg.to_json())) == cfg.hash()
+        assert config_dict_hash(json.loads(cfg.to_json())) == cfg.hash()
 
 
 def test_export_names_what_is_missing(tmp_path, smoke_runs):

@@ -13,8 +13,6 @@ group and the excess in bytes.
 
 from __future__ import annotations
 
-import copy
-import hashlib
 import json
 import os
 import re
@@ -27,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from jepagolf.config import OPERATIONAL_TRAIN_KEYS, ConfigError, config_from_dict
+from jepagolf.config import ConfigError, config_dict_hash, config_from_dict
 from jepagolf.export.artifact import ARTIFACT_NAME, artifact_meta
 from jepagolf.export.bundle import SCRIPT_NAME, script_variants
 from jepagolf.export.size import CAP_BYTES, SizeReport, artifact_size_report, over_cap_message
@@ -118,18 +116,9 @@ def verify_artifact(run: RunRecord) -> None:
     expected = config_from_dict(run.config).hash()
     # A config field added to the package after the run changes the re-parsed hash; the hash of the
     # config as it was written is what the trainer put in the artifact.
-    if meta.get("config_hash") not in (expected, stored_config_hash(run.config)):
+    if meta.get("config_hash") not in (expected, config_dict_hash(run.config)):
         raise ExportError(f"{artifact} was written by config {meta.get('config_hash')}, the folder's config.json "
                           f"is {expected}; {d} mixes files of different runs")
-
-
-def stored_config_hash(config: dict[str, Any]) -> str:
-    """``Config.hash()`` of a config dict exactly as stored (no defaults filled in for newer fields)."""
-    d = copy.deepcopy(config)
-    d.pop("preset", None)
-    d.pop("data", None)
-    d["train"] = {k: v for k, v in d.get("train", {}).items() if k not in OPERATIONAL_TRAIN_KEYS}
-    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def _flat(config: dict[str, Any]) -> dict[str, Any]:
