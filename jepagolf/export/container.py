@@ -35,11 +35,11 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from jepagolf.export.quant import QuantizedModel, QuantizedTensor, quantize_state_dict
+from jepagolf.tensor_bytes import TORCH_TO_NAME, is_shape, nbytes, read_tensor, tensor_bytes
 
 MAGIC = b"JGOLF1\0"
 FORMAT_VERSION = 1
@@ -59,20 +59,9 @@ _LZMA_DECODE_FILTERS: list[dict[str, Any]] = [{"id": lzma.FILTER_LZMA2, "dict_si
 # near-i.i.d. int code runs last: LZMA's adaptive probabilities then settle on the codes and are not
 # disturbed afterwards (measured: 0.14% smaller than codes-first on the dict above).
 _KIND_ORDER = ("raw", "fp32", "fp16", "scale", "int8", "int5", "int6")
-# The dtype allow-list is the only way a name in the header becomes a numpy/torch dtype, so a
-# crafted header cannot reach anything else.
 _LEVELS = {"int5": 15, "int6": 31, "int8": 127}
-_DTYPES: dict[str, tuple[str, torch.dtype]] = {
-    "int8": ("<i1", torch.int8),
-    "uint8": ("<u1", torch.uint8),
-    "int16": ("<i2", torch.int16),
-    "int32": ("<i4", torch.int32),
-    "int64": ("<i8", torch.int64),
-    "bool": ("|b1", torch.bool),
-    "float16": ("<f2", torch.float16),
-    "float32": ("<f4", torch.float32),
-}
-_TORCH_TO_NAME = {tdt: name for name, (_, tdt) in _DTYPES.items()}
+# The dtypes each storage kind may hold: the only way a name in the header becomes a numpy/torch
+# dtype (through tensor_bytes.DTYPES), so a crafted header cannot reach anything else.
 _KIND_DTYPES = {
     "int5": {"int8"},
     "int6": {"int8"},
@@ -102,7 +91,7 @@ def _entries(qm: QuantizedModel) -> list[tuple[str, str, Tensor]]:
             sections["fp16"].append((name, t))
         elif t.dtype == torch.float32:
             sections["fp32"].append((name, t))
-        elif t.dtype in _TORCH_TO_NAME and not t.is_floating_point():
+        elif TORCH_TO_NAME.get(t.dtype) in _KIND_DTYPES["raw"]:
             sections["raw"].append((name, t))
         else:
             raise ValueError(
@@ -120,13 +109,12 @@ def encode_payload(qm: QuantizedModel, meta: dict[str, Any] | None = None) -> by
     chunks = []
     offset = 0
     for kind, name, t in _entries(qm):
-        np_dtype, _ = _DTYPES[_TORCH_TO_NAME[t.dtype]]
-        raw = t.detach().cpu().contiguous().numpy().astype(np_dtype, copy=False).tobytes()
+        raw = tensor_bytes(t)
         tensors.append(
             {
                 "name": name,
                 "kind": kind,
-                "dtype": _TORCH_TO_NAME[t.dtype],
+                "dtype": TORCH_TO_NAME[t.dtype],
                 "shape": list(t.shape),
                 "offset": offset,
                 "length": len(raw),
@@ -258,29 +246,18 @@ def _check_entry(e: Any, source: str, expected_offset: int, blob_len: int) -> tu
         raise _malformed(source, f"bad tensor name {name!r}")
     if kind not in _KIND_DTYPES or dtype not in _KIND_DTYPES[kind]:
         raise _malformed(source, f"{name!r}: kind {kind!r} with dtype {dtype!r} is not allowed")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+    if not is_shape(shape):
         raise _malformed(source, f"{name!r}: bad shape {shape!r}")
-    itemsize = np.dtype(_DTYPES[dtype][0]).itemsize
-    numel = int(np.prod(shape, dtype=np.int64)) if shape else 1
-    if e["offset"] != expected_offset or e["length"] != numel * itemsize:
+    length = nbytes(dtype, shape)
+    if e["offset"] != expected_offset or e["length"] != length:
         raise _malformed(
             source,
             f"{name!r}: offset/length {e['offset']}/{e['length']} do not match the expected "
-            f"{expected_offset}/{numel * itemsize} for shape {shape} {dtype}",
+            f"{expected_offset}/{length} for shape {shape} {dtype}",
         )
     if expected_offset + e["length"] > blob_len:
         raise _malformed(source, f"{name!r}: data runs past the end of the payload")
     return name, kind, dtype, tuple(shape)
-
-
-def _read_tensor(blob: memoryview, offset: int, dtype: str, shape: tuple[int, ...]) -> Tensor:
-    """Flat tensor of ``dtype`` from ``blob`` at ``offset``; bool is read as its uint8 bytes."""
-    np_dtype = "<u1" if dtype == "bool" else _DTYPES[dtype][0]
-    count = int(np.prod(shape, dtype=np.int64)) if shape else 1
-    # frombuffer reads bytes as plain numbers (no object is ever constructed from file contents);
-    # astype to native byte order copies, so the array is aligned and writable for torch.
-    arr = np.frombuffer(blob, dtype=np_dtype, count=count, offset=offset)
-    return torch.from_numpy(arr.astype(arr.dtype.newbyteorder("="), copy=True))
 
 
 def load_artifact_bytes(data: bytes, source: str = "<bytes>") -> tuple[QuantizedModel, dict[str, Any]]:
@@ -293,14 +270,15 @@ def load_artifact_bytes(data: bytes, source: str = "<bytes>") -> tuple[Quantized
     offset = 0
     for e in header["tensors"]:
         name, kind, dtype, shape = _check_entry(e, source, offset, len(blob))
-        t = _read_tensor(blob, offset, dtype, shape)
+        try:
+            t = read_tensor(blob, offset, dtype, shape)
+        except ValueError as err:
+            raise _malformed(source, f"{name!r}: {err}") from err
         offset += e["length"]
-        if dtype == "bool" and t.numel() and int(t.max()) > 1:
-            raise _malformed(source, f"{name!r}: bool tensor holds bytes other than 0/1")
         if kind == "scale":
             if name in scales:
                 raise _malformed(source, f"duplicate scale for {name!r}")
-            scales[name] = t.reshape(shape)
+            scales[name] = t
             continue
         if name in codes or name in floats:
             raise _malformed(source, f"duplicate tensor {name!r}")
@@ -311,9 +289,9 @@ def load_artifact_bytes(data: bytes, source: str = "<bytes>") -> tuple[Quantized
             # Compare rather than abs(): abs(-128) overflows int8.
             if t.numel() and (int(t.min()) < -level or int(t.max()) > level):
                 raise _malformed(source, f"{name!r}: {kind} codes outside -{level}..{level}")
-            codes[name] = (kind, t.reshape(shape))
+            codes[name] = (kind, t)
         else:
-            floats[name] = t.reshape(shape).to(torch.bool) if dtype == "bool" else t.reshape(shape)
+            floats[name] = t
     if offset != len(blob):
         raise _malformed(source, f"{len(blob) - offset} trailing bytes after the last tensor")
     if set(scales) != set(codes):

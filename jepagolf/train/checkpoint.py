@@ -27,17 +27,15 @@ import hashlib
 import json
 import re
 import struct
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import numpy as np
-import torch
 from torch import Tensor
 
 from jepagolf.data.shards import atomic_write
+from jepagolf.tensor_bytes import DTYPES, TORCH_TO_NAME, is_shape, nbytes, read_tensor, tensor_bytes
 
 MAGIC = b"JGCKPT1\0"
 FORMAT_VERSION = 1
@@ -45,22 +43,6 @@ _PREFIX = struct.Struct("<8sQQ")  # magic, header_len, data_len
 _DIGEST_LEN = 32
 CHECKPOINT_DIR = "checkpoints"
 _NAME_RE = re.compile(r"^step_(\d{8,})\.ckpt$")
-
-# The only dtypes a checkpoint may hold: name -> (numpy dtype of the stored bytes, torch dtype).
-# bfloat16 has no numpy dtype; its bytes are stored and read as int16 and reinterpreted.
-_DTYPES: dict[str, tuple[str, torch.dtype]] = {
-    "float32": ("<f4", torch.float32),
-    "float64": ("<f8", torch.float64),
-    "float16": ("<f2", torch.float16),
-    "bfloat16": ("<i2", torch.bfloat16),
-    "int64": ("<i8", torch.int64),
-    "int32": ("<i4", torch.int32),
-    "int16": ("<i2", torch.int16),
-    "int8": ("<i1", torch.int8),
-    "uint8": ("<u1", torch.uint8),
-    "bool": ("|b1", torch.bool),
-}
-_TORCH_TO_NAME = {tdt: name for name, (_, tdt) in _DTYPES.items()}
 
 
 class CheckpointError(ValueError):
@@ -91,17 +73,6 @@ def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
 # ----------------------------------------------------------------------------- writing
 
 
-def _tensor_bytes(t: Tensor) -> memoryview:
-    """The raw little-endian bytes of ``t`` (copied to the CPU if needed), without a further copy."""
-    t = t.detach().to("cpu").contiguous()
-    if t.dtype == torch.bfloat16:
-        t = t.view(torch.int16)
-    arr = t.numpy()
-    if arr.dtype.byteorder == ">" or (arr.dtype.byteorder == "=" and sys.byteorder == "big"):
-        arr = arr.astype(arr.dtype.newbyteorder("<"))
-    return memoryview(np.ascontiguousarray(arr).reshape(-1)).cast("B")
-
-
 def _write(f: BinaryIO, data: bytes | memoryview) -> None:
     # One seam for every byte written, so tests can simulate a full disk here.
     f.write(data)
@@ -116,10 +87,10 @@ def write_checkpoint(path: Path, tensors: Mapping[str, Tensor], meta: Mapping[st
     entries = []
     offset = 0
     for name, t in tensors.items():
-        if t.dtype not in _TORCH_TO_NAME:
+        if t.dtype not in TORCH_TO_NAME:
             raise CheckpointError(f"checkpoint tensor {name!r} has unsupported dtype {t.dtype}")
         length = t.numel() * t.element_size()
-        entries.append({"name": name, "dtype": _TORCH_TO_NAME[t.dtype], "shape": list(t.shape),
+        entries.append({"name": name, "dtype": TORCH_TO_NAME[t.dtype], "shape": list(t.shape),
                         "offset": offset, "length": length})
         offset += length
     try:
@@ -138,7 +109,7 @@ def write_checkpoint(path: Path, tensors: Mapping[str, Tensor], meta: Mapping[st
         put(_PREFIX.pack(MAGIC, len(header), offset))
         put(header)
         for t in tensors.values():
-            put(_tensor_bytes(t))
+            put(tensor_bytes(t))
         _write(f, digest.digest())
 
     atomic_write(path, write)
@@ -204,22 +175,17 @@ def _read_entry(path: Path, e: Any, blob: memoryview, offset: int) -> tuple[str,
     if not isinstance(e, dict) or set(e) != {"name", "dtype", "shape", "offset", "length"}:
         raise _bad(path, f"malformed checkpoint: bad tensor entry {e!r}")
     name, dtype, shape = e["name"], e["dtype"], e["shape"]
-    if not isinstance(name, str) or dtype not in _DTYPES:
+    if not isinstance(name, str) or dtype not in DTYPES:
         raise _bad(path, f"malformed checkpoint: tensor {name!r} with dtype {dtype!r} is not allowed")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
-                                              for d in shape):
+    if not is_shape(shape):
         raise _bad(path, f"malformed checkpoint: tensor {name!r} has bad shape {shape!r}")
-    np_dtype, torch_dtype = _DTYPES[dtype]
-    numel = int(np.prod(shape, dtype=np.int64)) if shape else 1
-    length = numel * np.dtype(np_dtype).itemsize
+    length = nbytes(dtype, shape)
     if e["offset"] != offset or e["length"] != length or offset + length > len(blob):
         raise _bad(path, f"malformed checkpoint: tensor {name!r} offset/length do not match its shape")
-    # frombuffer reads bytes as numbers only; the copy gives torch an aligned, writable array.
-    arr = np.frombuffer(blob, dtype=np_dtype, count=numel, offset=offset).copy()
-    t = torch.from_numpy(arr.astype(arr.dtype.newbyteorder("="), copy=False)).reshape(shape)
-    if torch_dtype == torch.bfloat16:
-        t = t.view(torch.bfloat16)
-    return name, t
+    try:
+        return name, read_tensor(blob, offset, dtype, shape)
+    except ValueError as err:
+        raise _bad(path, f"malformed checkpoint: tensor {name!r}: {err}") from err
 
 
 # ----------------------------------------------------------------------------- run folders
