@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import smoke_train_args
 
 from jepagolf.cli import main
 from jepagolf.data.shards import load_shard, write_shard
@@ -53,12 +54,7 @@ def run_fails(args: list[str], message: str, capsys) -> str:
     return err
 
 
-def train_args(data: Path, out: Path, *sets: str) -> list[str]:
-    args = ["train", "--preset", "smoke", "--data", str(data), "--out", str(out), "--set", "iterations=2",
-            "--set", "val_loss_every=0"]
-    for s in sets:
-        args += ["--set", s]
-    return args
+train_args = smoke_train_args
 
 
 # (case, how to spoil the dataset, expected message)

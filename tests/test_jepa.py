@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from helpers import live_model
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -84,15 +85,6 @@ def test_shared_and_per_sequence_masks():
 
 
 # ----- no leak --------------------------------------------------------------------------------------
-
-def live_model(cfg):
-    torch.manual_seed(0)
-    model = JepaLM(cfg)
-    with torch.no_grad():
-        for p in model.parameters():  # break the zero inits so that every path carries signal
-            p.add_(torch.randn_like(p) * 0.05)
-    return model
-
 
 @pytest.mark.parametrize("bigram_buckets", [256, 0])
 def test_no_leak_context_at_masked_positions(bigram_buckets):

@@ -15,6 +15,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from helpers import live_model
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -31,15 +32,6 @@ CPU = Runtime(device=torch.device("cpu"))
 
 def smoke_cfg(**over):
     return build_config("smoke", {k: str(v) for k, v in over.items()}, environ={})
-
-
-def live_model(cfg) -> JepaLM:
-    torch.manual_seed(0)
-    model = JepaLM(cfg)
-    with torch.no_grad():
-        for p in model.parameters():  # break the zero inits so that every path carries signal
-            p.add_(torch.randn_like(p) * 0.05)
-    return model
 
 
 def batch(cfg, rows: int = 4, seed: int = 0):

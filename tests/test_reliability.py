@@ -16,11 +16,13 @@ import subprocess
 import sys
 import textwrap
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers import smoke_train_args
 
 from jepagolf.cli import main
 from jepagolf.data.shards import load_shard, write_shard
@@ -274,12 +276,7 @@ def inject_nan(monkeypatch, steps: set[int], loss: bool = True) -> None:
     monkeypatch.setattr(Trainer, "train_step", train_step)
 
 
-def short_run(data: Path, out: Path, *sets: str) -> list[str]:
-    args = ["train", "--preset", "smoke", "--data", str(data), "--out", str(out), "--set", "iterations=6",
-            "--set", "val_loss_every=0"]
-    for s in sets:
-        args += ["--set", s]
-    return args
+short_run = partial(smoke_train_args, iterations=6)
 
 
 def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny_data, monkeypatch, capsys):
