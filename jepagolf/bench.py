@@ -40,7 +40,7 @@ from jepagolf.flops import flops_per_token, train_flops_per_token
 from jepagolf.model.gpt import count_params
 from jepagolf.train.logger import atomic_write_text
 from jepagolf.train.loop import Trainer, load_val_data
-from jepagolf.train.runtime import Runtime, device_name, source_hash, versions
+from jepagolf.train.runtime import Runtime, device_name, sdpa_context, source_hash, versions
 
 # name -> overrides on top of the preset (and of the user's --set). "v3" is JEPA v3 as specified.
 VARIANTS: dict[str, dict[str, str]] = {
@@ -100,15 +100,19 @@ class MatmulProbe:
         self.rates: dict[tuple[int, int, int], list[float]] = {s: [] for s in self.shapes}
 
     def measure(self) -> None:
+        # A GPU product of these shapes takes tens of microseconds, about a host sync's cost: there the
+        # probe times a block of back-to-back products between two syncs instead of each one alone.
+        block = 20 if self.device.type == "cuda" else 1
         for shape, (a, b) in zip(self.shapes, self.operands, strict=True):
             torch.mm(a, b)  # warm the kernel (and MKL's thread pool) for this shape
             times = []
             for _ in range(self.inner):
                 _sync(self.device)
                 t0 = time.perf_counter()
-                torch.mm(a, b)
+                for _ in range(block):
+                    torch.mm(a, b)
                 _sync(self.device)
-                times.append(time.perf_counter() - t0)
+                times.append((time.perf_counter() - t0) / block)
             m, k, n = shape
             self.rates[shape].append(2 * m * k * n / statistics.median(times))
 
@@ -162,6 +166,7 @@ def run_bench(
     variants: Sequence[str] | None = None,
     repeats: int = 5,
     warmup: int = 2,
+    export_repeats: int = 3,
     rt: Runtime | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
@@ -173,8 +178,8 @@ def run_bench(
         raise ConfigError(f"bench: unknown variants {unknown}; known: {', '.join(VARIANTS)}")
     if "ce" not in names:
         names.insert(0, "ce")  # every ratio is to plain CE
-    if repeats < 1 or warmup < 0:
-        raise ConfigError("bench: need repeats >= 1 and warmup >= 0")
+    if repeats < 1 or warmup < 0 or export_repeats < 0:
+        raise ConfigError("bench: need repeats >= 1, warmup >= 0 and export_repeats >= 0")
     loadavg_start = _loadavg()
     cfgs = {n: build_variant_config(preset, user, VARIANTS[n]) for n in names}
     base = cfgs["ce"]
@@ -184,6 +189,10 @@ def run_bench(
     paths = resolve_dataset(base.data.data_path or None, base.data.tokenizer_path or None, announce=False)
     val = load_val_data(base, paths, rt.device)
     tmp = tempfile.TemporaryDirectory(prefix="jepagolf-bench-")
+    # Every variant's Trainer compiles its own model (and EMA target) on CUDA; dynamo counts those
+    # graphs against one code object (GPT.encode), whose default limit of 8 would silently send the
+    # later variants back to eager mode.
+    torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 16 * len(names))
     timings: list[VariantTiming] = []
     for n in names:
         trainer = Trainer(cfgs[n], rt, Path(tmp.name) / n, paths, val=val)
@@ -200,10 +209,11 @@ def run_bench(
     def run_steps(v: VariantTiming, n_steps: int) -> float:
         _sync(rt.device)
         t0 = time.perf_counter()
-        for _ in range(n_steps):
-            v.trainer.forward_backward(chunk)
-            v.trainer.apply_update()
-            v.trainer.step += 1
+        with sdpa_context(rt.device):  # as Trainer.train_step
+            for _ in range(n_steps):
+                v.trainer.forward_backward(chunk)
+                v.trainer.apply_update()
+                v.trainer.step += 1
         _sync(rt.device)
         return time.perf_counter() - t0
 
@@ -219,8 +229,9 @@ def run_bench(
     def measure_eval() -> None:
         _sync(rt.device)
         t0 = time.perf_counter()
-        res = evaluate(eval_gpt, val.tokens, val.byte_tables, t.train_seq_len, t.val_batch_tokens, rt.device,
-                       max_tokens=eval_tokens, autocast_dtype=rt.autocast_dtype)
+        with sdpa_context(rt.device):
+            res = evaluate(eval_gpt, val.tokens, val.byte_tables, t.train_seq_len, t.val_batch_tokens, rt.device,
+                           max_tokens=eval_tokens, autocast_dtype=rt.autocast_dtype)
         _sync(rt.device)
         eval_rates.append(res.tokens / (time.perf_counter() - t0))
 
@@ -238,7 +249,7 @@ def run_bench(
                 item.step_s.append(run_steps(item, item.cycle) / item.cycle)
         log(f"  repeat {r + 1}/{repeats}: " + " ".join(f"{v.name}={1000 * v.step_s[-1]:.0f}ms" for v in timings))
 
-    export = measure_export(eval_gpt, base, Path(tmp.name) / "artifact.bin", rt.device)
+    export = measure_export(eval_gpt, base, Path(tmp.name) / "artifact.bin", rt.device, export_repeats)
     tmp.cleanup()
     matmul_rate = probe.rate()
     ce_times = timings[0].step_s
@@ -290,6 +301,7 @@ def run_bench(
             "params": count_params(eval_gpt),
             "flops_per_token_ce": flops_per_token(base).ce_step,
         },
+        "compiled": timings[0].trainer.compiled,
         "repeats": repeats,
         "warmup_steps": warmup,
         "machine": {**_machine(rt), "loadavg_start": loadavg_start, "loadavg_end": _loadavg()},
@@ -300,7 +312,10 @@ def run_bench(
 
 
 def measure_export(gpt: torch.nn.Module, cfg: Config, path: Path, device: torch.device, n: int = 3) -> dict[str, Any]:
-    """Median seconds to write the artifact (quantisation + LZMA + container) and to load it back."""
+    """Median seconds over ``n`` times to write the artifact (quantisation + LZMA + container) and to
+    load it back; ``n = 0`` skips the measurement (the figures are then None)."""
+    if n == 0:
+        return {"export_s": None, "export_load_s": None, "artifact_bytes": None}
     state = {k: v.detach() for k, v in gpt.state_dict().items()}
     write_s, load_s, size = [], [], 0
     for _ in range(n):
@@ -331,8 +346,10 @@ def format_table(res: dict[str, Any]) -> str:
         "ratio = median over repeats of step time / plain CE step time; flops = analytic FLOP ratio",
         f"matmul {mm['dtype']} at the model's shapes: {mm['flops_per_s'] / 1e9:.1f} GFLOP/s (median of "
         + ", ".join(f"{k} {r / 1e9:.0f}" for k, r in mm["per_shape_flops_per_s"].items()) + ")",
-        f"eval: {res['eval_tokens_per_s']:.0f} tokens/s; export: {res['export_s']:.2f} s write, "
-        f"{res['export_load_s']:.2f} s load, {res['artifact_bytes']} bytes",
+        f"eval: {res['eval_tokens_per_s']:.0f} tokens/s; export: "
+        + (f"{res['export_s']:.2f} s write, {res['export_load_s']:.2f} s load, {res['artifact_bytes']} bytes"
+           if res["export_s"] is not None else "not measured"),
+        f"compiled: {res.get('compiled', False)}; "
         f"load average {res['machine']['loadavg_start']} -> {res['machine']['loadavg_end']} on "
         f"{res['machine']['cpu_count']} CPUs, {res['machine']['torch_threads']} torch threads",
     ]

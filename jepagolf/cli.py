@@ -211,7 +211,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise ConfigError("bench runs in one process; start it without torchrun")
     variants = args.variants.split(",") if args.variants else list(VARIANTS)
     overrides = overrides_from_args(args)
-    res = run_bench(preset, overrides, variants, repeats=args.repeats, warmup=args.warmup, rt=rt)
+    res = run_bench(preset, overrides, variants, repeats=args.repeats, warmup=args.warmup,
+                    export_repeats=args.export_repeats, rt=rt)
     out = Path(args.out) if args.out else Path("runs") / f"bench-{preset}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     write_json(res, out)
     print(format_table(res))
@@ -281,6 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=5, help="timed repeats per variant (medians are reported)")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps per variant first")
     p.add_argument("--variants", help="comma-separated subset of the variants (ce is always included)")
+    p.add_argument("--export-repeats", type=int, default=3,
+                   help="times the artifact export is measured (0 skips it; a v3 export takes tens of seconds)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's own choice)")
     p.set_defaults(func=cmd_bench)
 

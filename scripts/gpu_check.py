@@ -41,9 +41,15 @@ def peak_tflops(name: str) -> float | None:
 
 
 def host_syncs_in_a_step(trainer: Trainer) -> str:
-    """Run one step with CUDA's sync debug mode set to error: 'none', or the error of the first sync."""
+    """Run one ordinary step with CUDA's sync debug mode set to error: 'none', or the error of the first
+    sync. Collapse-diagnostic steps (step 1, then every diag_every) are stepped over first: their SVD
+    syncs by design, and they are a few steps in a run."""
     if trainer.rt.device.type != "cuda":
         return "n/a (cpu)"
+    while trainer.is_diag_step(trainer.step + 1):
+        trainer.train_step()
+        trainer.apply_update()
+        trainer.step += 1
     torch.cuda.set_sync_debug_mode("error")
     try:
         trainer.train_step()

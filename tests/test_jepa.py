@@ -266,3 +266,15 @@ def test_target_encoder_is_a_detached_copy():
     target = make_target_encoder(model.gpt)
     assert all(not p.requires_grad for p in target.parameters())
     assert all(a.data_ptr() != b.data_ptr() for a, b in zip(target.parameters(), model.gpt.parameters(), strict=True))
+
+
+def test_jepa_loss_is_fp32_under_bf16_autocast():
+    # On CUDA the trainer runs under bf16 autocast; the loss must not drop its covariance to bf16.
+    g = torch.Generator().manual_seed(3)
+    pred, tgt = torch.randn(300, 48, generator=g), torch.randn(300, 48, generator=g)
+    plain, plain_stats = jepa_loss(pred, tgt, 0.15, 0.02)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        cast, cast_stats = jepa_loss(pred, tgt, 0.15, 0.02)
+    assert cast.dtype == torch.float32
+    assert torch.equal(plain, cast)
+    assert all(torch.equal(plain_stats[k], cast_stats[k]) for k in plain_stats)

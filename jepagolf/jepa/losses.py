@@ -48,7 +48,12 @@ def jepa_loss(
     The VICReg terms act on the predictor side only; the target side's are computed for logging
     under no_grad and never back-propagated. Everything is computed in fp32.
     """
-    pred, target = pred.float(), target.float().detach()
+    # Autocast off: under CUDA's bf16 autocast the covariance's matmul would otherwise run in bf16.
+    with torch.autocast(pred.device.type, enabled=False):
+        return _jepa_loss_fp32(pred.float(), target.float().detach(), var_weight, cov_weight)
+
+
+def _jepa_loss_fp32(pred: Tensor, target: Tensor, var_weight: float, cov_weight: float) -> tuple[Tensor, dict]:
     mse = F.mse_loss(pred, target)
     var = vicreg_variance(pred)
     cov = vicreg_covariance(pred)

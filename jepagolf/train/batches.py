@@ -23,10 +23,11 @@ def micro_batch_indices(rank: int, grad_accum: int) -> range:
 
 def to_device(x: Tensor, device: torch.device) -> Tensor:
     """Host tensor -> device. On CUDA the copy goes through pinned memory and does not block the host;
-    PyTorch's pinned-memory allocator keeps the staging block alive until the copy has run."""
+    PyTorch's pinned-memory allocator keeps the staging block alive until the copy has run.
+    ``contiguous`` first: pinning refuses a broadcast view (the span mask shared by all rows is one)."""
     if device.type != "cuda":
         return x.to(device)
-    return x.pin_memory().to(device, non_blocking=True)
+    return x.contiguous().pin_memory().to(device, non_blocking=True)
 
 
 def micro_batch(chunk: np.ndarray, index: int, micro_tokens: int, seq_len: int,

@@ -1,0 +1,68 @@
+"""`jepagolf bench` end to end on the smoke preset: the JSON contract, not the timings (which are
+machine-dependent and belong to the command's output, not to assertions)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from jepagolf.bench import MatmulProbe, format_table, gemm_shapes
+from jepagolf.cli import main
+from jepagolf.config import build_config
+
+
+def test_bench_writes_every_figure(tmp_path, demo_data, capsys):
+    out = tmp_path / "bench.json"
+    rc = main(["bench", "--preset", "smoke", "--data", str(demo_data.data_dir), "--variants", "v3,every4,online",
+               "--repeats", "2", "--warmup", "1", "--export-repeats", "1", "--threads", "1", "--out", str(out)])
+    assert rc == 0
+    res = json.loads(out.read_text())
+    assert set(res["variants"]) == {"ce", "v3", "every4", "online"}  # ce is added: every ratio is to it
+    for key in ("ratio_jepa_v3", "ratio_best_option", "mfu_ce", "eval_tokens_per_s", "export_s", "machine",
+                "versions", "source_hash", "compiled"):
+        assert key in res
+    assert res["compiled"] is False  # CPU: compile is off by default
+    assert res["best_option"] in ("every4", "online")
+    assert res["ratio_best_option"] == res["variants"][res["best_option"]]["ratio_to_ce"]
+    assert res["variants"]["every4"]["cycle_steps"] == 4 and res["variants"]["v3"]["cycle_steps"] == 1
+    for v in res["variants"].values():
+        assert len(v["step_ms_all"]) == 2 and v["step_ms_min"] <= v["step_ms"] <= v["step_ms_max"]
+        assert v["mfu"] == pytest.approx(v["achieved_flops_per_s"] / res["matmul"]["flops_per_s"])
+    assert res["variants"]["ce"]["flops_ratio_to_ce"] == 1.0
+    assert res["variants"]["v3"]["flops_ratio_to_ce"] > res["variants"]["online"]["flops_ratio_to_ce"] > 1.0
+    assert res["artifact_bytes"] > 0 and res["export_s"] > 0
+    printed = capsys.readouterr().out
+    assert "ratio_jepa_v3:" in printed and "mfu_ce:" in printed and str(out) in printed
+
+
+def test_bench_rejects_unknown_variants_and_bad_counts(demo_data, capsys):
+    assert main(["bench", "--preset", "smoke", "--variants", "v3,nope"]) == 2
+    assert "unknown variants ['nope']" in capsys.readouterr().err
+    assert main(["bench", "--preset", "smoke", "--export-repeats", "-1"]) == 2
+    assert "export_repeats >= 0" in capsys.readouterr().err
+
+
+def test_matmul_probe_counts_two_flops_per_multiply_add():
+    cfg = build_config("smoke", {})
+    shapes = gemm_shapes(cfg)
+    assert (cfg.train.micro_batch_tokens, cfg.model.model_dim, cfg.model.mlp_hidden) in shapes
+    assert len(shapes) == len(set(shapes))
+    probe = MatmulProbe(shapes[:2], torch.float32, torch.device("cpu"), inner=2)
+    probe.measure()
+    assert set(probe.per_shape()) == {"x".join(map(str, s)) for s in shapes[:2]}
+    assert probe.rate() > 0
+
+
+def test_table_says_when_export_was_not_measured():
+    res = {"variants": {"ce": {"step_ms": 10.0, "step_ms_min": 9.0, "step_ms_max": 11.0, "ratio_to_ce": 1.0,
+                               "flops_ratio_to_ce": 1.0, "mfu": 0.5, "tokens_per_s": 100.0}},
+           "matmul": {"dtype": "float32", "flops_per_s": 1e9, "per_shape_flops_per_s": {"1x2x3": 1e9}},
+           "eval_tokens_per_s": 5.0, "export_s": None, "export_load_s": None, "artifact_bytes": None,
+           "compiled": True, "machine": {"loadavg_start": None, "loadavg_end": None, "cpu_count": 2,
+                                         "torch_threads": 2},
+           "goals": {"mfu_ce": 0.7}, "mfu_ce": 0.5, "best_option": None}
+    table = format_table(res)
+    assert "export: not measured" in table and "compiled: True" in table and "mfu_ce: 0.500" in table
+    assert "missed" in table
