@@ -14,6 +14,10 @@ MFU = achieved training FLOP/s (analytic, ``jepagolf.flops``; optimizer and elem
 counted) / the dense matmul FLOP/s of this machine, measured in the same run, at the model's
 compute dtype, as the median over the model's own GEMM shapes (its linear layers at the micro-batch's
 token count, forward and weight-gradient orientations).
+
+The MFU ceiling says what bounds plain CE's MFU here: the step time if it were only its GEMMs at that
+rate, plus its attention kernels and its optimizer update, both timed alone in the same rotation.
+The gap between the ceiling and the MFU is what fusing elementwise work could still win.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from jepagolf.data.dataset import resolve_dataset
 from jepagolf.eval import evaluate
 from jepagolf.export.artifact import load_gpt_from_artifact, write_artifact
 from jepagolf.flops import flops_per_token, train_flops_per_token
-from jepagolf.model.gpt import count_params
+from jepagolf.model.gpt import causal_attention, count_params
 from jepagolf.train.logger import atomic_write_text
 from jepagolf.train.loop import Trainer, load_val_data
 from jepagolf.train.runtime import Runtime, device_name, sdpa_context, source_hash, versions
@@ -122,6 +126,51 @@ class MatmulProbe:
     def rate(self) -> float:
         """Median over the shapes of each shape's median rate."""
         return statistics.median(self.per_shape().values())
+
+
+class AttentionProbe:
+    """Seconds of one layer's attention kernel, forward + backward, at the model's micro-batch shape and
+    dtype (the model's own ``causal_attention``): a cost no fusion of the surrounding ops removes."""
+
+    def __init__(self, cfg: Config, dtype: torch.dtype, device: torch.device, inner: int = 3) -> None:
+        m, t = cfg.model, cfg.train
+        B, T = t.micro_batch_tokens // t.train_seq_len, t.train_seq_len
+        g = torch.Generator(device="cpu").manual_seed(0)
+        self.q, self.k, self.v = (
+            torch.randn(B, h, T, m.head_dim, generator=g).to(device, dtype).requires_grad_()
+            for h in (m.num_heads, m.num_kv_heads, m.num_kv_heads)
+        )
+        self.grad = torch.randn(B, m.num_heads, T, m.head_dim, generator=g).to(device, dtype)
+        self.device, self.inner = device, inner
+        self.times: list[float] = []
+
+    def measure(self) -> None:
+        with sdpa_context(self.device):
+            causal_attention(self.q, self.k, self.v).backward(self.grad)  # warm
+            times = []
+            for _ in range(self.inner):
+                _sync(self.device)
+                t0 = time.perf_counter()
+                causal_attention(self.q, self.k, self.v).backward(self.grad)
+                _sync(self.device)
+                times.append(time.perf_counter() - t0)
+        self.times.append(statistics.median(times))
+
+    def seconds(self) -> float:
+        return statistics.median(self.times)
+
+
+def mfu_ceiling(cfg: Config, matmul_rate: float, attention_layer_s: float, update_s: float) -> dict[str, float]:
+    """What bounds the plain-CE MFU on this machine: the step's time if it were only its GEMMs at the
+    probe's rate, its attention kernels as measured and its optimizer update as measured (everything
+    else free), and the MFU that time would give."""
+    f, micro = flops_per_token(cfg), cfg.train.micro_batch_tokens
+    flops = f.ce_step * micro
+    gemm_s = (flops - 3 * f.attention_fwd * micro) / matmul_rate
+    attention_s = cfg.model.num_layers * attention_layer_s
+    floor_s = gemm_s + attention_s + update_s
+    return {"gemm_ms": 1000 * gemm_s, "attention_ms": 1000 * attention_s, "update_ms": 1000 * update_s,
+            "floor_step_ms": 1000 * floor_s, "mfu_ceiling": flops / floor_s / matmul_rate}
 
 
 def build_variant_config(preset: str, user: dict[str, str], overrides: dict[str, str]) -> Config:
@@ -222,6 +271,20 @@ def run_bench(
 
     probe = MatmulProbe(gemm_shapes(base), model_dtype(rt), rt.device)
     probe.measure()  # warm-up
+    attention = AttentionProbe(base, model_dtype(rt), rt.device)
+    update_s: list[float] = []
+
+    def measure_update() -> None:
+        """Plain CE's optimizer update alone (schedules, Adam + Muon, EMAs), after an untimed backward."""
+        ce = timings[0].trainer
+        with sdpa_context(rt.device):
+            ce.forward_backward(chunk)
+        _sync(rt.device)
+        t0 = time.perf_counter()
+        ce.apply_update()
+        _sync(rt.device)
+        update_s.append(time.perf_counter() - t0)
+        ce.step += 1
     eval_gpt = timings[0].trainer.model.gpt
     eval_tokens = 2 * t.val_batch_tokens
     eval_rates: list[float] = []
@@ -237,7 +300,7 @@ def run_bench(
 
     measure_eval()  # warm-up
     eval_rates.clear()
-    items: list[Any] = [*timings, "matmul", "eval"]
+    items: list[Any] = [*timings, "matmul", "eval", "attention", "update"]
     for r in range(repeats):
         order = items[r % len(items):] + items[: r % len(items)]  # rotate: no variant always runs first
         for item in order:
@@ -245,6 +308,10 @@ def run_bench(
                 probe.measure()
             elif item == "eval":
                 measure_eval()
+            elif item == "attention":
+                attention.measure()
+            elif item == "update":
+                measure_update()
             else:
                 item.step_s.append(run_steps(item, item.cycle) / item.cycle)
         log(f"  repeat {r + 1}/{repeats}: " + " ".join(f"{v.name}={1000 * v.step_s[-1]:.0f}ms" for v in timings))
@@ -283,6 +350,7 @@ def run_bench(
         "ratio_best_option": options[best]["ratio_to_ce"] if best else None,
         "best_option": best,
         "mfu_ce": results["ce"]["mfu"],
+        "mfu_ceiling_ce": mfu_ceiling(base, matmul_rate, attention.seconds(), statistics.median(update_s)),
         "goals": GOALS,
         "variants": results,
         "matmul": {
@@ -362,6 +430,11 @@ def format_table(res: dict[str, Any]) -> str:
         extra = f" ({res['best_option']})" if key == "ratio_best_option" else ""
         lines.append(f"{key}: {val:.3f}{extra}  goal {'>=' if key == 'mfu_ce' else '<='} {goal}  "
                      f"{'met' if ok else 'missed'}")
+    c = res.get("mfu_ceiling_ce")
+    if c:
+        lines.append(f"mfu_ceiling_ce: {c['mfu_ceiling']:.3f}: the CE step cannot beat {c['floor_step_ms']:.0f} ms "
+                     f"(GEMMs {c['gemm_ms']:.0f} + attention kernels {c['attention_ms']:.0f} + optimizer update "
+                     f"{c['update_ms']:.0f}) against {res['variants']['ce']['step_ms']:.0f} ms measured")
     return "\n".join(lines)
 
 

@@ -20,6 +20,7 @@ class FlopBreakdown:
     head_fwd: float  # tied output head per token, forward
     predictor_fwd: float  # JEPA predictor per masked token, forward
     mask_frac: float  # expected fraction of masked positions
+    attention_fwd: float = 0.0  # the attention kernels' share of body_fwd (scores and values, all layers)
     row_fraction: float = 1.0  # share of the micro-batch rows in the JEPA passes (jepa_batch_fraction)
     every: int = 1  # JEPA passes on one optimizer step in `every` (jepa_every)
     target_pass: bool = True  # an EMA target forward runs (jepa_target=ema); online targets cost nothing
@@ -67,7 +68,7 @@ def flops_per_token(cfg: Config) -> FlopBreakdown:
     frac = expected_mask_fraction(cfg) if j.active else 0.0
     rows = cfg.train.micro_batch_tokens // T
     return FlopBreakdown(
-        body_fwd=body, head_fwd=head, predictor_fwd=pred, mask_frac=frac,
+        body_fwd=body, head_fwd=head, predictor_fwd=pred, mask_frac=frac, attention_fwd=m.num_layers * attn_core,
         row_fraction=jepa_rows(rows, j.jepa_batch_fraction) / rows, every=j.jepa_every,
         target_pass=j.jepa_target == "ema",
     )

@@ -8,9 +8,10 @@ import json
 import pytest
 import torch
 
-from jepagolf.bench import MatmulProbe, format_table, gemm_shapes
+from jepagolf.bench import MatmulProbe, format_table, gemm_shapes, mfu_ceiling
 from jepagolf.cli import main
 from jepagolf.config import build_config
+from jepagolf.flops import flops_per_token
 
 
 def test_bench_writes_every_figure(tmp_path, demo_data, capsys):
@@ -33,8 +34,14 @@ def test_bench_writes_every_figure(tmp_path, demo_data, capsys):
     assert res["variants"]["ce"]["flops_ratio_to_ce"] == 1.0
     assert res["variants"]["v3"]["flops_ratio_to_ce"] > res["variants"]["online"]["flops_ratio_to_ce"] > 1.0
     assert res["artifact_bytes"] > 0 and res["export_s"] > 0
+    c = res["mfu_ceiling_ce"]
+    assert c["floor_step_ms"] == pytest.approx(c["gemm_ms"] + c["attention_ms"] + c["update_ms"])
+    assert min(c["gemm_ms"], c["attention_ms"], c["update_ms"]) > 0
+    ce_flops = res["variants"]["ce"]["flops_per_step"]
+    assert c["mfu_ceiling"] == pytest.approx(ce_flops / (c["floor_step_ms"] / 1000) / res["matmul"]["flops_per_s"])
     printed = capsys.readouterr().out
-    assert "ratio_jepa_v3:" in printed and "mfu_ce:" in printed and str(out) in printed
+    assert "ratio_jepa_v3:" in printed and "mfu_ce:" in printed and "mfu_ceiling_ce:" in printed
+    assert str(out) in printed
 
 
 def test_bench_rejects_unknown_variants_and_bad_counts(demo_data, capsys):
@@ -66,3 +73,16 @@ def test_table_says_when_export_was_not_measured():
     table = format_table(res)
     assert "export: not measured" in table and "compiled: True" in table and "mfu_ce: 0.500" in table
     assert "missed" in table
+
+
+def test_mfu_ceiling_leaves_out_exactly_the_attention_flops_from_the_gemm_time():
+    cfg = build_config("cpu-demo", {})
+    f, micro = flops_per_token(cfg), cfg.train.micro_batch_tokens
+    rate = 1e11
+    c = mfu_ceiling(cfg, rate, attention_layer_s=0.0, update_s=0.0)
+    # With free attention and optimizer, the floor is the non-attention FLOPs at the matmul rate.
+    assert c["gemm_ms"] / 1000 == pytest.approx((f.ce_step - 3 * f.attention_fwd) * micro / rate)
+    assert 1.0 < c["mfu_ceiling"] < 1.5  # > 1: the attention FLOPs were counted but cost nothing
+    slow = mfu_ceiling(cfg, rate, attention_layer_s=0.01, update_s=0.05)
+    assert slow["attention_ms"] == pytest.approx(cfg.model.num_layers * 10.0) and slow["update_ms"] == 50.0
+    assert slow["mfu_ceiling"] < c["mfu_ceiling"]

@@ -122,6 +122,19 @@ class Rotary(nn.Module):
         return torch.cat((x1 * cos + x2 * sin, x2 * cos - x1 * sin), dim=-1)
 
 
+def causal_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    """q (B, H, T, hd), k and v (B, Hkv, T, hd) with Hkv dividing H -> (B, H, T, hd)."""
+    gqa = k.size(1) != q.size(1)
+    if gqa and q.is_cuda:
+        # Explicit repeat on CUDA rather than enable_gqa: it keeps SDPA on its fused kernels there.
+        rep = q.size(1) // k.size(1)
+        k = k.repeat_interleave(rep, dim=1)  # (B, H, T, hd)
+        v = v.repeat_interleave(rep, dim=1)
+        gqa = False
+    # On CPU the flash kernel shares KV heads itself: no (B, H, T, hd) copies and no backward sum.
+    return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
+
+
 class Attention(nn.Module):
     def __init__(self, cfg: ModelConfig, max_len: int) -> None:
         super().__init__()
@@ -142,15 +155,7 @@ class Attention(nn.Module):
         v = self.c_v(x).view(B, T, self.num_kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, T, hd)
         q, k = self.rotary(rms_norm(q)), self.rotary(rms_norm(k))
         q = q * self.q_gain.to(q.dtype)[None, :, None, None]
-        gqa = self.num_kv_heads != self.num_heads
-        if gqa and x.is_cuda:
-            # Explicit repeat on CUDA rather than enable_gqa: it keeps SDPA on its fused kernels there.
-            rep = self.num_heads // self.num_kv_heads
-            k = k.repeat_interleave(rep, dim=1)  # (B, H, T, hd)
-            v = v.repeat_interleave(rep, dim=1)
-            gqa = False
-        # On CPU the flash kernel shares KV heads itself: no (B, H, T, hd) copies and no backward sum.
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)  # (B, H, T, hd)
+        y = causal_attention(q, k, v)  # (B, H, T, hd)
         y = y.transpose(1, 2).reshape(B, T, self.num_heads * self.head_dim)  # (B, T, D)
         return self.proj(y)
 
