@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from jepagolf.config import PRESETS, ConfigError, build_config, field_index, parse_set_args
+from jepagolf.export.size import CAP_BYTES
 
 if TYPE_CHECKING:
     from jepagolf.train.preempt import Preempted
@@ -329,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--track", help="challenge track (default: 10min_16mb with a <= 600 s cap, else non_record_16mb)")
     p.add_argument("--compress", action=argparse.BooleanOptionalAction, default=None,
                    help="ship train_gpt.py LZMA-compressed in a self-extracting stub (default: when smaller)")
-    p.add_argument("--cap-bytes", type=int, default=16_000_000, help="size cap, code + model (default 16,000,000)")
+    p.add_argument("--cap-bytes", type=int, default=CAP_BYTES, help="size cap, code + model (default 16,000,000)")
     p.add_argument("--no-artifacts", dest="artifacts", action="store_false", help="do not copy the artifacts")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
     p.set_defaults(func=cmd_export)
@@ -338,7 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "for an artifact (exit 1 when over the cap)")
     _add_config_args(p)
     p.add_argument("--artifact", help="measure this artifact instead of predicting")
-    p.add_argument("--cap-bytes", type=int, default=16_000_000)
+    p.add_argument("--cap-bytes", type=int, default=CAP_BYTES)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_size)
     return parser

@@ -110,6 +110,20 @@ def test_plain_ce_path(tmp_path, demo_data):
     assert rows and all("jepa_loss" not in r for r in rows)
 
 
+def test_a_run_over_the_size_cap_says_so_at_its_end(tmp_path, demo_data, monkeypatch):
+    import jepagolf.train.loop as loop
+
+    monkeypatch.setattr(loop, "CAP_BYTES", 50_000)  # the smoke artifact alone is ~100 kB
+    summary = run_smoke(tmp_path, iterations=2, val_loss_every=0)
+    log = (tmp_path / "train.log").read_text()
+    over = summary["total_bytes"] - 50_000
+    assert f"warning: `jepagolf export` will refuse this run: submission is {over:,} bytes over" in log
+    assert "bytes by tensor group" in log
+    monkeypatch.setattr(loop, "CAP_BYTES", 10**9)
+    run_smoke(tmp_path / "fits", iterations=2, val_loss_every=0)
+    assert "warning" not in (tmp_path / "fits" / "train.log").read_text()
+
+
 def test_same_seed_same_result(tmp_path, demo_data):
     a = run_smoke(tmp_path / "a", iterations=3, val_loss_every=0)
     b = run_smoke(tmp_path / "b", iterations=3, val_loss_every=0)

@@ -39,6 +39,7 @@ from jepagolf.data.tokenizer import load_tokenizer
 from jepagolf.eval import EvalResult, evaluate
 from jepagolf.export.artifact import ARTIFACT_NAME, load_gpt_from_artifact, write_artifact
 from jepagolf.export.gptq import export_hessians
+from jepagolf.export.size import CAP_BYTES, artifact_size_report, over_cap_message
 from jepagolf.jepa.diagnostics import gradient_share
 from jepagolf.jepa.objective import JepaLM
 from jepagolf.jepa.target import WeightEMA, ema_momentum, make_target_encoder, update_target
@@ -482,6 +483,10 @@ class Trainer(ReliabilityMixin):
             f"train_seconds:{self.elapsed_s:.1f}"
             + (f" peak_memory_mib:{summary['peak_memory_mib']:.0f}" if summary["peak_memory_mib"] is not None else "")
         )
+        if rt.is_main and summary["total_bytes"] > CAP_BYTES:
+            # Said now, not first at `jepagolf export`: the run is over and only the quantised weights remain.
+            report = artifact_size_report(artifact_path, code_bytes=code_bytes, cap_bytes=CAP_BYTES)
+            log.line("warning: `jepagolf export` will refuse this run: " + over_cap_message(report))
         log.close()
         return summary
 
