@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from jepagolf.config import PRESETS, ConfigError, build_config, field_index, parse_set_args
-from jepagolf.export.size import CAP_BYTES
+from jepagolf.config import CAP_BYTES, PRESETS, ConfigError, build_config, field_index, parse_set_args
 
 if TYPE_CHECKING:
     from jepagolf.train.preempt import Preempted

@@ -331,6 +331,8 @@ def config_dict_hash(config: dict[str, Any]) -> str:
 
 
 SECTIONS = ("model", "jepa", "optim", "train", "data", "export")
+
+CAP_BYTES = 16_000_000  # the challenge's size cap, decimal: code bytes + compressed model bytes (DESIGN section 2)
 # Train fields that change how a run is executed or kept, not the model it trains: left out of
 # Config.hash(), and free to change when a run is resumed.
 OPERATIONAL_TRAIN_KEYS = ("device", "compile", "checkpoint_every_steps", "checkpoint_every_seconds",

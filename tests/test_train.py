@@ -117,8 +117,8 @@ def test_a_run_over_the_size_cap_says_so_at_its_end(tmp_path, demo_data, monkeyp
     summary = run_smoke(tmp_path, iterations=2, val_loss_every=0)
     log = (tmp_path / "train.log").read_text()
     over = summary["total_bytes"] - 50_000
-    assert f"warning: `jepagolf export` will refuse this run: submission is {over:,} bytes over" in log
-    assert "bytes by tensor group" in log
+    assert f"warning: code + artifact = {summary['total_bytes']:,} bytes, {over:,} over the 50,000-byte cap" in log
+    assert f"jepagolf size --artifact {tmp_path / ARTIFACT_NAME}" in log
     monkeypatch.setattr(loop, "CAP_BYTES", 10**9)
     run_smoke(tmp_path / "fits", iterations=2, val_loss_every=0)
     assert "warning" not in (tmp_path / "fits" / "train.log").read_text()

@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from jepagolf.config import Config
+from jepagolf.config import CAP_BYTES, Config
 from jepagolf.export.artifact import artifact_meta_for, int5_patterns
 from jepagolf.export.container import (  # the framing sizes are the container's own constants
     _DIGEST_LEN,
@@ -49,8 +49,6 @@ from jepagolf.export.quant import (
     storage_kind,
 )
 from jepagolf.model.gpt import GPT
-
-CAP_BYTES = 16_000_000  # decimal: code bytes + compressed model bytes (DESIGN section 2)
 
 # Display order of the groups.
 GROUPS = ("embeddings", "bigram", "attention", "mlp", "skip weights", "control", "other")

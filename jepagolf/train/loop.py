@@ -22,7 +22,7 @@ import torch.distributed as dist
 from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from jepagolf.config import Config, ConfigError
+from jepagolf.config import CAP_BYTES, Config, ConfigError
 from jepagolf.data.bytes import build_byte_tables, unigram_bpb
 from jepagolf.data.corpus import DatasetPaths
 from jepagolf.data.dataset import resolve_dataset
@@ -39,7 +39,6 @@ from jepagolf.data.tokenizer import load_tokenizer
 from jepagolf.eval import EvalResult, evaluate
 from jepagolf.export.artifact import ARTIFACT_NAME, load_gpt_from_artifact, write_artifact
 from jepagolf.export.gptq import export_hessians
-from jepagolf.export.size import CAP_BYTES, artifact_size_report, over_cap_message
 from jepagolf.jepa.diagnostics import gradient_share
 from jepagolf.jepa.objective import JepaLM
 from jepagolf.jepa.target import WeightEMA, ema_momentum, make_target_encoder, update_target
@@ -485,8 +484,9 @@ class Trainer(ReliabilityMixin):
         )
         if rt.is_main and summary["total_bytes"] > CAP_BYTES:
             # Said now, not first at `jepagolf export`: the run is over and only the quantised weights remain.
-            report = artifact_size_report(artifact_path, code_bytes=code_bytes, cap_bytes=CAP_BYTES)
-            log.line("warning: `jepagolf export` will refuse this run: " + over_cap_message(report))
+            log.line(f"warning: code + artifact = {summary['total_bytes']:,} bytes, "
+                     f"{summary['total_bytes'] - CAP_BYTES:,} over the {CAP_BYTES:,}-byte cap: `jepagolf export` "
+                     f"will refuse this run; `jepagolf size --artifact {artifact_path}` shows where the bytes are")
         log.close()
         return summary
 
