@@ -254,6 +254,22 @@ def test_save_is_atomic_and_overwrites(tmp_path: Path) -> None:
     assert sorted(os.listdir(tmp_path)) == ["m.jgolf"]  # no temp file left behind
 
 
+def test_artifact_and_json_files_get_the_umask_mode_like_any_file(tmp_path: Path) -> None:
+    # A temp file from tempfile.mkstemp is 0600: renamed into place, it left artifacts unreadable to
+    # the group, unlike every other file of the run folder.
+    from jepagolf.train.logger import atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        save_artifact(tmp_path / "m.jgolf", quantize_state_dict({"v": torch.ones(3)}))
+        atomic_write_text(tmp_path / "s.json", "{}\n")
+        (tmp_path / "plain").write_text("x")
+    finally:
+        os.umask(old)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
+    assert modes == {"m.jgolf": 0o644, "s.json": 0o644, "plain": 0o644}
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_any_flipped_byte_is_detected(data: st.DataObject) -> None:

@@ -30,7 +30,6 @@ import json
 import lzma
 import os
 import struct
-import tempfile
 import zlib
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from jepagolf.data.shards import atomic_write
 from jepagolf.export.quant import QuantizedModel, QuantizedTensor, quantize_state_dict
 from jepagolf.tensor_bytes import TORCH_TO_NAME, is_shape, nbytes, read_tensor, tensor_bytes
 
@@ -151,28 +151,10 @@ def artifact_bytes_from_state_dict(
 
 
 def save_artifact(path: str | os.PathLike[str], qm: QuantizedModel, *, meta: dict[str, Any] | None = None) -> int:
-    """Write the artifact atomically (temp file, fsync, rename); return the bytes written."""
+    """Write the artifact atomically (temp file, fsync, rename, directory fsync): a crash leaves either
+    the old file or the new one, never a torn artifact. Returns the bytes written."""
     data = artifact_bytes(qm, meta)
-    path = Path(path)
-    # The temp file lives next to the target so os.replace is a same-filesystem atomic rename: a
-    # crash leaves either the old file or the new one, never a torn artifact.
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    if os.name == "posix":
-        # Persist the rename itself (the directory entry), not just the file contents.
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    atomic_write(path, lambda f: f.write(data))
     return len(data)
 
 

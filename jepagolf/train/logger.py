@@ -7,10 +7,11 @@ lines go to the files only; otherwise every log line is also printed.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any, TextIO
+
+from jepagolf.data.shards import atomic_write
 
 try:
     from tqdm import tqdm
@@ -25,12 +26,8 @@ CONSOLE_KEYS = (
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    data = text.encode("utf-8")
+    atomic_write(path, lambda f: f.write(data))
 
 
 def fmt(v: Any) -> str:
