@@ -31,20 +31,23 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from jepagolf.config import Config, ConfigError, build_config
 from jepagolf.data.dataset import resolve_dataset
-from jepagolf.eval import evaluate
+from jepagolf.eval import EvalResult, evaluate
 from jepagolf.export.artifact import load_gpt_from_artifact, write_artifact
 from jepagolf.flops import flops_per_token, train_flops_per_token
 from jepagolf.model.gpt import causal_attention, count_params
 from jepagolf.train.logger import atomic_write_text
 from jepagolf.train.loop import Trainer, load_val_data
 from jepagolf.train.runtime import Runtime, device_name, sdpa_context, source_hash, versions
+
+T = TypeVar("T")
 
 # name -> overrides on top of the preset (and of the user's --set). "v3" is JEPA v3 as specified.
 VARIANTS: dict[str, dict[str, str]] = {
@@ -74,6 +77,16 @@ class VariantTiming:
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def _timed(device: torch.device, fn: Callable[[], T]) -> tuple[float, T]:
+    """(wall seconds, result) of ``fn()``, with the device drained before and after, so that the
+    GPU work it queued is charged to it."""
+    _sync(device)
+    t0 = time.perf_counter()
+    out = fn()
+    _sync(device)
+    return time.perf_counter() - t0, out
 
 
 def model_dtype(rt: Runtime) -> torch.dtype:
@@ -109,14 +122,11 @@ class MatmulProbe:
         block = 20 if self.device.type == "cuda" else 1
         for shape, (a, b) in zip(self.shapes, self.operands, strict=True):
             torch.mm(a, b)  # warm the kernel (and MKL's thread pool) for this shape
-            times = []
-            for _ in range(self.inner):
-                _sync(self.device)
-                t0 = time.perf_counter()
+            def products(a: Tensor = a, b: Tensor = b) -> None:
                 for _ in range(block):
                     torch.mm(a, b)
-                _sync(self.device)
-                times.append((time.perf_counter() - t0) / block)
+
+            times = [_timed(self.device, products)[0] / block for _ in range(self.inner)]
             m, k, n = shape
             self.rates[shape].append(2 * m * k * n / statistics.median(times))
 
@@ -146,15 +156,12 @@ class AttentionProbe:
 
     def measure(self) -> None:
         with sdpa_context(self.device):
-            causal_attention(self.q, self.k, self.v).backward(self.grad)  # warm
-            times = []
-            for _ in range(self.inner):
-                _sync(self.device)
-                t0 = time.perf_counter()
-                causal_attention(self.q, self.k, self.v).backward(self.grad)
-                _sync(self.device)
-                times.append(time.perf_counter() - t0)
+            self._step()  # warm
+            times = [_timed(self.device, self._step)[0] for _ in range(self.inner)]
         self.times.append(statistics.median(times))
+
+    def _step(self) -> None:
+        causal_attention(self.q, self.k, self.v).backward(self.grad)
 
     def seconds(self) -> float:
         return statistics.median(self.times)
@@ -256,15 +263,14 @@ def run_bench(
         f"{torch.get_num_threads()} threads, load average {loadavg_start}")
 
     def run_steps(v: VariantTiming, n_steps: int) -> float:
-        _sync(rt.device)
-        t0 = time.perf_counter()
-        with sdpa_context(rt.device):  # as Trainer.train_step
-            for _ in range(n_steps):
-                v.trainer.forward_backward(chunk)
-                v.trainer.apply_update()
-                v.trainer.step += 1
-        _sync(rt.device)
-        return time.perf_counter() - t0
+        def steps() -> None:
+            with sdpa_context(rt.device):  # as Trainer.train_step
+                for _ in range(n_steps):
+                    v.trainer.forward_backward(chunk)
+                    v.trainer.apply_update()
+                    v.trainer.step += 1
+
+        return _timed(rt.device, steps)[0]
 
     for v in timings:
         run_steps(v, warmup * v.cycle)
@@ -279,24 +285,20 @@ def run_bench(
         ce = timings[0].trainer
         with sdpa_context(rt.device):
             ce.forward_backward(chunk)
-        _sync(rt.device)
-        t0 = time.perf_counter()
-        ce.apply_update()
-        _sync(rt.device)
-        update_s.append(time.perf_counter() - t0)
+        update_s.append(_timed(rt.device, ce.apply_update)[0])
         ce.step += 1
     eval_gpt = timings[0].trainer.model.gpt
     eval_tokens = 2 * t.val_batch_tokens
     eval_rates: list[float] = []
 
-    def measure_eval() -> None:
-        _sync(rt.device)
-        t0 = time.perf_counter()
+    def evaluate_sample() -> EvalResult:
         with sdpa_context(rt.device):
-            res = evaluate(eval_gpt, val.tokens, val.byte_tables, t.train_seq_len, t.val_batch_tokens, rt.device,
-                           max_tokens=eval_tokens, autocast_dtype=rt.autocast_dtype)
-        _sync(rt.device)
-        eval_rates.append(res.tokens / (time.perf_counter() - t0))
+            return evaluate(eval_gpt, val.tokens, val.byte_tables, t.train_seq_len, t.val_batch_tokens, rt.device,
+                            max_tokens=eval_tokens, autocast_dtype=rt.autocast_dtype)
+
+    def measure_eval() -> None:
+        seconds, res = _timed(rt.device, evaluate_sample)
+        eval_rates.append(res.tokens / seconds)
 
     measure_eval()  # warm-up
     eval_rates.clear()
@@ -387,13 +389,9 @@ def measure_export(gpt: torch.nn.Module, cfg: Config, path: Path, device: torch.
     state = {k: v.detach() for k, v in gpt.state_dict().items()}
     write_s, load_s, size = [], [], 0
     for _ in range(n):
-        t0 = time.perf_counter()
-        size = write_artifact(state, path, cfg)
-        write_s.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        load_gpt_from_artifact(path, device)
-        _sync(device)
-        load_s.append(time.perf_counter() - t0)
+        seconds, size = _timed(device, lambda: write_artifact(state, path, cfg))
+        write_s.append(seconds)
+        load_s.append(_timed(device, lambda: load_gpt_from_artifact(path, device))[0])
     return {"export_s": statistics.median(write_s), "export_load_s": statistics.median(load_s),
             "artifact_bytes": size}
 
