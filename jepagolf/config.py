@@ -413,13 +413,7 @@ def build_config(
     for key, value in PRESETS[preset].items():
         section, name = resolve_key(key)
         values[section][name] = value
-    env = os.environ if environ is None else environ
-    for name, (section, typ) in index.items():
-        if name.upper() in env:
-            values[section][name] = _parse(name.upper(), env[name.upper()], typ)
-    for key, raw in (overrides or {}).items():
-        section, name = resolve_key(key)
-        values[section][name] = _parse(key, raw, index[name][1])
+    _apply_settings(values, index, overrides, environ)
     classes = _section_classes()
     return Config(preset=preset, **{s: classes[s](**values[s]) for s in SECTIONS})
 
@@ -445,16 +439,24 @@ def override_config(
     cfg: Config, overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
 ) -> Config:
     """``cfg`` with matching environment variables, then explicit overrides applied; validated."""
-    index = field_index()
     d = cfg.to_dict()
+    _apply_settings(d, field_index(), overrides, environ)
+    return config_from_dict(d)
+
+
+def _apply_settings(
+    values: dict[str, dict[str, Any]], index: dict[str, tuple[str, type]],
+    overrides: Mapping[str, Any] | None, environ: Mapping[str, str] | None,
+) -> None:
+    """Set ``values[section][name]`` from matching environment variables (NUM_LAYERS=...), then from
+    explicit overrides, which win; every value is parsed to its field's type."""
     env = os.environ if environ is None else environ
     for name, (section, typ) in index.items():
         if name.upper() in env:
-            d[section][name] = _parse(name.upper(), env[name.upper()], typ)
+            values[section][name] = _parse(name.upper(), env[name.upper()], typ)
     for key, raw in (overrides or {}).items():
         section, name = resolve_key(key)
-        d[section][name] = _parse(key, raw, index[name][1])
-    return config_from_dict(d)
+        values[section][name] = _parse(key, raw, index[name][1])
 
 
 def parse_set_args(items: list[str]) -> dict[str, str]:
