@@ -49,6 +49,7 @@ from jepagolf.data.corpus import (
     MANIFEST,
     TOKENIZER_FILE,
     DatasetPaths,
+    _file_entry,
     _install_dir,
     _text_hash,
     corpus_is_complete,
@@ -200,11 +201,7 @@ def ensure_package(source: Source, packages_dir: Path, fetch: Fetcher = fetch_wi
 
 
 def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return _file_entry(path)["sha256"]
 
 
 # ----------------------------------------------------------------------------- reading packages
