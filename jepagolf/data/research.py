@@ -68,6 +68,9 @@ RESEARCH_VAL_FRACTION = 0.02
 CHUNK_CHARS = 16_000  # longest document; long texts are cut at paragraph breaks
 MIN_DOC_CHARS = 200
 TOKENIZER_SAMPLE_MB = 40.0
+# 10M-token shards (~20 MB): a run that needs only part of the corpus (a GPU machine that can be
+# sent 64 MiB) can take the first few train shards instead of one 78 MB file.
+SHARD_TOKENS = 10_000_000
 # Bounds on what is read from a package, checked before reading.
 MAX_PACKAGE_BYTES = 256 << 20
 MAX_MEMBER_BYTES = 128 << 20
@@ -711,7 +714,8 @@ def build_research_corpus(
         del docs
         built = staging / "corpus"
         build_dataset([jsonl], built, vocab_size=vocab_size, val_fraction=val_fraction, prefix=RESEARCH_PREFIX,
-                      workers=workers, tokenizer_sample_mb=tokenizer_sample_mb, progress=progress)
+                      shard_tokens=SHARD_TOKENS, workers=workers, tokenizer_sample_mb=tokenizer_sample_mb,
+                      progress=progress)
         manifest = json.loads((built / MANIFEST).read_text())
         manifest.update({
             "builder": "jepagolf data research",
