@@ -217,6 +217,8 @@ def test_sizes_are_bounded_before_reading(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(research, "MAX_MEMBER_BYTES", 50)
     with pytest.raises(ResearchError, match="a.txt is 100 bytes, over 50"):
         read_members(ok, lambda m: True)
+    with pytest.raises(ResearchError, match="truncated"):
+        research._text("x.rst.gz", gzip.compress(b"some text" * 100)[:-20])
     idx = struct.pack("<III", 0, 10, 10**9)  # a SWORD block claiming a huge uncompressed size
     with pytest.raises(ResearchError, match="outside its data file or is too large"):
         list(sword_blocks({"m/ot.bzs": idx, "m/ot.bzz": b"\0" * 10}))

@@ -279,6 +279,8 @@ def _decompress(data: bytes, name: str, limit: int) -> bytes:
         raise ResearchError(f"{name}: corrupt compressed data ({e})") from e
     if len(out) > limit:
         raise ResearchError(f"{name}: decompresses to more than {limit} bytes")
+    if not dec.eof:
+        raise ResearchError(f"{name}: compressed data is truncated")
     return out
 
 
