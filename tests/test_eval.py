@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from jepagolf.config import build_config
 from jepagolf.eval import evaluate, num_eval_sequences, plan_windows
+from jepagolf.flops import eval_flops, flops_per_token
 from jepagolf.model.gpt import GPT
 
 CPU = torch.device("cpu")
@@ -193,3 +194,11 @@ def test_evaluation_at_longer_lengths(setup, factor):
     assert r.tokens == (len(tokens) - 1) // T * T and math.isfinite(r.bpb)
     s = evaluate(model, tokens, tables, T, 4 * T, CPU, stride=T // 4)
     assert (s.tokens, s.bytes) == (r.tokens, r.bytes)
+
+
+@pytest.mark.parametrize(("targets", "seq_len", "stride"), [(144, 16, 5), (144, 16, 16), (1024 * 60, 1024, 64)])
+def test_eval_flops_count_the_planned_windows(targets, seq_len, stride):
+    cfg = build_config("v3", {}, environ={})
+    f = flops_per_token(cfg, seq_len)
+    windows = len(plan_windows(targets + 1, seq_len, stride).starts)
+    assert eval_flops(cfg, targets, seq_len, stride) == windows * seq_len * f.body_fwd + targets * f.head_fwd

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ import torch
 from jepagolf.cli import main
 from jepagolf.config import build_config
 from jepagolf.data.bytes import build_byte_tables
-from jepagolf.data.shards import list_shards, load_tokens
+from jepagolf.data.shards import list_shards, load_shard, load_tokens, write_shard
 from jepagolf.data.tokenizer import load_tokenizer
 from jepagolf.eval import evaluate
 from jepagolf.export.artifact import ARTIFACT_NAME, load_gpt_from_artifact
@@ -101,11 +102,22 @@ def test_eval_command_reproduces_the_roundtrip_score(smoke_run, demo_data, capsy
     assert res["val_bpb"] == pytest.approx(summary["roundtrip_val_bpb"], abs=1e-9)
 
 
+@pytest.fixture(scope="module")
+def small_val(demo_data, tmp_path_factory) -> Path:
+    """The demo corpus with its validation split cut to 8193 tokens: cheap whole-split evaluations."""
+    out = tmp_path_factory.mktemp("small_val")
+    for split, n in (("train", 20_000), ("val", 8193)):
+        name = f"demo_{split}_000000.bin"
+        write_shard(out / name, np.asarray(load_shard(demo_data.data_dir / name)[:n]))
+    shutil.copy(demo_data.tokenizer, out / "tokenizer.model")
+    return out
+
+
 @pytest.mark.parametrize("factor", [2, 4])
-def test_eval_command_at_longer_lengths_and_by_sliding_windows(smoke_run, demo_data, capsys, factor):
+def test_eval_command_at_longer_lengths_and_by_sliding_windows(smoke_run, small_val, capsys, factor):
     out, summary = smoke_run
     T = 64 * factor  # the smoke model trained at 64: its RoPE tables grow on demand
-    args = ["eval", str(out / ARTIFACT_NAME), "--data", str(demo_data.data_dir), "--device", "cpu",
+    args = ["eval", str(out / ARTIFACT_NAME), "--data", str(small_val), "--device", "cpu",
             "--batch-tokens", "8192", "--seq-len", str(T)]
     assert main(args) == 0
     plain = json.loads(capsys.readouterr().out)
@@ -122,13 +134,13 @@ def test_eval_command_at_longer_lengths_and_by_sliding_windows(smoke_run, demo_d
     (["--seq-len", "32", "--stride", "33"], {}, "eval_stride=33 is longer than the evaluation window eval_seq_len=32"),
     ([], {"EVAL_STRIDE": "100"}, "eval_stride=100 is longer than the evaluation window eval_seq_len=64"),
     (["--stride", "-1"], {}, "eval_seq_len=0 and eval_stride=-1 must be >= 0"),
-    (["--seq-len", "1000000"], {}, "fewer than one sequence (eval_seq_len + 1 = 1000001)"),
+    (["--seq-len", "10000"], {}, "has 8193 tokens, fewer than one sequence (eval_seq_len + 1 = 10001)"),
 ])
-def test_eval_command_refuses_bad_windows(smoke_run, demo_data, capsys, monkeypatch, args, env, message):
+def test_eval_command_refuses_bad_windows(smoke_run, small_val, capsys, monkeypatch, args, env, message):
     out, _ = smoke_run
     for k, v in env.items():
         monkeypatch.setenv(k, v)
-    rc = main(["eval", str(out / ARTIFACT_NAME), "--data", str(demo_data.data_dir), "--device", "cpu", *args])
+    rc = main(["eval", str(out / ARTIFACT_NAME), "--data", str(small_val), "--device", "cpu", *args])
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith("error: ") and message in err and err.count("\n") == 1, err
 

@@ -492,7 +492,7 @@ class Trainer(ReliabilityMixin):
             "source_hash": source_hash(),
             "versions": versions(),
         }
-        log.write_json("summary.json", summary)
+        log.write_json("summary.json", summary, sort_keys=False)
         log.line(
             f"final score_val_bpb:{score.bpb:.4f} {kind.log_fields()} roundtrip_val_bpb:{rtrip.bpb:.4f} "
             f"prequant_val_bpb:{pre.bpb:.4f} live_val_bpb:{live.bpb:.4f} "
