@@ -114,18 +114,18 @@ class Rotary(nn.Module):
 
     def __init__(self, head_dim: int, max_len: int, base: float) -> None:
         super().__init__()
-        self.register_buffer(
-            "inv_freq", 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)),
-            persistent=False,
-        )  # (hd/2,)
+        self.head_dim, self.base = head_dim, base
         cos, sin = self._tables(0, max_len)
         self.register_buffer("cos", cos, persistent=False)  # (1, 1, Tmax, hd/2)
         self.register_buffer("sin", sin, persistent=False)
 
-    def _tables(self, start: int, end: int) -> tuple[Tensor, Tensor]:
-        """cos and sin for positions start..end-1, (1, 1, end-start, hd/2) fp32 on the host."""
-        t = torch.arange(start, end, dtype=torch.float32)
-        freqs = torch.outer(t, self.inv_freq.cpu())  # (end-start, hd/2)
+    def _tables(self, start: int, end: int, device: str | None = None) -> tuple[Tensor, Tensor]:
+        """cos and sin for positions start..end-1, (1, 1, end-start, hd/2) fp32, on ``device`` (None: the
+        default device, which is where the construction-time tables have always been computed)."""
+        hd = self.head_dim
+        inv_freq = 1.0 / (self.base ** (torch.arange(0, hd, 2, dtype=torch.float32, device=device) / hd))
+        t = torch.arange(start, end, dtype=torch.float32, device=device)
+        freqs = torch.outer(t, inv_freq)  # (end-start, hd/2)
         return freqs.cos()[None, None], freqs.sin()[None, None]
 
     @property
@@ -137,7 +137,7 @@ class Rotary(nn.Module):
         old = self.max_len
         if length <= old:
             return
-        cos, sin = self._tables(old, length)
+        cos, sin = self._tables(old, length, "cpu")  # on the host, as at construction, whatever the device
         self.cos = torch.cat((self.cos, cos.to(self.cos.device)), dim=2)
         self.sin = torch.cat((self.sin, sin.to(self.sin.device)), dim=2)
 
