@@ -8,8 +8,10 @@
   after seeding, so the JEPA-only modules do not shift it), reads the same token stream (the train
   shards in order) and, when JEPA is on, draws the same span masks (seeded by seed, step and
   micro-batch index). tests/test_ablate.py checks all three.
-- Score: the round-trip val_bpb of the final, post-warmdown, quantised (int5/int6 + LZMA) artifact over the whole
-  validation split (``roundtrip_val_bpb`` of the run's summary).
+- Score: the number the challenge would score, ``score_val_bpb`` of the run's summary: the round-trip val_bpb of
+  the final, post-warmdown, quantised (int5/int6 + LZMA) artifact over the whole validation split, by sliding
+  windows when ``eval_stride`` is set (v3), else non-overlapping (``jepagolf.summary``; a summary written before
+  the score was named is read as its round trip, and a finished run scored differently from the plan is refused).
 - Environment variables such as ``NUM_LAYERS`` are ignored here: an ablation is fully described by
   its command line (and recorded in ``DIR/ablation.json``).
 
@@ -57,6 +59,7 @@ from typing import Any
 from jepagolf import stats
 from jepagolf.config import Config, build_config, field_index, resolve_key
 from jepagolf.flops import train_flops_per_token
+from jepagolf.summary import read_scores, score_kind
 from jepagolf.train.logger import atomic_write_text
 
 MATCH_MODES = ("steps", "flops", "wallclock")
@@ -64,7 +67,7 @@ BAR_NATS = 0.005  # the challenge's record bar: >= 0.005 nats better ...
 BAR_P = 0.01  # ... at p < 0.01
 CALIB_WARMUP_STEPS = 2
 CSV_COLUMNS = ("arm", "seed", "val_bpb", "prequant_val_bpb", "val_loss", "steps", "tokens", "seconds",
-               "artifact_bytes", "config_hash", "run_dir")
+               "artifact_bytes", "config_hash", "run_dir", "score_kind")
 _ARM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 
@@ -331,6 +334,12 @@ def finished_summary(run_dir: Path, cfg: Config) -> dict[str, Any] | None:
             f"{summary.get('config_hash')} vs planned {cfg.hash()}, or another dataset); use another --out, "
             "or delete that folder to rerun it"
         )
+    got, want = read_scores(summary, cfg.train.train_seq_len, summary_path).kind, score_kind(cfg)
+    if got != want:
+        raise AblationError(
+            f"{run_dir} holds a finished run scored by {got.describe()}, but this ablation scores by "
+            f"{want.describe()}; use another --out, or delete that folder to rerun it"
+        )
     return summary
 
 
@@ -368,7 +377,7 @@ def run_ablation(
                 _barrier(rt)
                 log(f"{label} training -> {run_dir}")
                 summary = train_fn(cfg, rt, run_dir)
-            rows.append(row_from_summary(arm.name, seed, summary, run_dir))
+            rows.append(row_from_summary(arm.name, seed, summary, run_dir, cfg.train.train_seq_len))
     return rows
 
 
@@ -379,22 +388,26 @@ def _barrier(rt: Any) -> None:
         dist.barrier()
 
 
-def row_from_summary(arm: str, seed: int, s: Mapping[str, Any], run_dir: Path) -> dict[str, Any]:
+def row_from_summary(
+    arm: str, seed: int, s: Mapping[str, Any], run_dir: Path, train_seq_len: int = 0
+) -> dict[str, Any]:
+    scores = read_scores(s, train_seq_len, run_dir / "summary.json")
     return {
         "arm": arm,
         "seed": seed,
-        "val_bpb": float(s["roundtrip_val_bpb"]),
-        "prequant_val_bpb": float(s["val_bpb"]),
-        "val_loss": float(s["roundtrip_val_loss"]),
+        "val_bpb": scores.val_bpb,
+        "prequant_val_bpb": scores.prequant_val_bpb,
+        "val_loss": scores.val_loss,
         "steps": int(s["steps"]),
         "tokens": int(s["tokens_seen"]),
         "seconds": float(s["train_seconds"]),
         "artifact_bytes": int(s["artifact_bytes"]),
         "config_hash": s["config_hash"],
         "run_dir": str(run_dir),
+        "score_kind": scores.kind.describe(),
         # Not in the CSV; used for the nats conversion and the guard check.
-        "val_tokens": int(s["val_tokens"]),
-        "val_bytes": int(s["val_bytes"]),
+        "val_tokens": scores.val_tokens,
+        "val_bytes": scores.val_bytes,
     }
 
 
@@ -516,7 +529,7 @@ def summary_tables(rows: Sequence[Mapping[str, Any]], plan: AblationPlan, comps:
             f"{stats.mean_std([r['seconds'] for r in rs])[0]:.1f}", f"{plan.flops_per_step[arm.name]:.3g}",
             f"{stats.mean_std([r['artifact_bytes'] for r in rs])[0]:.0f}",
         ])
-    t1 = _md_table(["arm", "runs", "val_bpb (round-trip)", "pre-quant val_bpb", "round-trip val_loss nats/token",
+    t1 = _md_table(["arm", "runs", "val_bpb (score, round-trip)", "pre-quant val_bpb", "score val_loss nats/token",
                     "steps", "train s (mean)", "FLOPs/step", "artifact bytes (mean)"], per_arm)
     body = []
     ctrl = plan.control.name
@@ -566,6 +579,7 @@ def ablation_markdown(
 ) -> str:
     ctrl = plan.control.name
     base = plan.config(plan.control, plan.seeds[0])
+    kinds = "; ".join(sorted({str(r["score_kind"]) for r in rows if r.get("score_kind")}))
     lines = [
         f"# Ablation: {' vs '.join(a.name for a in plan.arms)} (preset `{plan.preset}`)",
         "",
@@ -573,8 +587,10 @@ def ablation_markdown(
         f"match: **{plan.match}**",
         f"- data: `{base.data.data_path or 'offline demo corpus'}`; common overrides: "
         f"`{json.dumps(plan.common, sort_keys=True)}`",
-        "- score: `val_bpb` = round-trip val_bpb of each run's final (post-warmdown) quantised artifact over the whole "
-        "validation split; `pre-quant` = the same EMA weights before quantisation",
+        "- score: `val_bpb` = the number the challenge would score (`score_val_bpb`): each run's final "
+        "(post-warmdown) quantised artifact, round-tripped, over the whole validation split, "
+        f"{kinds or score_kind(base).describe()}; "
+        "`pre-quant` = the same EMA weights before quantisation, non-overlapping windows",
         "",
         "## Arms",
         "",

@@ -15,6 +15,9 @@ counted) / the dense matmul FLOP/s of this machine, measured in the same run, at
 compute dtype, as the median over the model's own GEMM shapes (its linear layers at the micro-batch's
 token count, forward and weight-gradient orientations).
 
+Evaluation is measured twice: non-overlapping windows, and sliding windows at the records' ratio
+(stride = seq_len / 16, 64 at v3's 1024), both as scored tokens per second.
+
 The MFU ceiling says what bounds plain CE's MFU here: the step time if it were only its GEMMs at that
 rate, plus its attention kernels and its optimizer update, both timed alone in the same rotation.
 The gap between the ceiling and the MFU is what fusing elementwise work could still win.
@@ -289,27 +292,32 @@ def run_bench(
         ce.step += 1
     eval_gpt = timings[0].trainer.model.gpt
     eval_tokens = 2 * t.val_batch_tokens
-    eval_rates: list[float] = []
+    # Sliding windows at the records' ratio: stride 64 at 1024 is seq_len / 16 (64 for v3).
+    sliding_stride = max(1, t.train_seq_len // 16)
+    eval_rates: dict[int, list[float]] = {0: [], sliding_stride: []}
 
-    def evaluate_sample() -> EvalResult:
-        with sdpa_context(rt.device):
-            return evaluate(eval_gpt, val.tokens, val.byte_tables, t.train_seq_len, t.val_batch_tokens, rt.device,
-                            max_tokens=eval_tokens, autocast_dtype=rt.autocast_dtype)
+    def measure_eval(stride: int) -> None:
+        def sample() -> EvalResult:
+            with sdpa_context(rt.device):
+                return evaluate(eval_gpt, val.tokens, val.byte_tables, t.train_seq_len, t.val_batch_tokens,
+                                rt.device, stride=stride, max_tokens=eval_tokens, autocast_dtype=rt.autocast_dtype)
 
-    def measure_eval() -> None:
-        seconds, res = _timed(rt.device, evaluate_sample)
-        eval_rates.append(res.tokens / seconds)
+        seconds, res = _timed(rt.device, sample)
+        eval_rates[stride].append(res.tokens / seconds)  # scored tokens per second
 
-    measure_eval()  # warm-up
-    eval_rates.clear()
-    items: list[Any] = [*timings, "matmul", "eval", "attention", "update"]
+    for stride in eval_rates:  # warm-up
+        measure_eval(stride)
+        eval_rates[stride].clear()
+    items: list[Any] = [*timings, "matmul", "eval", "eval_sliding", "attention", "update"]
     for r in range(repeats):
         order = items[r % len(items):] + items[: r % len(items)]  # rotate: no variant always runs first
         for item in order:
             if item == "matmul":
                 probe.measure()
             elif item == "eval":
-                measure_eval()
+                measure_eval(0)
+            elif item == "eval_sliding":
+                measure_eval(sliding_stride)
             elif item == "attention":
                 attention.measure()
             elif item == "update":
@@ -361,8 +369,12 @@ def run_bench(
             "shapes_mkn": [list(s) for s in probe.shapes],
             "per_shape_flops_per_s": probe.per_shape(),
         },
-        "eval_tokens_per_s": statistics.median(eval_rates),
+        "eval_tokens_per_s": statistics.median(eval_rates[0]),
         "eval_tokens_per_measure": eval_tokens,
+        # Scored tokens per second of the sliding-window eval (each window of train_seq_len scores its last
+        # `stride` targets, so it runs about seq_len / stride forwards per scored token).
+        "eval_sliding_tokens_per_s": statistics.median(eval_rates[sliding_stride]),
+        "eval_sliding_stride": sliding_stride,
         **export,
         "shape": {
             "micro_batch_rows": B,
@@ -412,7 +424,10 @@ def format_table(res: dict[str, Any]) -> str:
         "ratio = median over repeats of step time / plain CE step time; flops = analytic FLOP ratio",
         f"matmul {mm['dtype']} at the model's shapes: {mm['flops_per_s'] / 1e9:.1f} GFLOP/s (median of "
         + ", ".join(f"{k} {r / 1e9:.0f}" for k, r in mm["per_shape_flops_per_s"].items()) + ")",
-        f"eval: {res['eval_tokens_per_s']:.0f} tokens/s; export: "
+        f"eval: {res['eval_tokens_per_s']:.0f} tokens/s non-overlapping, "
+        + (f"{res['eval_sliding_tokens_per_s']:.0f} scored tokens/s sliding (stride {res['eval_sliding_stride']} = "
+           f"seq_len/16); " if "eval_sliding_tokens_per_s" in res else "")
+        + "export: "
         + (f"{res['export_s']:.2f} s write, {res['export_load_s']:.2f} s load, {res['artifact_bytes']} bytes"
            if res["export_s"] is not None else "not measured"),
         f"compiled: {res.get('compiled', False)}; "

@@ -71,8 +71,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     finally:
         teardown_runtime(rt)
     if rt.is_main:
-        print(f"val_bpb:{summary['roundtrip_val_bpb']:.4f} (pre-quant {summary['val_bpb']:.4f}, "
-              f"unigram reference {summary['unigram_val_bpb']:.4f}) artifact_bytes:{summary['artifact_bytes']}")
+        print(f"score val_bpb:{summary['score_val_bpb']:.4f} ({summary['score_desc']}; non-overlapping round "
+              f"trip {summary['roundtrip_val_bpb']:.4f}, pre-quant {summary['prequant_val_bpb']:.4f}, unigram "
+              f"reference {summary['unigram_val_bpb']:.4f}) artifact_bytes:{summary['artifact_bytes']}")
         print(f"run folder: {summary['run_dir']}")
     return 0
 
@@ -89,21 +90,31 @@ def _resume_config(args: argparse.Namespace):
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    import os
+
     from jepagolf.data.dataset import resolve_dataset
     from jepagolf.eval import evaluate
     from jepagolf.export.artifact import load_gpt_from_artifact
+    from jepagolf.summary import score_kind
     from jepagolf.train.loop import load_val_data
     from jepagolf.train.runtime import setup_runtime
 
     rt = setup_runtime(args.device)
     gpt = load_gpt_from_artifact(Path(args.artifact), rt.device)
-    cfg = build_config("v3", {"vocab_size": gpt.cfg.vocab_size, "train_seq_len": args.seq_len or
-                              gpt.max_len, "jepa": "false"}, environ={})
+    # --seq-len / --stride, else EVAL_SEQ_LEN / EVAL_STRIDE, else the training length, non-overlapping.
+    seq_len = args.seq_len if args.seq_len is not None else os.environ.get("EVAL_SEQ_LEN", "0")
+    stride = args.stride if args.stride is not None else os.environ.get("EVAL_STRIDE", "0")
+    T = gpt.max_len
+    cfg = build_config("v3", {"vocab_size": gpt.cfg.vocab_size, "train_seq_len": T, "micro_batch_tokens": T,
+                              "train_batch_tokens": T, "val_batch_tokens": max(args.batch_tokens, T),
+                              "eval_seq_len": seq_len, "eval_stride": stride, "jepa": "false"}, environ={})
     paths = resolve_dataset(args.data, args.tokenizer)
     val = load_val_data(cfg, paths, rt.device)
-    res = evaluate(gpt, val.tokens, val.byte_tables, cfg.train.train_seq_len, args.batch_tokens, rt.device,
-                   autocast_dtype=rt.autocast_dtype)
+    kind = score_kind(cfg)
+    res = evaluate(gpt, val.tokens, val.byte_tables, kind.seq_len, args.batch_tokens, rt.device,
+                   stride=cfg.train.eval_stride, autocast_dtype=rt.autocast_dtype)
     out = {"val_loss": res.loss, "val_bpb": res.bpb, "tokens": res.tokens, "bytes": res.bytes,
+           "seq_len": kind.seq_len, "stride": kind.stride, "windows": kind.describe(),
            "unigram_val_bpb": val.unigram_bpb}
     print(json.dumps(out, indent=2))
     return 0
@@ -282,8 +293,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("artifact")
     p.add_argument("--data", help="dataset folder (default: the offline demo corpus)")
     p.add_argument("--tokenizer")
-    p.add_argument("--seq-len", type=int, default=0, help="evaluation sequence length (default: training's)")
-    p.add_argument("--batch-tokens", type=int, default=65_536)
+    p.add_argument("--seq-len", type=int, default=None,
+                   help="window length (default: EVAL_SEQ_LEN, else the training length; any length works)")
+    p.add_argument("--stride", type=int, default=None,
+                   help="sliding-window stride: each window scores only its last STRIDE targets, every target "
+                        "once (default: EVAL_STRIDE, else 0 = non-overlapping; the records use 64 at 1024)")
+    p.add_argument("--batch-tokens", type=int, default=65_536, help="tokens per forward (windows x seq len)")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_eval)
 
@@ -435,11 +450,12 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     from jepagolf.export.container import ArtifactError
     from jepagolf.export.records import ExportError
     from jepagolf.report import ReportError
+    from jepagolf.summary import SummaryError
     from jepagolf.train.checkpoint import CheckpointError
     from jepagolf.train.loop import TrainingDiverged
 
     return (ConfigError, ShardError, ArtifactError, TrainingDiverged, FileNotFoundError, DataError,
-            TokenizerError, CheckpointError, AblationError, ReportError, ExportError, BundleError)
+            TokenizerError, CheckpointError, AblationError, ReportError, ExportError, BundleError, SummaryError)
 
 
 def _preempted() -> type[Preempted]:

@@ -202,6 +202,12 @@ class TrainConfig:
     """Cap on tokens for the periodic validations only (0 = whole split); the final is exact."""
     val_batch_tokens: int = 65_536
     """Tokens per evaluation forward on one process."""
+    eval_seq_len: int = 0
+    """Window length of the final scoring and of `jepagolf eval` (0 = train_seq_len); any length works."""
+    eval_stride: int = 0
+    """Sliding-window scoring: windows of eval_seq_len advanced by this many tokens, each scoring only the
+    targets the previous one did not reach (its last eval_stride), every target once; 0 = non-overlapping.
+    The records' habit is 64 at 1024 (v3); costs about eval_seq_len / eval_stride plain evaluations."""
     train_log_every: int = 50
     """Log train metrics every N steps (and at the first and last)."""
     diag_every: int = 0
@@ -240,6 +246,12 @@ class TrainConfig:
             )
         if self.val_batch_tokens < self.train_seq_len:
             raise ConfigError("val_batch_tokens must hold at least one sequence (>= train_seq_len)")
+        if self.eval_seq_len < 0 or self.eval_stride < 0:
+            raise ConfigError(f"eval_seq_len={self.eval_seq_len} and eval_stride={self.eval_stride} must be >= 0 "
+                              "(0: train_seq_len, and non-overlapping windows)")
+        if self.eval_stride > self.scoring_seq_len:
+            raise ConfigError(f"eval_stride={self.eval_stride} is longer than the evaluation window eval_seq_len="
+                              f"{self.scoring_seq_len}: use 1..{self.scoring_seq_len} (0: non-overlapping)")
         if self.diag_every < -1:
             raise ConfigError(f"diag_every={self.diag_every}: use N > 0, 0 (= train_log_every) or -1 (off)")
         if self.max_wallclock_seconds < 0 or self.val_loss_every < 0 or self.val_max_tokens < 0:
@@ -256,6 +268,11 @@ class TrainConfig:
             raise ConfigError(f"checkpoint_keep={self.checkpoint_keep} must be >= 1")
         if self.compile_warmup_steps < -1:
             raise ConfigError(f"compile_warmup_steps={self.compile_warmup_steps}: use -1 (auto) or a count >= 0")
+
+    @property
+    def scoring_seq_len(self) -> int:
+        """The window length the final score uses (eval_seq_len, or train_seq_len when 0)."""
+        return self.eval_seq_len or self.train_seq_len
 
 
 @dataclass
@@ -336,7 +353,7 @@ CAP_BYTES = 16_000_000  # the challenge's size cap, decimal: code bytes + compre
 # Train fields that change how a run is executed or kept, not the model it trains: left out of
 # Config.hash(), and free to change when a run is resumed.
 OPERATIONAL_TRAIN_KEYS = ("device", "compile", "checkpoint_every_steps", "checkpoint_every_seconds",
-                          "checkpoint_keep", "skip_nonfinite_steps")
+                          "checkpoint_keep", "skip_nonfinite_steps", "eval_seq_len", "eval_stride")
 
 
 def _section_classes() -> dict[str, type]:
@@ -471,7 +488,10 @@ def parse_set_args(items: list[str]) -> dict[str, str]:
 
 # Presets (DESIGN section 7). Only the differences from the dataclass defaults (= v3) are listed.
 PRESETS: dict[str, dict[str, Any]] = {
-    "v3": {},
+    "v3": {
+        # Scored as every record since March 2026: sliding windows, stride 64 at seq 1024.
+        "eval_stride": 64,
+    },
     "baseline": {
         # The challenge's naive baseline: 9 blocks, width 512, relu^2 MLP x2, no JEPA, no bigram.
         "num_layers": 9,

@@ -55,8 +55,9 @@ def expected_mask_fraction(cfg: Config) -> float:
     return min(1.0, j.jepa_num_spans * mean / T)
 
 
-def flops_per_token(cfg: Config) -> FlopBreakdown:
-    m, T, j = cfg.model, cfg.train.train_seq_len, cfg.jepa
+def flops_per_token(cfg: Config, seq_len: int = 0) -> FlopBreakdown:
+    """Per-token FLOPs at the training length, or at ``seq_len`` (attention grows with it)."""
+    m, T, j = cfg.model, seq_len or cfg.train.train_seq_len, cfg.jepa
     D, hd = m.model_dim, m.head_dim
     kv = m.num_kv_heads * hd
     attn_proj = 2 * D * (D + 2 * kv + D)  # q, k, v, out projections
@@ -78,3 +79,13 @@ def train_flops_per_token(cfg: Config) -> float:
     """Training FLOPs per token of the configured objective."""
     f = flops_per_token(cfg)
     return f.jepa_step if cfg.jepa.active else f.ce_step
+
+
+def eval_flops(cfg: Config, targets: int, seq_len: int, stride: int = 0) -> float:
+    """Forward FLOPs of evaluating ``targets`` scored tokens (a multiple of seq_len) by windows of
+    ``seq_len`` advanced by ``stride`` (0: non-overlapping): every window runs the body over all its
+    positions, the output head only on the positions it scores (as ``jepagolf.eval`` does)."""
+    stride = stride or seq_len
+    windows = 1 + -(-(targets - seq_len) // stride)  # the first window, then one per stride (the last may be short)
+    f = flops_per_token(cfg, seq_len)
+    return windows * seq_len * f.body_fwd + targets * f.head_fwd

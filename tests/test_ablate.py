@@ -213,8 +213,9 @@ def test_ablation_end_to_end_with_resume(tiny_data, tmp_path, monkeypatch, capsy
                             "artifact_bytes", "config_hash"}
     for r in rows:
         summary = json.loads((out / "runs" / f"{r['arm']}-seed{r['seed']}" / "summary.json").read_text())
-        assert float(r["val_bpb"]) == summary["roundtrip_val_bpb"]  # scored on the round-tripped artifact
-        assert float(r["prequant_val_bpb"]) == summary["val_bpb"]
+        assert float(r["val_bpb"]) == summary["score_val_bpb"] == summary["roundtrip_val_bpb"]  # the round trip
+        assert float(r["prequant_val_bpb"]) == summary["prequant_val_bpb"]
+        assert r["score_kind"] == "round-trip artifact, non-overlapping windows of 64"
         assert int(r["steps"]) == 4 and int(r["tokens"]) == 4 * 1024 and r["config_hash"] == summary["config_hash"]
         assert summary["jepa"] == (r["arm"] == "jepa") and summary["seed"] == int(r["seed"])
 
@@ -240,7 +241,7 @@ def test_ablation_end_to_end_with_resume(tiny_data, tmp_path, monkeypatch, capsy
     met = -d.mean() * nats >= 0.005 and bar.pvalue < 0.01
     assert ("**MET**" in md) == met and ("**NOT met**" in md) == (not met)
     assert "## Collapse diagnostics" in md and "\n| jepa | 4 |" in md and "\n| ce | 4 |" not in md
-    assert "jepa − ce" in printed and "Challenge bar" in printed and "val_bpb (round-trip)" in printed
+    assert "jepa − ce" in printed and "Challenge bar" in printed and "val_bpb (score, round-trip)" in printed
     for name in ("val_bpb", "jepa_terms", "diagnostics", "final_val_bpb"):
         png = out / "plots" / f"{name}.png"
         assert png.is_file() and png.read_bytes()[:4] == b"\x89PNG", name
@@ -259,6 +260,39 @@ def test_ablation_end_to_end_with_resume(tiny_data, tmp_path, monkeypatch, capsy
     assert main(ablate_args(tiny_data, out)) == 0
     assert trained == ["jepa-seed42"]
     assert sum(r["kind"] == "final_roundtrip" for r in read_rows(killed)) == 1  # no rows of the first attempt
+
+    # A summary written before the score was named (version 1: val_bpb was the pre-quant figure, the round
+    # trip the score) is read as such on resume: the same rows.
+    old = out / "runs" / "ce-seed42" / "summary.json"
+    s = json.loads(old.read_text())
+    for key in [k for k in s if k.startswith(("score_", "prequant_")) or k == "summary_version"]:
+        del s[key]
+    s["val_bpb"], s["val_loss"] = 9.0, 9.0  # pre-quant figures there: must not become the score
+    old.write_text(json.dumps(s))
+    trained.clear()
+    assert main(ablate_args(tiny_data, out)) == 0
+    assert trained == []
+    with open(out / "runs.csv") as f:
+        again = list(csv.DictReader(f))
+    assert [r["val_bpb"] for r in again] == [r["val_bpb"] for r in rows]
+    assert next(r for r in again if r["arm"] == "ce" and r["seed"] == "42")["prequant_val_bpb"] == "9.0"
+
+    # A summary that does not say what it scored: one clear line.
+    broken = {k: v for k, v in s.items() if k != "roundtrip_val_bpb"}
+    old.write_text(json.dumps(broken))
+    capsys.readouterr()
+    assert main(ablate_args(tiny_data, out)) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: {old} lacks or garbles 'roundtrip_val_bpb' (summary_version 1): not a finished " \
+                  "jepagolf run's summary\n"
+    old.write_text(json.dumps(s))
+
+    # Finished runs scored another way than the plan (here: non-overlapping, the plan sliding) are refused.
+    capsys.readouterr()
+    assert main(ablate_args(tiny_data, out, "--set", "eval_stride=16")) == 2
+    err = capsys.readouterr().err
+    assert "scored by round-trip artifact, non-overlapping windows of 64, but this ablation scores by " \
+           "round-trip artifact, sliding windows, stride 16 at seq 64" in err and err.count("\n") == 1
 
     # A finished run of another configuration is never overwritten.
     capsys.readouterr()

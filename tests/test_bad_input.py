@@ -116,6 +116,10 @@ def test_validation_split_shorter_than_one_sequence(tmp_path, demo_data, capsys)
     data = dataset(tmp_path / "data", demo_data, val=val)
     run_fails(train_args(data, tmp_path / "run"),
               "has 40 tokens, fewer than one sequence (train_seq_len + 1 = 65)", capsys)
+    data = dataset(tmp_path / "data2", demo_data)  # 4097 validation tokens
+    run_fails(train_args(data, tmp_path / "run2", "eval_seq_len=8192"),
+              "has 4097 tokens, fewer than one sequence (eval_seq_len + 1 = 8193); add validation documents or "
+              "lower eval_seq_len", capsys)
 
 
 CONFIG_CASES = [
@@ -131,6 +135,10 @@ CONFIG_CASES = [
     (["checkpoint_keep=0"], "checkpoint_keep=0 must be >= 1"),
     (["checkpoint_every_steps=-1"], "checkpoint_every_steps, checkpoint_every_seconds and skip_nonfinite_steps "
                                     "must be >= 0"),
+    (["eval_stride=65"], "eval_stride=65 is longer than the evaluation window eval_seq_len=64: use 1..64"),
+    (["eval_seq_len=128", "eval_stride=129"], "eval_stride=129 is longer than the evaluation window "
+                                              "eval_seq_len=128"),
+    (["eval_stride=-64"], "eval_seq_len=0 and eval_stride=-64 must be >= 0"),
 ]
 
 

@@ -22,8 +22,9 @@ def test_bench_writes_every_figure(tmp_path, demo_data, capsys):
     res = json.loads(out.read_text())
     assert set(res["variants"]) == {"ce", "v3", "every4", "online"}  # ce is added: every ratio is to it
     for key in ("ratio_jepa_v3", "ratio_best_option", "mfu_ce", "eval_tokens_per_s", "export_s", "machine",
-                "versions", "source_hash", "compiled"):
+                "versions", "source_hash", "compiled", "eval_sliding_tokens_per_s"):
         assert key in res
+    assert res["eval_sliding_stride"] == 64 // 16 and res["eval_sliding_tokens_per_s"] > 0
     assert res["compiled"] is False  # CPU: compile is off by default
     assert res["best_option"] in ("every4", "online")
     assert res["ratio_best_option"] == res["variants"][res["best_option"]]["ratio_to_ce"]
@@ -41,6 +42,7 @@ def test_bench_writes_every_figure(tmp_path, demo_data, capsys):
     assert c["mfu_ceiling"] == pytest.approx(ce_flops / (c["floor_step_ms"] / 1000) / res["matmul"]["flops_per_s"])
     printed = capsys.readouterr().out
     assert "ratio_jepa_v3:" in printed and "mfu_ce:" in printed and "mfu_ceiling_ce:" in printed
+    assert "scored tokens/s sliding (stride 4" in printed
     assert str(out) in printed
 
 

@@ -230,7 +230,7 @@ def test_ddp_matches_one_process_with_accumulation(ddp_runs):
     assert distributed["steps"] == single["steps"] == 12
     assert distributed["tokens_seen"] == single["tokens_seen"]
     # val_bpb differs only through the evaluation's split into per-rank batches (fp32 CE per batch).
-    for key in ("val_bpb", "roundtrip_val_bpb", "live_val_bpb"):
+    for key in ("val_bpb", "roundtrip_val_bpb", "prequant_val_bpb", "live_val_bpb"):
         assert distributed[key] == pytest.approx(single[key], rel=1e-6, abs=0), key
     assert "world_size:2 grad_accum:1" in (root / "world2" / "train.log").read_text()
     assert "world_size:1 grad_accum:2" in (root / "world1" / "train.log").read_text()
@@ -245,9 +245,9 @@ def test_ddp_validation_split_over_ranks_equals_one_process_eval(ddp_runs, demo_
                          if k.startswith("artifact_ema/")})
     val = load_val_data(cfg, demo_data, CPU)
     res = evaluate(gpt, val.tokens, val.byte_tables, cfg.train.train_seq_len, cfg.train.val_batch_tokens, CPU)
-    # The summary's val_bpb is the artifact EMA's, evaluated with the sequences split over 2 ranks.
+    # The summary's prequant_val_bpb is the artifact EMA's, evaluated with the sequences split over 2 ranks.
     assert (res.tokens, res.bytes) == (distributed["val_tokens"], distributed["val_bytes"])
-    assert res.bpb == pytest.approx(distributed["val_bpb"], rel=1e-6, abs=0)
+    assert res.bpb == pytest.approx(distributed["prequant_val_bpb"], rel=1e-6, abs=0)
 
 
 def test_ddp_only_rank_zero_writes(ddp_runs):
@@ -257,7 +257,7 @@ def test_ddp_only_rank_zero_writes(ddp_runs):
     assert {"config.json", "train.log", "metrics.jsonl", "summary.json", ARTIFACT_NAME} <= {p.name for p in
                                                                                             out2.iterdir()}
     log = (out2 / "train.log").read_text()
-    assert log.count("run:") == 1 and log.count("final val_bpb:") == 1
+    assert log.count("run:") == 1 and log.count("final score_val_bpb:") == 1
     rows1 = (out1 / "metrics.jsonl").read_text().splitlines()
     rows2 = (out2 / "metrics.jsonl").read_text().splitlines()
     assert len(rows1) == len(rows2)

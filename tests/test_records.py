@@ -35,6 +35,7 @@ from jepagolf.train.loop import train
 from jepagolf.train.runtime import Runtime
 
 SEEDS = (1337, 7)
+SCORING = {"eval_stride": 16}  # the smoke runs' one setting beyond the preset: scored by sliding windows
 # What the exported script may import at module level, besides the standard library.
 ALLOWED_THIRD_PARTY = {"torch", "numpy", "sentencepiece"}
 # Run in the subprocess instead of `python train_gpt.py`: the same, except that these packages
@@ -58,7 +59,8 @@ sys.exit(code)
 
 @pytest.fixture(scope="module")
 def smoke_runs(tmp_path_factory, demo_data) -> list[Path]:
-    """Two smoke runs that differ only in the seed (the default smoke preset, as `jepagolf train`)."""
+    """Two smoke runs that differ only in the seed (the smoke preset, scored by sliding windows so that the
+    records carry a score other than the plain round trip)."""
     outs = []
     threads = torch.get_num_threads()
     # One thread, like the reproduction subprocess (OMP_NUM_THREADS=1), so that both sum floats in
@@ -67,7 +69,8 @@ def smoke_runs(tmp_path_factory, demo_data) -> list[Path]:
     try:
         for seed in SEEDS:
             out = tmp_path_factory.mktemp(f"smoke_seed{seed}")
-            train(build_config("smoke", {"seed": seed}, environ={}), Runtime(device=torch.device("cpu")), out)
+            train(build_config("smoke", {"seed": seed, **SCORING}, environ={}),
+                  Runtime(device=torch.device("cpu")), out)
             outs.append(out)
     finally:
         torch.set_num_threads(threads)
@@ -103,7 +106,7 @@ def test_exported_script_reproduces_the_run_in_an_empty_folder(smoke_runs, recor
     assert mods and set(mods.values()) == {"_EmbeddedPackage"}, mods  # never the installed package
     got, want = summary(work), summary(ref)
     assert got["seed"] == SEEDS[0] and got["steps"] == want["steps"]
-    for key in ("val_loss", "val_bpb", "roundtrip_val_bpb", "roundtrip_val_loss"):
+    for key in ("val_loss", "val_bpb", "score_val_bpb", "roundtrip_val_bpb", "roundtrip_val_loss"):
         assert got[key] == pytest.approx(want[key], abs=1e-6), key
     assert (work / ARTIFACT_NAME).read_bytes() == (ref / ARTIFACT_NAME).read_bytes()
     # Exact accounting: the script counts its own size, and the trainer predicted that same size.
@@ -221,13 +224,18 @@ def test_submission_fields_match_the_run_summaries(records, smoke_runs):
     sums = [summary(r) for r in smoke_runs]
     for s in sums:
         r = sub["seed_results"][str(s["seed"])]
-        assert r["val_bpb"] == s["roundtrip_val_bpb"] and r["val_loss"] == s["roundtrip_val_loss"]
-        assert r["pre_quant_val_bpb"] == s["val_bpb"] and r["steps"] == s["steps"]
+        # The submission's val_bpb is the scored number: the round trip by sliding windows here.
+        assert s["score_kind"] == "roundtrip_sliding" and s["score_stride"] == 16 and s["score_seq_len"] == 64
+        assert r["val_bpb"] == s["score_val_bpb"] and r["val_loss"] == s["score_val_loss"]
+        assert r["val_bpb"] != s["roundtrip_val_bpb"] and r["roundtrip_val_bpb"] == s["roundtrip_val_bpb"]
+        assert r["pre_quant_val_bpb"] == s["prequant_val_bpb"] and r["steps"] == s["steps"]
+        assert r["quant_gap_bpb"] == s["roundtrip_val_bpb"] - s["prequant_val_bpb"]
         assert r["bytes_model"] == s["artifact_bytes"]
-    bpb = [s["roundtrip_val_bpb"] for s in sums]
+    bpb = [s["score_val_bpb"] for s in sums]
     assert sub["val_bpb"] == pytest.approx(sum(bpb) / 2, abs=1e-12)
     assert sub["val_bpb_std"] == pytest.approx(abs(bpb[0] - bpb[1]) / 2**0.5, abs=1e-12)  # sample std, n=2
-    assert sub["pre_quant_val_bpb"] == pytest.approx(sum(s["val_bpb"] for s in sums) / 2, abs=1e-12)
+    assert sub["pre_quant_val_bpb"] == pytest.approx(sum(s["prequant_val_bpb"] for s in sums) / 2, abs=1e-12)
+    assert sub["score_kind"] == "round-trip artifact, sliding windows, stride 16 at seq 64"
     assert sub["pytorch_version"] == torch.__version__ and sub["hardware"] == sums[0]["device"]
     assert "JEPA" in sub["technique_summary"] and "int6" in sub["technique_summary"]
     assert "int5 for mlp., attn., bigram" in sub["technique_summary"] and "GPTQ" in sub["technique_summary"]
@@ -238,6 +246,7 @@ def test_readme_is_generated_from_the_results(records):
     text = (out / "README.md").read_text()
     for seed in SEEDS:
         assert f"| {seed} | {sub['seed_results'][str(seed)]['val_bpb']:.6f} |" in text
+    assert "(the score: round-trip artifact, sliding windows, stride 16 at seq 64;" in text
     assert f"{sub['bytes_total']:,}" in text and f"{sub['bytes_code_plain']:,}" in text
     assert "`NUM_LAYERS=3`" in text and "SEED=$SEED" in text
     for group in ("embeddings", "attention", "mlp", "control"):
@@ -307,7 +316,7 @@ def test_groups_cover_every_parameter():
 
 
 def test_size_prediction_is_close_to_the_measured_artifact(smoke_runs):
-    cfg = build_config("smoke", {}, environ={})
+    cfg = build_config("smoke", SCORING, environ={})
     s = summary(smoke_runs[0])
     pred = predict_size(cfg)
     assert pred.code_bytes == s["code_bytes"]  # exact

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ import torch
 from jepagolf.cli import main
 from jepagolf.config import build_config
 from jepagolf.data.bytes import build_byte_tables
-from jepagolf.data.shards import list_shards, load_tokens
+from jepagolf.data.shards import list_shards, load_shard, load_tokens, write_shard
 from jepagolf.data.tokenizer import load_tokenizer
 from jepagolf.eval import evaluate
 from jepagolf.export.artifact import ARTIFACT_NAME, load_gpt_from_artifact
@@ -39,6 +40,10 @@ def smoke_run(tmp_path_factory, demo_data):
     return out, run_smoke(out)
 
 
+def log_lines(out: Path) -> list[str]:
+    return (out / "train.log").read_text().splitlines()
+
+
 def read_metrics(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
@@ -52,7 +57,13 @@ def test_run_outputs_follow_the_contract(smoke_run):
     assert on_disk["artifact_bytes"] == (out / ARTIFACT_NAME).stat().st_size
     assert on_disk["jepa"] is True and on_disk["steps"] == 12 and on_disk["preset"] == "smoke"
     assert on_disk["tokens_seen"] == 12 * 1024
-    assert abs(on_disk["roundtrip_val_bpb"] - on_disk["val_bpb"]) < 0.05
+    assert abs(on_disk["roundtrip_val_bpb"] - on_disk["prequant_val_bpb"]) < 0.05
+    # The score leads: smoke scores the round trip by non-overlapping windows, and says so.
+    assert next(iter(on_disk)) == "score_val_bpb" and on_disk["score_kind"] == "roundtrip"
+    assert on_disk["score_val_bpb"] == on_disk["val_bpb"] == on_disk["roundtrip_val_bpb"]
+    final = [ln for ln in log_lines(out) if ln.startswith("final ")]
+    assert len(final) == 1 and final[0].startswith(f"final score_val_bpb:{on_disk['score_val_bpb']:.4f} "
+                                                   "score_kind:roundtrip eval_seq_len:64 eval_stride:64 ")
     assert json.loads((out / "config.json").read_text())["model"]["num_layers"] == 3
     log = (out / "train.log").read_text()
     assert "step:12/12" in log and "train_loss:" in log and "source:" in log
@@ -89,6 +100,49 @@ def test_eval_command_reproduces_the_roundtrip_score(smoke_run, demo_data, capsy
     assert rc == 0
     res = json.loads(capsys.readouterr().out)
     assert res["val_bpb"] == pytest.approx(summary["roundtrip_val_bpb"], abs=1e-9)
+
+
+@pytest.fixture(scope="module")
+def small_val(demo_data, tmp_path_factory) -> Path:
+    """The demo corpus with its validation split cut to 8193 tokens: cheap whole-split evaluations."""
+    out = tmp_path_factory.mktemp("small_val")
+    for split, n in (("train", 20_000), ("val", 8193)):
+        name = f"demo_{split}_000000.bin"
+        write_shard(out / name, np.asarray(load_shard(demo_data.data_dir / name)[:n]))
+    shutil.copy(demo_data.tokenizer, out / "tokenizer.model")
+    return out
+
+
+@pytest.mark.parametrize("factor", [2, 4])
+def test_eval_command_at_longer_lengths_and_by_sliding_windows(smoke_run, small_val, capsys, factor):
+    out, summary = smoke_run
+    T = 64 * factor  # the smoke model trained at 64: its RoPE tables grow on demand
+    args = ["eval", str(out / ARTIFACT_NAME), "--data", str(small_val), "--device", "cpu",
+            "--batch-tokens", "8192", "--seq-len", str(T)]
+    assert main(args) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert main([*args, "--stride", str(T // 2)]) == 0
+    slide = json.loads(capsys.readouterr().out)
+    assert (plain["seq_len"], plain["stride"], slide["stride"]) == (T, T, T // 2)
+    assert (slide["tokens"], slide["bytes"]) == (plain["tokens"], plain["bytes"]) and plain["tokens"] % T == 0
+    assert math.isfinite(slide["val_bpb"]) and slide["val_bpb"] != plain["val_bpb"]
+    assert slide["windows"] == f"round-trip artifact, sliding windows, stride {T // 2} at seq {T}"
+
+
+@pytest.mark.parametrize(("args", "env", "message"), [
+    (["--stride", "65"], {}, "eval_stride=65 is longer than the evaluation window eval_seq_len=64"),
+    (["--seq-len", "32", "--stride", "33"], {}, "eval_stride=33 is longer than the evaluation window eval_seq_len=32"),
+    ([], {"EVAL_STRIDE": "100"}, "eval_stride=100 is longer than the evaluation window eval_seq_len=64"),
+    (["--stride", "-1"], {}, "eval_seq_len=0 and eval_stride=-1 must be >= 0"),
+    (["--seq-len", "10000"], {}, "has 8193 tokens, fewer than one sequence (eval_seq_len + 1 = 10001)"),
+])
+def test_eval_command_refuses_bad_windows(smoke_run, small_val, capsys, monkeypatch, args, env, message):
+    out, _ = smoke_run
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    rc = main(["eval", str(out / ARTIFACT_NAME), "--data", str(small_val), "--device", "cpu", *args])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("error: ") and message in err and err.count("\n") == 1, err
 
 
 def test_artifact_ema_is_not_dominated_by_the_init(tmp_path, demo_data):

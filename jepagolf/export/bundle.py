@@ -321,7 +321,8 @@ def bundle_main(config: Mapping[str, Any], environ: Mapping[str, str] | None = N
         print(f"error: {e}", file=sys.stderr)
         return 2
     if rt.is_main:
-        print(f"val_bpb:{summary['roundtrip_val_bpb']:.8f} (pre-quant {summary['val_bpb']:.8f}) "
+        print(f"score val_bpb:{summary['score_val_bpb']:.8f} ({summary['score_desc']}; pre-quant "
+              f"{summary['prequant_val_bpb']:.8f}) "
               f"artifact_bytes:{summary['artifact_bytes']} code_bytes:{summary['code_bytes']} "
               f"total_bytes:{summary['total_bytes']}")
     return 0

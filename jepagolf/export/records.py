@@ -29,6 +29,7 @@ from jepagolf.config import ConfigError, config_dict_hash, config_from_dict
 from jepagolf.export.artifact import ARTIFACT_NAME, artifact_meta
 from jepagolf.export.bundle import SCRIPT_NAME, script_variants
 from jepagolf.export.size import CAP_BYTES, SizeReport, artifact_size_report, over_cap_message
+from jepagolf.summary import read_scores
 
 # Config keys that may differ between the runs of one submission: the seed is what varies, and
 # where the data sits or which device string was asked for does not change the model.
@@ -251,13 +252,16 @@ def build_submission(
     seed_results: dict[str, dict[str, Any]] = {}
     for r in runs:
         s = r.summary
+        sc = read_scores(s, int(r.config["train"]["train_seq_len"]), r.dir / "summary.json")
         steps = int(s["steps"])
         seed_results[str(r.seed)] = {
-            "val_loss": s["roundtrip_val_loss"],
-            "val_bpb": s["roundtrip_val_bpb"],
-            "pre_quant_val_loss": s["val_loss"],
-            "pre_quant_val_bpb": s["val_bpb"],
-            "quant_gap_bpb": s["roundtrip_val_bpb"] - s["val_bpb"],
+            "val_loss": sc.val_loss,  # the score: what the challenge evaluates (round trip, sliding when set)
+            "val_bpb": sc.val_bpb,
+            "score_kind": sc.kind.describe(),
+            "roundtrip_val_bpb": sc.roundtrip_val_bpb,  # non-overlapping windows of train_seq_len
+            "pre_quant_val_loss": sc.prequant_val_loss,
+            "pre_quant_val_bpb": sc.prequant_val_bpb,
+            "quant_gap_bpb": sc.roundtrip_val_bpb - sc.prequant_val_bpb,
             "steps": steps,
             "train_seconds": s["train_seconds"],
             "ms_per_step": 1000 * s["train_seconds"] / max(steps, 1),
@@ -272,6 +276,10 @@ def build_submission(
     val_bpb, val_bpb_std = _mean_std([x["val_bpb"] for x in res])
     pre_loss, _ = _mean_std([x["pre_quant_val_loss"] for x in res])
     pre_bpb, pre_bpb_std = _mean_std([x["pre_quant_val_bpb"] for x in res])
+    rt_bpb, _ = _mean_std([x["roundtrip_val_bpb"] for x in res])
+    kinds = list(dict.fromkeys(x["score_kind"] for x in res))
+    if len(kinds) > 1:
+        raise ExportError(f"the runs were scored differently ({'; '.join(kinds)}); one submission needs one score")
     params = int(ref.summary["params"])
     return {
         "author": author,
@@ -282,12 +290,14 @@ def build_submission(
         "track": track,
         "val_loss": val_loss,
         "val_bpb": val_bpb,
+        "score_kind": kinds[0],
         "val_loss_std": val_loss_std,
         "val_bpb_std": val_bpb_std,
         "pre_quant_val_loss": pre_loss,
         "pre_quant_val_bpb": pre_bpb,
         "pre_quant_val_bpb_std": pre_bpb_std,
-        "quant_gap_bpb": val_bpb - pre_bpb,
+        "roundtrip_val_bpb": rt_bpb,
+        "quant_gap_bpb": rt_bpb - pre_bpb,
         "mean_val_loss": val_loss,
         "mean_val_bpb": val_bpb,
         "bytes_total": bytes_code + bytes_model,
@@ -322,26 +332,30 @@ def render_readme(sub: dict[str, Any], runs: Sequence[RunRecord], size: SizeRepo
     n = len(runs)
     lines = [f"# {sub['name']}", "", sub["blurb"], ""]
     lines.append(
-        f"**val_bpb {sub['val_bpb']:.4f}** (quantised artifact, round trip; mean of {n} seed{'s' if n > 1 else ''}"
+        f"**val_bpb {sub['val_bpb']:.4f}** (the score: {sub['score_kind']}; mean of {n} seed{'s' if n > 1 else ''}"
         + (f", std {sub['val_bpb_std']:.4f}" if n > 1 else "")
         + f") -- {sub['bytes_total']:,} bytes of the {sub['cap_bytes']:,}-byte cap. "
         f"Track `{sub['track']}`, {sub['hardware']}, PyTorch {sub['pytorch_version']}."
     )
     lines += ["", "## Results", ""]
-    head = ["seed", "val_bpb (round trip)", "pre-quant val_bpb", "quant gap", "val_loss", "steps", "train s",
-            "ms/step", "artifact bytes"]
+    head = ["seed", "val_bpb (score)", "round trip, non-overlapping", "pre-quant val_bpb", "quant gap", "val_loss",
+            "steps", "train s", "ms/step", "artifact bytes"]
     lines += [_fmt_row(head), _fmt_row(["---"] * len(head))]
     for r in runs:
         x = sub["seed_results"][str(r.seed)]
-        lines.append(_fmt_row([str(r.seed), f"{x['val_bpb']:.6f}", f"{x['pre_quant_val_bpb']:.6f}",
-                               f"{x['quant_gap_bpb']:+.6f}", f"{x['val_loss']:.6f}", str(x["steps"]),
-                               f"{x['train_seconds']:.1f}", f"{x['ms_per_step']:.1f}", f"{x['bytes_model']:,}"]))
-    lines.append(_fmt_row(["**mean**", f"**{sub['val_bpb']:.6f}**", f"{sub['pre_quant_val_bpb']:.6f}",
-                           f"{sub['quant_gap_bpb']:+.6f}", f"{sub['val_loss']:.6f}", "", "", "", ""]))
+        lines.append(_fmt_row([str(r.seed), f"{x['val_bpb']:.6f}", f"{x['roundtrip_val_bpb']:.6f}",
+                               f"{x['pre_quant_val_bpb']:.6f}", f"{x['quant_gap_bpb']:+.6f}", f"{x['val_loss']:.6f}",
+                               str(x["steps"]), f"{x['train_seconds']:.1f}", f"{x['ms_per_step']:.1f}",
+                               f"{x['bytes_model']:,}"]))
+    lines.append(_fmt_row(["**mean**", f"**{sub['val_bpb']:.6f}**", f"{sub['roundtrip_val_bpb']:.6f}",
+                           f"{sub['pre_quant_val_bpb']:.6f}", f"{sub['quant_gap_bpb']:+.6f}", f"{sub['val_loss']:.6f}",
+                           "", "", "", ""]))
     if n > 1:
-        lines.append(_fmt_row(["std", f"{sub['val_bpb_std']:.6f}", f"{sub['pre_quant_val_bpb_std']:.6f}", "",
+        lines.append(_fmt_row(["std", f"{sub['val_bpb_std']:.6f}", "", f"{sub['pre_quant_val_bpb_std']:.6f}", "",
                                f"{sub['val_loss_std']:.6f}", "", "", "", ""]))
-    lines += ["", "Standard deviations are sample standard deviations (n-1).", ""]
+    lines += ["", "val_bpb and val_loss are the score, what the challenge evaluates: " + sub["score_kind"] + ". The "
+              "round trip, pre-quant figures and the quantisation gap (round trip - pre-quant) use non-overlapping "
+              "windows of the training length. Standard deviations are sample standard deviations (n-1).", ""]
     lines += ["## Sizes", "", _fmt_row(["", "bytes"]), _fmt_row(["---", "---:"])]
     kind = "compressed, self-extracting" if sub["code_compressed"] else "plain"
     lines += [

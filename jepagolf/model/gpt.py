@@ -104,19 +104,47 @@ class LeakyReluSquare(torch.autograd.Function):
 
 
 class Rotary(nn.Module):
-    """RoPE tables computed once for the longest sequence (not per step), kept out of the state dict."""
+    """RoPE tables, kept out of the state dict: computed once for the training length at construction,
+    and extended on demand when a longer sequence comes (evaluation at another length).
+
+    The extension only appends rows, computed the same way (fp32 on the host, then moved), so positions
+    below the old length keep their exact bits, and a forward at or below it never recomputes anything:
+    the length check is a comparison of Python ints, no device->host sync in the training step.
+    """
 
     def __init__(self, head_dim: int, max_len: int, base: float) -> None:
         super().__init__()
-        inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
-        t = torch.arange(max_len, dtype=torch.float32)
-        freqs = torch.outer(t, inv_freq)  # (Tmax, hd/2)
-        self.register_buffer("cos", freqs.cos()[None, None], persistent=False)  # (1, 1, Tmax, hd/2)
-        self.register_buffer("sin", freqs.sin()[None, None], persistent=False)
+        self.head_dim, self.base = head_dim, base
+        cos, sin = self._tables(0, max_len)
+        self.register_buffer("cos", cos, persistent=False)  # (1, 1, Tmax, hd/2)
+        self.register_buffer("sin", sin, persistent=False)
+
+    def _tables(self, start: int, end: int, device: str | None = None) -> tuple[Tensor, Tensor]:
+        """cos and sin for positions start..end-1, (1, 1, end-start, hd/2) fp32, on ``device`` (None: the
+        default device, which is where the construction-time tables have always been computed)."""
+        hd = self.head_dim
+        inv_freq = 1.0 / (self.base ** (torch.arange(0, hd, 2, dtype=torch.float32, device=device) / hd))
+        t = torch.arange(start, end, dtype=torch.float32, device=device)
+        freqs = torch.outer(t, inv_freq)  # (end-start, hd/2)
+        return freqs.cos()[None, None], freqs.sin()[None, None]
+
+    @property
+    def max_len(self) -> int:
+        return self.cos.size(2)
+
+    def extend(self, length: int) -> None:
+        """Make the tables cover ``length`` positions (no-op when they already do)."""
+        old = self.max_len
+        if length <= old:
+            return
+        cos, sin = self._tables(old, length, "cpu")  # on the host, as at construction, whatever the device
+        self.cos = torch.cat((self.cos, cos.to(self.cos.device)), dim=2)
+        self.sin = torch.cat((self.sin, sin.to(self.sin.device)), dim=2)
 
     def forward(self, x: Tensor) -> Tensor:
         """x: (B, h, T, hd) -> same shape, rotated by position."""
         T = x.size(-2)
+        self.extend(T)
         cos, sin = self.cos[:, :, :T].to(x.dtype), self.sin[:, :, :T].to(x.dtype)
         x1, x2 = x.chunk(2, dim=-1)  # (B, h, T, hd/2) each
         return torch.cat((x1 * cos + x2 * sin, x2 * cos - x1 * sin), dim=-1)
@@ -191,7 +219,11 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
-    """The exported network. ``encode`` gives the final-norm representation z that JEPA works on."""
+    """The exported network. ``encode`` gives the final-norm representation z that JEPA works on.
+
+    ``max_len`` is the training length: the RoPE tables start there and grow when a longer sequence is
+    evaluated (``ensure_seq_len``), so the model takes any length.
+    """
 
     def __init__(self, cfg: ModelConfig, max_len: int) -> None:
         super().__init__()
@@ -214,6 +246,12 @@ class GPT(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Linear) and getattr(m, "is_output_proj", False):
                 nn.init.zeros_(m.weight)
+
+    def ensure_seq_len(self, length: int) -> None:
+        """Extend every block's RoPE tables to ``length`` now (forward would do it lazily; doing it before
+        a compiled forward keeps the tables' growth out of the traced graph)."""
+        for block in self.blocks:
+            block.attn.rotary.extend(length)
 
     def embed(self, idx: Tensor, mask: Tensor | None = None, mask_emb: Tensor | None = None) -> Tensor:
         """idx (B, T) -> x0 (B, T, D). At masked positions the token embedding is replaced by

@@ -104,9 +104,10 @@ class RunLogger:
         self._log.write(text + "\n")
         self._log.flush()
 
-    def write_json(self, name: str, obj: Any) -> None:
+    def write_json(self, name: str, obj: Any, sort_keys: bool = True) -> None:
+        """``sort_keys=False`` keeps the object's own order (summary.json leads with the score)."""
         if self.enabled:
-            atomic_write_text(self.out_dir / name, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+            atomic_write_text(self.out_dir / name, json.dumps(obj, indent=2, sort_keys=sort_keys) + "\n")
 
     def progress(self, total: int) -> _Progress:
         return _Progress(total, self.enabled and self.interactive)
