@@ -45,6 +45,7 @@ from jepagolf.data.dataset import resolve_dataset
 from jepagolf.eval import EvalResult, evaluate
 from jepagolf.export.artifact import load_gpt_from_artifact, write_artifact
 from jepagolf.flops import flops_per_token, train_flops_per_token
+from jepagolf.jepa.recipes import RECIPES
 from jepagolf.model.gpt import causal_attention, count_params
 from jepagolf.train.logger import atomic_write_text
 from jepagolf.train.loop import Trainer, load_val_data
@@ -183,6 +184,11 @@ def mfu_ceiling(cfg: Config, matmul_rate: float, attention_layer_s: float, updat
             "floor_step_ms": 1000 * floor_s, "mfu_ceiling": flops / floor_s / matmul_rate}
 
 
+def variant_overrides(name: str) -> dict[str, str]:
+    """A bench variant's overrides: one of VARIANTS, or a JEPA recipe by name (jepagolf/jepa/recipes.py)."""
+    return VARIANTS.get(name, {"jepa": "true", "jepa_recipe": name})
+
+
 def build_variant_config(preset: str, user: dict[str, str], overrides: dict[str, str]) -> Config:
     cfg = build_config(preset, {**user, **overrides})
     # One micro-batch per optimizer step: the preset's micro-batch is the unit measured.
@@ -232,15 +238,17 @@ def run_bench(
     """Measure and return every figure as a JSON-able dict (see the module docstring)."""
     user = dict(user_overrides or {})
     names = list(variants or VARIANTS)
-    unknown = [n for n in names if n not in VARIANTS]
+    unknown = [n for n in names if n not in VARIANTS and n not in RECIPES]
     if unknown:
-        raise ConfigError(f"bench: unknown variants {unknown}; known: {', '.join(VARIANTS)}")
+        raise ConfigError(f"bench: unknown variants {unknown}; known: {', '.join(VARIANTS)}, or a JEPA recipe: "
+                          f"{', '.join(RECIPES)}")
     if "ce" not in names:
         names.insert(0, "ce")  # every ratio is to plain CE
     if repeats < 1 or warmup < 0 or export_repeats < 0:
         raise ConfigError("bench: need repeats >= 1, warmup >= 0 and export_repeats >= 0")
     loadavg_start = _loadavg()
-    cfgs = {n: build_variant_config(preset, user, VARIANTS[n]) for n in names}
+    overrides = {n: variant_overrides(n) for n in names}
+    cfgs = {n: build_variant_config(preset, user, overrides[n]) for n in names}
     base = cfgs["ce"]
     if rt is None:
         want = base.train.device
@@ -257,7 +265,7 @@ def run_bench(
         trainer = Trainer(cfgs[n], rt, Path(tmp.name) / n, paths, val=val)
         trainer.logger.close()
         cycle = cfgs[n].jepa.jepa_every if cfgs[n].jepa.active else 1
-        timings.append(VariantTiming(n, VARIANTS[n], cfgs[n], trainer, cycle))
+        timings.append(VariantTiming(n, overrides[n], cfgs[n], trainer, cycle))
     t = base.train
     chunk = timings[0].trainer.stream.take(t.micro_batch_tokens + 1)  # the one batch every variant trains on
     B = t.micro_batch_tokens // t.train_seq_len

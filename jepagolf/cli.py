@@ -57,6 +57,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.list_keys:
         for name, (section, typ) in field_index().items():
             print(f"{section}.{name} ({typ.__name__})  env {name.upper()}")
+        from jepagolf.jepa.recipes import RECIPES
+
+        print("\nJEPA recipes (--set jepa_recipe=NAME; ablate --arm NAME:jepa_recipe=NAME; keys set explicitly win):")
+        for recipe in RECIPES.values():
+            print(f"  {recipe.name}: {recipe.summary} [{recipe.source}]")
         return 0
     if args.resume:
         cfg, out = _resume_config(args), Path(args.resume)
@@ -307,7 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="JSON file (default: runs/bench-<preset>-<time>.json)")
     p.add_argument("--repeats", type=int, default=5, help="timed repeats per variant (medians are reported)")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps per variant first")
-    p.add_argument("--variants", help="comma-separated subset of the variants (ce is always included)")
+    p.add_argument("--variants", help="comma-separated subset of the variants, or JEPA recipe names such as "
+                   "chunk-latent (ce is always included)")
     p.add_argument("--export-repeats", type=int, default=3,
                    help="times the artifact export is measured (0 skips it; a v3 export takes tens of seconds)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's own choice)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import hashlib
 import json
 import os
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, get_type_hints
 
 from jepagolf.jepa.masking import check_span_settings
+from jepagolf.jepa.recipes import recipe_values
 
 
 class ConfigError(ValueError):
@@ -121,9 +123,106 @@ class JepaConfig:
     """ema: targets from the EMA target encoder (v3) | online: the CE pass's own z, detached (no target pass)."""
     jepa_batched: bool = False
     """Run the CE rows and the masked context rows through the network as one concatenated batch."""
+    # Objective variants (issue 15); every default is v3 as specified. See jepagolf/jepa/recipes.py for the
+    # public recipes built from them and README "JEPA variants" for the table.
+    jepa_recipe: str = ""
+    """A named recipe (jepagolf/jepa/recipes.py: v3, v2-nextk, chunk-latent, multi-horizon, attn-predictor, sigreg,
+    grid-l0.001, grid-l0.2) whose values apply on top of the preset; keys set explicitly win over it."""
+    jepa_mode: str = "span"
+    """span: masked spans predicted from a masked context pass (v3) | nextk: no masking, from position t of the CE
+    pass predict the targets at t+1..t+jepa_horizons | chunk: no masking, chunk c's mean-pooled target latent
+    predicted from chunk c-1's pooled context latent (a learned start vector for c = 0)."""
+    jepa_horizons: int = 1
+    """nextk: how many future positions each position predicts."""
+    jepa_nextk_rollout: bool = False
+    """nextk: one shared predictor applied recursively (horizon j = j applications) instead of one per horizon."""
+    jepa_horizon_decay: float = 1.0
+    """nextk: horizon j's loss is weighted decay^(j-1); the weighted terms are averaged (weights normalised)."""
+    jepa_chunk_size: int = 8
+    """chunk: tokens per chunk (must divide train_seq_len)."""
+    jepa_target_source: str = "final"
+    """final: the final RMSNorm output z (v3) | block: block jepa_target_block's output | encoder: the last U-Net
+    encoder block's output | top-avg: the mean of the top jepa_target_top_k blocks' layer-normed outputs (data2vec).
+    block and encoder also take the context state from that block; all block outputs are RMS-normalised first."""
+    jepa_target_block: int = -1
+    """Block index for jepa_target_source=block (0-based; negative counts from the last block)."""
+    jepa_target_top_k: int = 3
+    """Blocks averaged for jepa_target_source=top-avg."""
+    jepa_target_norm: str = "none"
+    """Target normalisation: none (v3) | layernorm (no affine, I-JEPA) | running (per-feature standardisation with
+    running mean/var buffers updated from the targets, no grad)."""
+    jepa_target_norm_momentum: float = 0.99
+    """Momentum of the running mean/var for jepa_target_norm=running."""
+    jepa_target_stopgrad: bool = True
+    """Targets carry no gradient (v3). false needs jepa_target=online: the online network's own states are the
+    targets and get gradient too (LeWorldModel, no stop-gradient)."""
+    jepa_loss_fn: str = "mse"
+    """Latent regression: mse (v3) | smooth_l1 | cosine (1 - cosine similarity, per position)."""
+    jepa_var_mode: str = "one"
+    """Variance hinge target gamma: one (relu(1 - std_d), v3) | target (gamma_d = jepa_var_gamma_scale * the
+    targets' std of feature d, detached) | off."""
+    jepa_var_gamma_scale: float = 1.0
+    """Multiplier on the targets' per-feature std for jepa_var_mode=target."""
+    jepa_reg: str = "vicreg"
+    """Anti-collapse regulariser: vicreg (variance hinge + covariance, v3) | sigreg (LeWorldModel's sketched
+    isotropic-Gaussian regulariser, weight jepa_sigreg_weight; the VICReg terms are then off)."""
+    jepa_reg_side: str = "pred"
+    """Where the regulariser acts: pred (v3) | target | both (target needs targets with gradient)."""
+    jepa_sigreg_weight: float = 0.02
+    """Weight of SIGReg in the JEPA loss."""
+    jepa_sigreg_projections: int = 256
+    """Random unit directions SIGReg projects on (drawn afresh each step)."""
+    jepa_sigreg_knots: int = 17
+    """Quadrature points of the characteristic-function distance on t in [0, 3]."""
+    jepa_predictor: str = "mlp"
+    """mlp: per-position residual MLP (v3) | attn: small transformer blocks over all context states, then gathered."""
+    jepa_pred_layers: int = 1
+    """attn predictor: transformer blocks (width jepa_pred_hidden)."""
+    jepa_pred_heads: int = 4
+    """attn predictor: attention heads (jepa_pred_hidden / heads must be even, for RoPE)."""
+    jepa_pred_infill: bool = False
+    """attn predictor in span mode: attend to every position, those after the span included (non-causal)."""
+    jepa_lambda_schedule: str = "constant"
+    """constant: lambda after the warm-up ramp (v3) | warmdown: also multiplied by the LR warmdown factor, so it
+    anneals to 0 as the LR does."""
 
     def __post_init__(self) -> None:
-        _positive(self, "jepa_num_spans", "jepa_span_min", "jepa_pred_hidden", "jepa_every")
+        _positive(self, "jepa_num_spans", "jepa_span_min", "jepa_pred_hidden", "jepa_every", "jepa_horizons",
+                  "jepa_chunk_size", "jepa_target_top_k", "jepa_sigreg_projections", "jepa_pred_layers",
+                  "jepa_pred_heads", "jepa_var_gamma_scale", "jepa_horizon_decay")
+        choices = {
+            "jepa_mode": ("span", "nextk", "chunk"), "jepa_target_source": ("final", "block", "encoder", "top-avg"),
+            "jepa_target_norm": ("none", "layernorm", "running"), "jepa_loss_fn": ("mse", "smooth_l1", "cosine"),
+            "jepa_var_mode": ("one", "target", "off"), "jepa_reg": ("vicreg", "sigreg"),
+            "jepa_reg_side": ("pred", "target", "both"), "jepa_predictor": ("mlp", "attn"),
+            "jepa_lambda_schedule": ("constant", "warmdown"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{name}={getattr(self, name)!r}: use one of {', '.join(allowed)}")
+        if self.jepa_recipe:
+            try:
+                recipe_values(self.jepa_recipe)
+            except KeyError as e:
+                raise ConfigError(e.args[0]) from None
+        if not 0.0 <= self.jepa_target_norm_momentum < 1.0:
+            raise ConfigError(f"jepa_target_norm_momentum={self.jepa_target_norm_momentum} must be in [0, 1)")
+        if self.jepa_sigreg_weight < 0 or self.jepa_sigreg_knots < 2:
+            raise ConfigError("jepa_sigreg_weight must be >= 0 and jepa_sigreg_knots >= 2")
+        if not self.jepa_target_stopgrad and self.jepa_target != "online":
+            raise ConfigError("jepa_target_stopgrad=false needs jepa_target=online (an EMA target has no gradient)")
+        if self.jepa_reg_side != "pred" and self.jepa_target_stopgrad:
+            raise ConfigError(f"jepa_reg_side={self.jepa_reg_side}: a regulariser on the targets needs targets with "
+                              "gradient (jepa_target=online, jepa_target_stopgrad=false); use pred")
+        width, heads = self.jepa_pred_hidden, self.jepa_pred_heads
+        if self.jepa_predictor == "attn" and (width % heads or (width // heads) % 2):
+            raise ConfigError(f"jepa_pred_hidden={width} / jepa_pred_heads={heads} must be a whole, even head width "
+                              "(RoPE rotates pairs)")
+        if self.jepa_pred_infill and (self.jepa_predictor != "attn" or self.jepa_mode != "span"):
+            raise ConfigError("jepa_pred_infill=true needs jepa_predictor=attn and jepa_mode=span (in nextk/chunk "
+                              "mode the future is the target itself)")
+        if self.jepa_mode != "span" and self.jepa_batched:
+            raise ConfigError(f"jepa_batched=true batches the masked context pass; jepa_mode={self.jepa_mode} has none")
         if not 0.0 < self.jepa_batch_fraction <= 1.0:
             raise ConfigError(f"jepa_batch_fraction={self.jepa_batch_fraction} must be in (0, 1]")
         if self.jepa_target not in ("ema", "online"):
@@ -323,9 +422,22 @@ class Config:
             raise ConfigError("warmdown_mode=wallclock needs max_wallclock_seconds > 0; use auto or steps")
         if j.active:
             try:
-                check_span_settings(t.train_seq_len, j.jepa_num_spans, j.jepa_span_min)
+                if j.jepa_mode == "span":
+                    check_span_settings(t.train_seq_len, j.jepa_num_spans, j.jepa_span_min)
             except ValueError as e:
                 raise ConfigError(str(e)) from None
+            L = self.model.num_layers
+            if not -L <= j.jepa_target_block < L:
+                raise ConfigError(f"jepa_target_block={j.jepa_target_block} is outside the {L} blocks (num_layers)")
+            if j.jepa_target_source == "top-avg" and j.jepa_target_top_k > L:
+                raise ConfigError(f"jepa_target_top_k={j.jepa_target_top_k} exceeds num_layers={L}")
+            if j.jepa_target_source == "encoder" and (not self.model.unet_skips or L < 2):
+                raise ConfigError("jepa_target_source=encoder needs U-Net skips and num_layers >= 2 (an encoder half)")
+            if j.jepa_mode == "chunk" and t.train_seq_len % j.jepa_chunk_size:
+                raise ConfigError(f"jepa_chunk_size={j.jepa_chunk_size} does not divide "
+                                  f"train_seq_len={t.train_seq_len}")
+            if j.jepa_mode == "nextk" and j.jepa_horizons >= t.train_seq_len:
+                raise ConfigError(f"jepa_horizons={j.jepa_horizons} must be < train_seq_len={t.train_seq_len}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -363,6 +475,13 @@ def _section_classes() -> dict[str, type]:
 
 def field_index() -> dict[str, tuple[str, type]]:
     """Flat field name -> (section, python type)."""
+    return dict(_field_index())
+
+
+@functools.cache
+def _field_index() -> dict[str, tuple[str, type]]:
+    # Computed once: every key resolution used to repeat get_type_hints over all sections, which made
+    # build_config cost ~0.15 s on a loaded 2-core machine.
     index: dict[str, tuple[str, type]] = {}
     for section, cls in _section_classes().items():
         hints = get_type_hints(cls)
@@ -430,7 +549,8 @@ def build_config(
     for key, value in PRESETS[preset].items():
         section, name = resolve_key(key)
         values[section][name] = value
-    _apply_settings(values, index, overrides, environ)
+    explicit = _apply_settings(values, index, overrides, environ)
+    _apply_recipe(values, index, explicit)
     classes = _section_classes()
     return Config(preset=preset, **{s: classes[s](**values[s]) for s in SECTIONS})
 
@@ -457,23 +577,44 @@ def override_config(
 ) -> Config:
     """``cfg`` with matching environment variables, then explicit overrides applied; validated."""
     d = cfg.to_dict()
-    _apply_settings(d, field_index(), overrides, environ)
+    index = field_index()
+    explicit = _apply_settings(d, index, overrides, environ)
+    if "jepa_recipe" in explicit and d["jepa"]["jepa_recipe"] != cfg.jepa.jepa_recipe:
+        # Only a newly chosen recipe is expanded: cfg already holds its own recipe's values and the keys set
+        # explicitly when it was built, which re-expanding would overwrite.
+        _apply_recipe(d, index, explicit)
     return config_from_dict(d)
+
+
+def _apply_recipe(values: dict[str, dict[str, Any]], index: dict[str, tuple[str, type]], explicit: set[str]) -> None:
+    """Set the values of the chosen ``jepa_recipe`` that were not set explicitly (those win over the recipe)."""
+    name = values["jepa"].get("jepa_recipe", "")
+    try:
+        recipe = recipe_values(name)
+    except KeyError as e:
+        raise ConfigError(e.args[0]) from None
+    for key, value in recipe.items():
+        if key not in explicit:
+            values[index[key][0]][key] = value
 
 
 def _apply_settings(
     values: dict[str, dict[str, Any]], index: dict[str, tuple[str, type]],
     overrides: Mapping[str, Any] | None, environ: Mapping[str, str] | None,
-) -> None:
+) -> set[str]:
     """Set ``values[section][name]`` from matching environment variables (NUM_LAYERS=...), then from
-    explicit overrides, which win; every value is parsed to its field's type."""
+    explicit overrides, which win; every value is parsed to its field's type. Returns the names set."""
     env = os.environ if environ is None else environ
+    explicit: set[str] = set()
     for name, (section, typ) in index.items():
         if name.upper() in env:
             values[section][name] = _parse(name.upper(), env[name.upper()], typ)
+            explicit.add(name)
     for key, raw in (overrides or {}).items():
         section, name = resolve_key(key)
         values[section][name] = _parse(key, raw, index[name][1])
+        explicit.add(name)
+    return explicit
 
 
 def parse_set_args(items: list[str]) -> dict[str, str]:

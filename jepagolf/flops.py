@@ -24,6 +24,8 @@ class FlopBreakdown:
     row_fraction: float = 1.0  # share of the micro-batch rows in the JEPA passes (jepa_batch_fraction)
     every: int = 1  # JEPA passes on one optimizer step in `every` (jepa_every)
     target_pass: bool = True  # an EMA target forward runs (jepa_target=ema); online targets cost nothing
+    context_pass: bool = True  # a masked context pass runs (jepa_mode=span); nextk/chunk reuse the CE pass
+    pred_per_token: float | None = None  # predictor evaluations per trained token (None: mask_frac, as in v3)
 
     @property
     def ce_step(self) -> float:
@@ -36,7 +38,9 @@ class FlopBreakdown:
         no head), EMA target pass (fwd, no head) when there is one, predictor fwd+bwd on masked positions.
         One batched forward (jepa_batched) changes the kernels, not the count."""
         target = self.body_fwd if self.target_pass else 0.0
-        return 3 * self.body_fwd + target + 3 * self.predictor_fwd * self.mask_frac
+        context = 3 * self.body_fwd if self.context_pass else 0.0
+        per_token = self.mask_frac if self.pred_per_token is None else self.pred_per_token
+        return context + target + 3 * self.predictor_fwd * per_token
 
     @property
     def jepa_step(self) -> float:
@@ -65,14 +69,31 @@ def flops_per_token(cfg: Config, seq_len: int = 0) -> FlopBreakdown:
     mlp = 2 * 2 * D * m.mlp_hidden
     body = m.num_layers * (attn_proj + attn_core + mlp)
     head = 2 * D * m.vocab_size
-    pred = 2 * 2 * D * j.jepa_pred_hidden
-    frac = expected_mask_fraction(cfg) if j.active else 0.0
+    frac = expected_mask_fraction(cfg) if j.active and j.jepa_mode == "span" else 0.0
+    pred, per_token = predictor_flops(cfg), None
+    if j.jepa_mode == "nextk":
+        per_token = float(j.jepa_horizons)  # every position, once per horizon (heads or rollout steps)
+    elif j.jepa_mode == "chunk":
+        per_token = 1.0 / j.jepa_chunk_size
+    elif j.jepa_predictor == "attn":
+        per_token = 1.0  # the attention predictor runs over every context state, not only the masked ones
     rows = cfg.train.micro_batch_tokens // T
     return FlopBreakdown(
         body_fwd=body, head_fwd=head, predictor_fwd=pred, mask_frac=frac, attention_fwd=m.num_layers * attn_core,
         row_fraction=jepa_rows(rows, j.jepa_batch_fraction) / rows, every=j.jepa_every,
-        target_pass=j.jepa_target == "ema",
+        target_pass=j.jepa_target == "ema", context_pass=j.jepa_mode == "span", pred_per_token=per_token,
     )
+
+
+def predictor_flops(cfg: Config) -> float:
+    """Forward FLOPs of one predictor evaluation (one position)."""
+    j, D, W = cfg.jepa, cfg.model.model_dim, cfg.jepa.jepa_pred_hidden
+    if j.jepa_predictor == "mlp":
+        return 2 * 2 * D * W
+    T = cfg.train.train_seq_len // (j.jepa_chunk_size if j.jepa_mode == "chunk" else 1)
+    core = 2 * 2 * T * W / (1 if j.jepa_pred_infill else 2)  # scores and values (causal: half)
+    block = 2 * W * 3 * W + 2 * W * W + 2 * 2 * W * 2 * W + core  # qkv, out, MLP (x2), attention
+    return 2 * 2 * D * W + j.jepa_pred_layers * block
 
 
 def train_flops_per_token(cfg: Config) -> float:

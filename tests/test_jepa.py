@@ -184,7 +184,11 @@ def test_predictor_and_mask_emb_actually_train():
 
 # ----- optimizer routing ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("over", [{}, {"jepa": "false"}, {"bigram_buckets": 0}, {"num_layers": 1}])
+@pytest.mark.parametrize("over", [{}, {"jepa": "false"}, {"bigram_buckets": 0}, {"num_layers": 1},
+                                  # the variants' JEPA-only modules: attention predictor, per-horizon
+                                  # predictors, the chunk start vector (tests/test_jepa_variants.py has them all)
+                                  {"jepa_predictor": "attn"}, {"jepa_recipe": "v2-nextk"},
+                                  {"jepa_recipe": "chunk-latent"}])
 def test_every_trainable_parameter_is_in_exactly_one_group(over):
     cfg = smoke_cfg(**over)
     model = JepaLM(cfg)
@@ -196,8 +200,12 @@ def test_every_trainable_parameter_is_in_exactly_one_group(over):
     names = {"matrices": [n for n, _ in g.matrices], "embeddings": [n for n, _ in g.embeddings],
              "scalars": [n for n, _ in g.scalars]}
     if cfg.jepa.active:
-        assert "predictor.fc.weight" in names["matrices"] and "predictor.proj.weight" in names["matrices"]
-        assert "mask_emb" in names["scalars"]
+        jepa_matrices = [n for n, p in model.named_parameters() if n.startswith("predictor.") and p.ndim == 2]
+        assert jepa_matrices and set(jepa_matrices) <= set(names["matrices"])
+        if cfg.jepa.jepa_predictor == "mlp" and cfg.jepa.jepa_mode == "span":
+            assert "predictor.fc.weight" in names["matrices"] and "predictor.proj.weight" in names["matrices"]
+        assert ("mask_emb" in names["scalars"]) == (cfg.jepa.jepa_mode == "span")
+        assert ("chunk_start" in names["scalars"]) == (cfg.jepa.jepa_mode == "chunk")
     assert "gpt.tok_emb.weight" in names["embeddings"]
     assert all(p.ndim == 2 for _, p in g.matrices)
 

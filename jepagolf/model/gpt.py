@@ -269,9 +269,19 @@ class GPT(nn.Module):
 
     def encode(self, idx: Tensor, mask: Tensor | None = None, mask_emb: Tensor | None = None) -> Tensor:
         """idx (B, T) -> z (B, T, D), the final RMSNorm output."""
-        x0 = self.embed(idx, mask, mask_emb)
+        return self._run_blocks(self.embed(idx, mask, mask_emb), ())[0]
+
+    def encode_blocks(
+        self, idx: Tensor, taps: tuple[int, ...], mask: Tensor | None = None, mask_emb: Tensor | None = None
+    ) -> tuple[Tensor, list[Tensor]]:
+        """idx (B, T) -> (z (B, T, D), [output of block i (B, T, D) for i in sorted taps]); the same pass as
+        ``encode``, which JEPA targets built from intermediate blocks (data2vec) need."""
+        return self._run_blocks(self.embed(idx, mask, mask_emb), taps)
+
+    def _run_blocks(self, x0: Tensor, taps: tuple[int, ...]) -> tuple[Tensor, list[Tensor]]:
         x = x0
         skips: list[Tensor] = []
+        tapped: list[Tensor] = []
         for i, block in enumerate(self.blocks):
             if i < self.num_encoder:
                 x = block(x, x0)
@@ -281,7 +291,9 @@ class GPT(nn.Module):
                     j = i - self.num_encoder
                     x = x + self.skip_weights[j].to(x.dtype) * skips.pop()
                 x = block(x, x0)
-        return rms_norm(x)
+            if i in taps:
+                tapped.append(x)
+        return rms_norm(x), tapped
 
     def logits(self, z: Tensor) -> Tensor:
         """z (..., D) -> soft-capped logits (..., V) in fp32 (tied head)."""

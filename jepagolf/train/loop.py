@@ -40,7 +40,8 @@ from jepagolf.eval import EvalResult, evaluate
 from jepagolf.export.artifact import ARTIFACT_NAME, load_gpt_from_artifact, write_artifact
 from jepagolf.export.gptq import export_hessians
 from jepagolf.jepa.diagnostics import gradient_share
-from jepagolf.jepa.objective import JepaLM
+from jepagolf.jepa.masking import jepa_rows
+from jepagolf.jepa.objective import JepaLM, noise_seed
 from jepagolf.jepa.target import WeightEMA, ema_momentum, make_target_encoder, update_target
 from jepagolf.model.gpt import GPT, count_params
 from jepagolf.optim.groups import build_optimizers
@@ -130,6 +131,10 @@ class Trainer(ReliabilityMixin):
             self.model.gpt.encode = torch.compile(self.model.gpt.encode, dynamic=False)  # type: ignore[method-assign]
             if self.target is not None:  # a deepcopy taken before the line above: compile it too
                 self.target.encode = torch.compile(self.target.encode, dynamic=False)  # type: ignore[method-assign]
+            if self.model.taps:  # targets from intermediate blocks go through encode_blocks
+                for gpt in (self.model.gpt, self.target):
+                    if gpt is not None:
+                        gpt.encode_blocks = torch.compile(gpt.encode_blocks, dynamic=False)  # type: ignore[method-assign]
         auto_warmup = AUTO_WARMUP_STEPS if self.compiled else 0
         self.warmup_steps = auto_warmup if t.compile_warmup_steps < 0 else t.compile_warmup_steps
         if rt.distributed:
@@ -170,23 +175,31 @@ class Trainer(ReliabilityMixin):
         """Gradients of one optimizer step from its (batch + 1)-token chunk; returns mean diagnostics."""
         cfg, rt, t = self.cfg, self.rt, self.cfg.train
         step = self.step
-        weight = schedules.jepa_step_weight(cfg, step)  # 0 on a step that skips JEPA (jepa_every)
+        weight = schedules.jepa_step_weight(cfg, step, self.elapsed_s)  # 0 on a step that skips JEPA (jepa_every)
+        span = cfg.jepa.jepa_mode == "span"
         sums: dict[str, Tensor] = {}
         grad_stats: dict[str, float] = {}
         ctx = torch.autocast(rt.device.type, dtype=rt.autocast_dtype) if rt.autocast_dtype else nullcontext()
         for a, index in enumerate(micro_batch_indices(rt.rank, self.grad_accum)):
             x, y = micro_batch(chunk, index, t.micro_batch_tokens, t.train_seq_len, rt.device)
             mask = target_z = mask_pos = None
+            extra: dict[str, Any] = {"diagnostics": True} if diag else {}
             if weight > 0:
-                mask, mask_pos = micro_batch_mask(cfg, step, index, x.size(0), rt.device)
+                if span:
+                    mask, mask_pos = micro_batch_mask(cfg, step, index, x.size(0), rt.device)
+                    rows = mask.size(0)
+                else:  # nextk / chunk: no mask; the CE pass is the context pass
+                    rows = jepa_rows(x.size(0), cfg.jepa.jepa_batch_fraction)
+                    extra["jepa"] = True
+                if cfg.jepa.jepa_reg == "sigreg":
+                    extra["sigreg_seed"] = noise_seed(t.seed, step, index)
                 if self.target is not None:
                     with torch.no_grad(), ctx:
-                        target_z = self.target.encode(x[: mask.size(0)])  # (rows, T, D), unmasked sequence
+                        target_z = self.model.target_repr(self.target, x[:rows])  # (rows, T, D), unmasked sequence
             last = a == self.grad_accum - 1
             sync = nullcontext() if (last or not rt.distributed) else self.forward_module.no_sync()
             with sync:
                 with ctx:
-                    extra = {"diagnostics": True} if diag else {}
                     ce, jl, stats = self.forward_module(x, y, mask, target_z, mask_pos, **extra)
                 if diag and a == 0 and jl is not None:  # first micro-batch only: it is a sample
                     grad_stats = gradient_share(ce, weight * jl, list(self.model.gpt.parameters()))
@@ -367,7 +380,8 @@ class Trainer(ReliabilityMixin):
                 last_log_time, last_log_step = now, self.step
                 record = {k: float(v) for k, v in stats.items()}
                 record.update(
-                    step=self.step, lr_scale=lr_scale, jepa_lambda=schedules.jepa_lambda(cfg, self.step - 1),
+                    step=self.step, lr_scale=lr_scale,
+                    jepa_lambda=schedules.jepa_lambda(cfg, self.step - 1, self.elapsed_s),
                     ema_momentum=ema_momentum(schedules.progress(cfg, self.step, self.elapsed_s),
                                               cfg.jepa.jepa_ema_start, cfg.jepa.jepa_ema_end)
                     if self.target is not None else 0.0,

@@ -44,17 +44,21 @@ def muon_momentum(cfg: Config, step: int) -> float:
     return (1 - frac) * o.muon_momentum_warmup_start + frac * o.muon_momentum
 
 
-def jepa_lambda(cfg: Config, step: int) -> float:
-    """lambda ramped linearly over the first warm-up steps (step 0 already gets a small weight)."""
+def jepa_lambda(cfg: Config, step: int, elapsed_s: float = 0.0) -> float:
+    """lambda ramped linearly over the first warm-up steps (step 0 already gets a small weight); with
+    ``jepa_lambda_schedule=warmdown`` also multiplied by the LR warmdown factor, so it anneals to 0 with it."""
     j = cfg.jepa
     if not j.active:
         return 0.0
-    if j.jepa_lambda_warmup_steps == 0:
-        return j.jepa_lambda
-    return j.jepa_lambda * min(1.0, (step + 1) / j.jepa_lambda_warmup_steps)
+    lam = j.jepa_lambda
+    if j.jepa_lambda_warmup_steps:
+        lam = j.jepa_lambda * min(1.0, (step + 1) / j.jepa_lambda_warmup_steps)
+    if j.jepa_lambda_schedule == "warmdown":
+        lam *= lr_scale(cfg, step, elapsed_s)
+    return lam
 
 
-def jepa_step_weight(cfg: Config, step: int) -> float:
+def jepa_step_weight(cfg: Config, step: int, elapsed_s: float = 0.0) -> float:
     """Weight of the JEPA loss at this step: lambda(step) * k on every k-th step (k = jepa_every), else 0.
 
     Scaling by k keeps the expected gradient of lambda * jepa unchanged while the JEPA passes run on
@@ -63,4 +67,4 @@ def jepa_step_weight(cfg: Config, step: int) -> float:
     k = cfg.jepa.jepa_every
     if not cfg.jepa.active or step % k:
         return 0.0
-    return jepa_lambda(cfg, step) * k
+    return jepa_lambda(cfg, step, elapsed_s) * k
