@@ -460,6 +460,19 @@ def config_dict_hash(config: dict[str, Any]) -> str:
 
 
 SECTIONS = ("model", "jepa", "optim", "train", "data", "export")
+# The JEPA fields that select an objective variant (issue 15); at their defaults the objective is v3.
+JEPA_VARIANT_KEYS = (
+    "jepa_recipe", "jepa_mode", "jepa_horizons", "jepa_nextk_rollout", "jepa_horizon_decay", "jepa_chunk_size",
+    "jepa_target", "jepa_target_source", "jepa_target_block", "jepa_target_top_k", "jepa_target_norm",
+    "jepa_target_stopgrad", "jepa_loss_fn", "jepa_var_mode", "jepa_var_gamma_scale", "jepa_reg", "jepa_reg_side",
+    "jepa_sigreg_weight", "jepa_predictor", "jepa_pred_layers", "jepa_pred_infill", "jepa_lambda_schedule",
+)
+
+
+def jepa_variant_settings(jepa: Mapping[str, Any]) -> dict[str, Any]:
+    """The variant fields of a config's jepa section (``Config.to_dict()["jepa"]``) that differ from v3's."""
+    v3 = dataclasses.asdict(JepaConfig())
+    return {k: jepa[k] for k in JEPA_VARIANT_KEYS if k in jepa and jepa[k] != v3[k]}
 
 CAP_BYTES = 16_000_000  # the challenge's size cap, decimal: code bytes + compressed model bytes (DESIGN section 2)
 # Train fields that change how a run is executed or kept, not the model it trains: left out of

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from jepagolf.config import ConfigError, config_dict_hash, config_from_dict
+from jepagolf.config import ConfigError, config_dict_hash, config_from_dict, jepa_variant_settings
 from jepagolf.export.artifact import ARTIFACT_NAME, artifact_meta
 from jepagolf.export.bundle import SCRIPT_NAME, script_variants
 from jepagolf.export.size import CAP_BYTES, SizeReport, artifact_size_report, over_cap_message
@@ -174,7 +174,11 @@ def technique_summary(config: dict[str, Any]) -> str:
         + (", U-Net skips" if m["unet_skips"] else "")
         + (f", BigramHash {m['bigram_buckets']}" if m["bigram_buckets"] else ""),
     ]
-    if j["jepa"] and j["jepa_lambda"] > 0:
+    variants = jepa_variant_settings(j)
+    if j["jepa"] and j["jepa_lambda"] > 0 and variants:
+        parts.append(f"JEPA auxiliary loss, lambda {j['jepa_lambda']:g}, variant of v3: "
+                     + ", ".join(f"{k}={v}" for k, v in variants.items()))
+    elif j["jepa"] and j["jepa_lambda"] > 0:
         parts.append(
             f"span-masked I-JEPA auxiliary loss (lambda {j['jepa_lambda']:g}, {j['jepa_num_spans']} spans, "
             f"EMA target {j['jepa_ema_start']:g}->{j['jepa_ema_end']:g}, residual predictor) regularised by VICReg "
