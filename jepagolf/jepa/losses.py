@@ -58,7 +58,7 @@ class LossSpec:
 
 V3_LOSS = LossSpec()
 SIGREG_T_MAX = 3.0  # the characteristic functions are compared on t in [-3, 3]; exp(-t^2/2) is ~0.01 there
-SIGREG_MAX_ROWS = 4096  # rows SIGReg sees at most (a random subset): its cost is rows x projections x knots
+SIGREG_MAX_ROWS = 4096  # rows SIGReg sees at most (every k-th, spread over the batch); cost: rows x dirs x knots
 
 
 def regression(pred: Tensor, target: Tensor, loss_fn: str) -> Tensor:
@@ -153,7 +153,8 @@ def _variant_loss_fp32(pred: Tensor, target: Tensor, var_weight: float, cov_weig
     else:
         if directions is None:
             raise ValueError("jepa_reg=sigreg needs the projection directions")
-        sig = sum((sigreg(z[:SIGREG_MAX_ROWS], directions.to(z), spec.sigreg_knots) for z in sides), zero)
+        stride = -(-pred.size(0) // SIGREG_MAX_ROWS)  # ceil
+        sig = sum((sigreg(z[::stride], directions.to(z), spec.sigreg_knots) for z in sides), zero)
         loss = regress + spec.sigreg_weight * sig
     with torch.no_grad():
         p, t = pred.detach(), target.detach()
