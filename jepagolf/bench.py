@@ -43,9 +43,10 @@ from jepagolf.eval import EvalResult, evaluate
 from jepagolf.export.artifact import load_gpt_from_artifact, write_artifact
 from jepagolf.flops import flops_per_token, train_flops_per_token
 from jepagolf.model.gpt import causal_attention, count_params
+from jepagolf.sources import source_hash
 from jepagolf.train.logger import atomic_write_text
 from jepagolf.train.loop import Trainer, load_val_data
-from jepagolf.train.runtime import Runtime, device_name, sdpa_context, source_hash, versions
+from jepagolf.train.runtime import Runtime, device_name, sdpa_context, versions
 
 T = TypeVar("T")
 

@@ -238,8 +238,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_size(args: argparse.Namespace) -> int:
-    from jepagolf.export.bundle import build_script
     from jepagolf.export.size import artifact_size_report, predict_size, report_json
+    from jepagolf.sources import build_script
 
     if args.artifact:
         beside = Path(args.artifact).parent / "config.json"
@@ -409,10 +409,10 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     from jepagolf.data.errors import DataError
     from jepagolf.data.shards import ShardError
     from jepagolf.data.tokenizer import TokenizerError
-    from jepagolf.export.bundle import BundleError
     from jepagolf.export.container import ArtifactError
     from jepagolf.export.records import ExportError
     from jepagolf.report import ReportError
+    from jepagolf.sources import BundleError
     from jepagolf.train.checkpoint import CheckpointError
     from jepagolf.train.loop import TrainingDiverged
 

@@ -17,8 +17,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, get_type_hints
 
-from jepagolf.jepa.masking import check_span_settings
-
 
 class ConfigError(ValueError):
     """A configuration value is unknown, malformed or inconsistent."""
@@ -84,6 +82,23 @@ class ModelConfig:
     @property
     def mlp_hidden(self) -> int:
         return int(self.mlp_mult * self.model_dim)
+
+
+# JEPA span lengths (jepagolf.jepa.masking samples them); here so the config can validate them.
+def span_bounds(seq_len: int, num_spans: int, span_min: int) -> tuple[int, int]:
+    """(min, max) span length: lengths are clamped to [min, max(min, T // (2 * num_spans))]."""
+    return span_min, max(span_min, seq_len // (2 * num_spans))
+
+
+def check_span_settings(seq_len: int, num_spans: int, span_min: int) -> None:
+    """ValueError when num_spans spans of the longest length, with gaps, do not fit in seq_len."""
+    lo, hi = span_bounds(seq_len, num_spans, span_min)
+    need = num_spans * hi + (num_spans - 1)
+    if need > seq_len:
+        raise ValueError(
+            f"train_seq_len={seq_len} is too short for jepa_num_spans={num_spans} spans of up to {hi} "
+            f"tokens with gaps (needs {need}); raise train_seq_len or lower jepa_num_spans/jepa_span_min"
+        )
 
 
 @dataclass
@@ -444,16 +459,60 @@ def override_config(
     return config_from_dict(d)
 
 
+# Variables of the reference trainer's Hyperparameters (openai/parameter-golf train_gpt.py) whose
+# name is not a jepagolf key. Every other one of them is a key of the same name and meaning.
+ENV_ALIASES = {"WARMUP_STEPS": "compile_warmup_steps"}
+"""Same meaning, another name: steps run before the clock starts, then weights and optimizer
+states (and data position) put back."""
+REFUSED_ENV = {
+    "RUN_ID": "jepagolf names runs by folder: use --out DIR (OUT_DIR=DIR for train_gpt.py)",
+    "VAL_BATCH_SIZE": "it is the reference's global evaluation batch; use VAL_BATCH_TOKENS, the tokens per "
+                      "evaluation forward on one process (the reference's VAL_BATCH_SIZE / 8)",
+    "EMBED_LR": "it is the learning rate of an untied embedding and jepagolf always ties it to the output head; "
+                "use TIED_EMBED_LR",
+    "HEAD_LR": "it is the learning rate of an untied output head and jepagolf always ties it to the embedding; "
+               "use TIED_EMBED_LR",
+    "CONTROL_TENSOR_NAME_PATTERNS": "jepagolf routes tensors to optimizers and export formats by shape and name "
+                                    "itself; use INT6_MIN_NUMEL / INT5_PATTERNS for the export",
+    "INT8_KEEP_FLOAT_FP32_NAME_PATTERNS": "jepagolf routes tensors to export formats itself; use INT6_MIN_NUMEL / "
+                                          "INT5_PATTERNS",
+}
+"""Reference variables with no jepagolf equivalent of the same meaning: refused, never ignored."""
+
+
+def _reference_env(env: Mapping[str, str]) -> dict[str, tuple[str, str]]:
+    """{field: (variable, raw value)} for the reference's variables that are spelled differently here;
+    ConfigError for those jepagolf cannot honour."""
+    for var, why in REFUSED_ENV.items():
+        if var in env:
+            raise ConfigError(f"{var} is not supported: {why}; unset {var}")
+    if "TIE_EMBEDDINGS" in env and not _parse("TIE_EMBEDDINGS", env["TIE_EMBEDDINGS"], bool):
+        raise ConfigError("TIE_EMBEDDINGS=0 is not supported: jepagolf always ties the embedding and the output "
+                          "head (no key unties them); unset TIE_EMBEDDINGS")
+    out = {}
+    for var, name in ENV_ALIASES.items():
+        if var in env:
+            if name.upper() in env and env[name.upper()] != env[var]:
+                raise ConfigError(f"{var}={env[var]} and {name.upper()}={env[name.upper()]} set the same key "
+                                  f"{name}; set only one")
+            out[name] = (var, env[var])
+    return out
+
+
 def _apply_settings(
     values: dict[str, dict[str, Any]], index: dict[str, tuple[str, type]],
     overrides: Mapping[str, Any] | None, environ: Mapping[str, str] | None,
 ) -> None:
-    """Set ``values[section][name]`` from matching environment variables (NUM_LAYERS=...), then from
-    explicit overrides, which win; every value is parsed to its field's type."""
+    """Set ``values[section][name]`` from matching environment variables (NUM_LAYERS=...) and the
+    reference's other spellings (``ENV_ALIASES``), then from explicit overrides, which win; every value
+    is parsed to its field's type. The reference's variables jepagolf cannot honour are refused."""
     env = os.environ if environ is None else environ
+    aliased = _reference_env(env)
     for name, (section, typ) in index.items():
         if name.upper() in env:
             values[section][name] = _parse(name.upper(), env[name.upper()], typ)
+        elif name in aliased:
+            values[section][name] = _parse(aliased[name][0], aliased[name][1], typ)
     for key, raw in (overrides or {}).items():
         section, name = resolve_key(key)
         values[section][name] = _parse(key, raw, index[name][1])

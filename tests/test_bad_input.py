@@ -144,3 +144,10 @@ def test_bad_config_from_the_environment(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("NUM_HEADS", "5")
     run_fails(train_args(tmp_path / "unused", tmp_path / "run"), "model_dim=64 is not divisible by num_heads=5",
               capsys)
+
+
+def test_cap_too_short_for_the_gptq_calibration(tmp_path, demo_data, capsys):
+    data = dataset(tmp_path / "d", demo_data)
+    run_fails(train_args(data, tmp_path / "run", "max_wallclock_seconds=0.0001"),
+              "max_wallclock_seconds=0.0001 leaves no training time: GPTQ calibration on 8192 training tokens "
+              "needs a measured", capsys)

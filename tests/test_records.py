@@ -18,19 +18,19 @@ from hypothesis import strategies as st
 from jepagolf.cli import main
 from jepagolf.config import build_config
 from jepagolf.export.artifact import ARTIFACT_NAME
-from jepagolf.export.bundle import (
+from jepagolf.export.records import ExportError, export_records
+from jepagolf.export.size import GROUPS, artifact_size_report, predict_size, tensor_group
+from jepagolf.model.gpt import GPT, count_params
+from jepagolf.sources import (
     EXCLUDED_MODULES,
     _literal,
     build_script,
     bundle_modules,
-    config_from_run,
     module_name,
     package_sources,
     script_variants,
 )
-from jepagolf.export.records import ExportError, export_records
-from jepagolf.export.size import GROUPS, artifact_size_report, predict_size, tensor_group
-from jepagolf.model.gpt import GPT, count_params
+from jepagolf.train.entry import config_from_run
 from jepagolf.train.loop import train
 from jepagolf.train.runtime import Runtime
 

@@ -1,6 +1,6 @@
 """Finished run folder(s) -> a challenge records folder (``jepagolf export``).
 
-The folder holds ``train_gpt.py`` (generated from the package, see :mod:`jepagolf.export.bundle`),
+The folder holds ``train_gpt.py`` (generated from the package, see :mod:`jepagolf.sources`),
 ``submission.json``, a ``README.md`` written from the results, each seed's train log and artifact,
 and ``requirements.txt``. Several runs of one configuration (differing only in seed) make one
 submission with per-seed results, mean and standard deviation.
@@ -27,8 +27,8 @@ from typing import Any
 
 from jepagolf.config import ConfigError, config_dict_hash, config_from_dict
 from jepagolf.export.artifact import ARTIFACT_NAME, artifact_meta
-from jepagolf.export.bundle import SCRIPT_NAME, script_variants
 from jepagolf.export.size import CAP_BYTES, SizeReport, artifact_size_report, over_cap_message
+from jepagolf.sources import SCRIPT_NAME, script_variants, source_hash
 
 # Config keys that may differ between the runs of one submission: the seed is what varies, and
 # where the data sits or which device string was asked for does not change the model.
@@ -430,8 +430,6 @@ def export_records(
     overwrite: bool = False,
 ) -> tuple[dict[str, Any], list[str]]:
     """Write the records folder; return (submission dict, warnings). Nothing is written on refusal."""
-    from jepagolf.train.runtime import source_hash
-
     if not run_dirs:
         raise ExportError("no run folder given")
     runs = [read_run(d) for d in run_dirs]

@@ -5,16 +5,20 @@ from __future__ import annotations
 from jepagolf.config import Config
 
 
-def progress(cfg: Config, step: int, elapsed_s: float) -> float:
-    """Training progress in [0, 1]: wall-clock fraction when a cap is set (or steps, whichever is ahead)."""
+def progress(cfg: Config, step: int, elapsed_s: float, budget_s: float | None = None) -> float:
+    """Training progress in [0, 1]: wall-clock fraction when a cap is set (or steps, whichever is ahead).
+
+    ``budget_s``: the training seconds the clock-based schedules aim at, default the cap; a run that
+    reserves part of the cap for GPTQ calibration passes what is left (``Trainer.train_budget_s``)."""
     t = cfg.train
+    budget = t.max_wallclock_seconds if budget_s is None else budget_s
     frac = step / t.iterations
     if t.max_wallclock_seconds > 0:
-        frac = max(frac, elapsed_s / t.max_wallclock_seconds)
+        frac = max(frac, elapsed_s / budget)
     return min(max(frac, 0.0), 1.0)
 
 
-def lr_scale(cfg: Config, step: int, elapsed_s: float) -> float:
+def lr_scale(cfg: Config, step: int, elapsed_s: float, budget_s: float | None = None) -> float:
     """Multiplier on every base LR: 1, then a linear warmdown to 0 over the last warmdown_iters steps.
 
     With a wall-clock cap (``warmdown_mode`` auto or wallclock) the warmdown length is converted to
@@ -22,15 +26,16 @@ def lr_scale(cfg: Config, step: int, elapsed_s: float) -> float:
     before the cap cuts it off; the step limit still applies, and the smaller of the two multipliers
     wins. ``warmdown_mode=steps`` ignores the clock: the warmdown ends at ``iterations`` however slow
     the hardware, so set ``iterations`` to what the cap allows (``jepagolf ablate --match wallclock``
-    does this from a measured step time).
+    does this from a measured step time). ``budget_s`` as in :func:`progress`.
     """
     t, w = cfg.train, cfg.optim.warmdown_iters
+    budget = t.max_wallclock_seconds if budget_s is None else budget_s
     if w == 0:
         return 1.0
     scale = min(1.0, max(t.iterations - step, 0) / w)
     if cfg.optim.warmdown_mode != "steps" and t.max_wallclock_seconds > 0 and step > 0:
         warmdown_s = w * elapsed_s / step
-        remaining_s = max(t.max_wallclock_seconds - elapsed_s, 0.0)
+        remaining_s = max(budget - elapsed_s, 0.0)
         if remaining_s <= warmdown_s:
             scale = min(scale, remaining_s / max(warmdown_s, 1e-9))
     return scale
