@@ -46,7 +46,7 @@ from jepagolf.model.gpt import GPT, count_params
 from jepagolf.optim.groups import build_optimizers
 from jepagolf.sources import shipped_code_bytes, source_hash
 from jepagolf.train import schedules
-from jepagolf.train.batches import micro_batch, micro_batch_indices, micro_batch_mask
+from jepagolf.train.batches import micro_batch, micro_batch_indices, micro_batch_mask, micro_stride, step_tokens
 from jepagolf.train.checkpoint import CheckpointError, list_checkpoints, load_latest
 from jepagolf.train.logger import RunLogger
 from jepagolf.train.preempt import Preempted, signal_name
@@ -192,10 +192,10 @@ class Trainer(ReliabilityMixin):
         diagnostics, which cost extra backward passes."""
         diag = self.is_diag_step(self.step + 1)
         with sdpa_context(self.rt.device):
-            return self.forward_backward(self.stream.take(self.cfg.train.train_batch_tokens + 1), diag)
+            return self.forward_backward(self.stream.take(step_tokens(self.cfg)), diag)
 
     def forward_backward(self, chunk: np.ndarray, diag: bool = False) -> dict[str, Tensor]:
-        """Gradients of one optimizer step from its (batch + 1)-token chunk; returns mean diagnostics."""
+        """Gradients of one optimizer step from its chunk (``step_tokens``); returns mean diagnostics."""
         cfg, rt, t = self.cfg, self.rt, self.cfg.train
         step = self.step
         weight = schedules.jepa_step_weight(cfg, step)  # 0 on a step that skips JEPA (jepa_every)
@@ -203,7 +203,7 @@ class Trainer(ReliabilityMixin):
         grad_stats: dict[str, float] = {}
         ctx = torch.autocast(rt.device.type, dtype=rt.autocast_dtype) if rt.autocast_dtype else nullcontext()
         for a, index in enumerate(micro_batch_indices(rt.rank, self.grad_accum)):
-            x, y = micro_batch(chunk, index, t.micro_batch_tokens, t.train_seq_len, rt.device)
+            x, y = micro_batch(chunk, index, t.micro_batch_tokens, t.train_seq_len, rt.device, micro_stride(cfg))
             mask = target_z = mask_pos = None
             if weight > 0:
                 mask, mask_pos = micro_batch_mask(cfg, step, index, x.size(0), rt.device)
@@ -468,6 +468,14 @@ class Trainer(ReliabilityMixin):
         atomic_write(path, lambda f: np.savez(f, **state))
         return path
 
+    def exported_state(self) -> dict[str, Tensor]:
+        """The weights the artifact ships: the artifact EMA, or with ``artifact_ema_decay=0`` the last
+        weights themselves (as the reference trainer exports them; an EMA of decay 0 is a copy only up to
+        rounding)."""
+        if self.cfg.optim.artifact_ema_decay == 0:
+            return self.model.gpt.state_dict()
+        return self.artifact_ema.state_dict()
+
     def budget_summary(self) -> dict[str, float]:
         """How the wall-clock budget was spent: training steps, then GPTQ calibration (the other use of
         training data), against the cap (0: none) and the reserve measured for the calibration."""
@@ -493,7 +501,7 @@ class Trainer(ReliabilityMixin):
         live = self.evaluate(self.model.gpt)
         log.metrics("final_live", {"step": self.step, "val_loss": live.loss, "val_bpb": live.bpb})
         ema_gpt = GPT(cfg.model, cfg.train.train_seq_len).to(rt.device)
-        ema_gpt.load_state_dict(self.artifact_ema.state_dict())
+        ema_gpt.load_state_dict(self.exported_state())
         pre = self.evaluate(ema_gpt)
         log.metrics("final_pre_quant", {"step": self.step, "val_loss": pre.loss, "val_bpb": pre.bpb})
         artifact_path = self.out_dir / ARTIFACT_NAME

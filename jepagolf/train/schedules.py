@@ -26,14 +26,16 @@ def lr_scale(cfg: Config, step: int, elapsed_s: float, budget_s: float | None = 
     before the cap cuts it off; the step limit still applies, and the smaller of the two multipliers
     wins. ``warmdown_mode=steps`` ignores the clock: the warmdown ends at ``iterations`` however slow
     the hardware, so set ``iterations`` to what the cap allows (``jepagolf ablate --match wallclock``
-    does this from a measured step time). ``budget_s`` as in :func:`progress`.
+    does this from a measured step time). ``warmdown_mode=reference`` is the reference trainer's rule:
+    under a cap the clock alone decides. ``budget_s`` as in :func:`progress`.
     """
     t, w = cfg.train, cfg.optim.warmdown_iters
     budget = t.max_wallclock_seconds if budget_s is None else budget_s
     if w == 0:
         return 1.0
-    scale = min(1.0, max(t.iterations - step, 0) / w)
-    if cfg.optim.warmdown_mode != "steps" and t.max_wallclock_seconds > 0 and step > 0:
+    capped = t.max_wallclock_seconds > 0
+    scale = 1.0 if capped and cfg.optim.warmdown_mode == "reference" else min(1.0, max(t.iterations - step, 0) / w)
+    if cfg.optim.warmdown_mode != "steps" and capped and step > 0:
         warmdown_s = w * elapsed_s / step
         remaining_s = max(budget - elapsed_s, 0.0)
         if remaining_s <= warmdown_s:
