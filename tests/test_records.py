@@ -240,6 +240,12 @@ def test_readme_is_generated_from_the_results(records):
         assert f"| {seed} | {sub['seed_results'][str(seed)]['val_bpb']:.6f} |" in text
     assert f"{sub['bytes_total']:,}" in text and f"{sub['bytes_code_plain']:,}" in text
     assert "`NUM_LAYERS=3`" in text and "SEED=$SEED" in text
+    assert "## Time budget" in text and "GPTQ calibration" in text  # how the training-data seconds were spent
+    for seed in SEEDS:
+        x = sub["seed_results"][str(seed)]
+        assert x["budget_seconds"] == pytest.approx(x["train_seconds"] + x["calibration_seconds"])
+        assert (f"| {seed} | {x['train_seconds']:.1f} | {x['calibration_seconds']:.1f} | {x['budget_seconds']:.1f} "
+                "| none |") in text
     for group in ("embeddings", "attention", "mlp", "control"):
         assert group in text
 
