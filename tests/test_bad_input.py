@@ -129,6 +129,9 @@ CONFIG_CASES = [
     (["train_batch_tokens=1000"], "train_batch_tokens=1000 is not a multiple of micro_batch_tokens=512"),
     (["iterations=ten"], "iterations='ten': expected a value of type int"),
     (["checkpoint_keep=0"], "checkpoint_keep=0 must be >= 1"),
+    (["export_scheme=int4"], "export_scheme='int4': use int6-lzma or int8-zlib"),
+    (["export_scheme=int8-zlib"], "gptq=true rounds the int6-lzma export; export_scheme=int8-zlib rounds to nearest"),
+    (["batch_slicing=x"], "batch_slicing='x': use shared or reference"),
     (["checkpoint_every_steps=-1"], "checkpoint_every_steps, checkpoint_every_seconds and skip_nonfinite_steps "
                                     "must be >= 0"),
 ]
