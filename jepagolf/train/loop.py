@@ -271,13 +271,15 @@ class Trainer(ReliabilityMixin):
     def _control(self) -> tuple[bool, bool, bool]:
         """(time is up, stop signal received, checkpoint due by the clock), the same on every rank.
 
-        Time is up when another step at the mean pace so far would end past the training budget (the cap
-        less the calibration reserve), so that training plus calibration finish within the cap.
+        Without a calibration reserve, time is up once the elapsed training time reaches the cap (the
+        reference trainer's rule: the last step may end past it). With one, time is up when another step
+        at the mean pace so far would end past the training budget (the cap less the reserve), so that
+        training plus calibration finish within the cap.
         One all_reduce carries the three flags, so every rank stops or checkpoints at the same step
         (signals and clocks differ across processes).
         """
         t = self.cfg.train
-        next_step_s = self.elapsed_s / max(self.step, 1)
+        next_step_s = self.elapsed_s / max(self.step, 1) if self.calibration_reserve_s else 0.0
         time_up = t.max_wallclock_seconds > 0 and self.elapsed_s + next_step_s >= self.train_budget_s
         due = (t.checkpoint_every_seconds > 0
                and time.monotonic() - self._last_checkpoint_wall >= t.checkpoint_every_seconds)
