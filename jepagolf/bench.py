@@ -45,11 +45,12 @@ from jepagolf.data.dataset import resolve_dataset
 from jepagolf.eval import EvalResult, evaluate
 from jepagolf.export.artifact import load_gpt_from_artifact, write_artifact
 from jepagolf.flops import flops_per_token, train_flops_per_token
-from jepagolf.jepa.recipes import RECIPES
 from jepagolf.model.gpt import causal_attention, count_params
+from jepagolf.recipes import RECIPES
+from jepagolf.sources import source_hash
 from jepagolf.train.logger import atomic_write_text
 from jepagolf.train.loop import Trainer, load_val_data
-from jepagolf.train.runtime import Runtime, device_name, sdpa_context, source_hash, versions
+from jepagolf.train.runtime import Runtime, device_name, sdpa_context, versions
 
 T = TypeVar("T")
 
@@ -185,7 +186,7 @@ def mfu_ceiling(cfg: Config, matmul_rate: float, attention_layer_s: float, updat
 
 
 def variant_overrides(name: str) -> dict[str, str]:
-    """A bench variant's overrides: one of VARIANTS, or a JEPA recipe by name (jepagolf/jepa/recipes.py)."""
+    """A bench variant's overrides: one of VARIANTS, or a JEPA recipe by name (jepagolf/recipes.py)."""
     return VARIANTS.get(name, {"jepa": "true", "jepa_recipe": name})
 
 

@@ -57,7 +57,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.list_keys:
         for name, (section, typ) in field_index().items():
             print(f"{section}.{name} ({typ.__name__})  env {name.upper()}")
-        from jepagolf.jepa.recipes import RECIPES
+        from jepagolf.recipes import RECIPES
 
         print("\nJEPA recipes (--set jepa_recipe=NAME; ablate --arm NAME:jepa_recipe=NAME; keys set explicitly win):")
         for recipe in RECIPES.values():
@@ -265,8 +265,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_size(args: argparse.Namespace) -> int:
-    from jepagolf.export.bundle import build_script
     from jepagolf.export.size import artifact_size_report, predict_size, report_json
+    from jepagolf.sources import build_script
 
     if args.artifact:
         beside = Path(args.artifact).parent / "config.json"
@@ -452,10 +452,10 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     from jepagolf.data.errors import DataError
     from jepagolf.data.shards import ShardError
     from jepagolf.data.tokenizer import TokenizerError
-    from jepagolf.export.bundle import BundleError
     from jepagolf.export.container import ArtifactError
     from jepagolf.export.records import ExportError
     from jepagolf.report import ReportError
+    from jepagolf.sources import BundleError
     from jepagolf.summary import SummaryError
     from jepagolf.train.checkpoint import CheckpointError
     from jepagolf.train.loop import TrainingDiverged

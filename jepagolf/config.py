@@ -18,8 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, get_type_hints
 
-from jepagolf.jepa.masking import check_span_settings
-from jepagolf.jepa.recipes import recipe_values
+from jepagolf.recipes import recipe_values
 
 
 class ConfigError(ValueError):
@@ -88,6 +87,23 @@ class ModelConfig:
         return int(self.mlp_mult * self.model_dim)
 
 
+# JEPA span lengths (jepagolf.jepa.masking samples them); here so the config can validate them.
+def span_bounds(seq_len: int, num_spans: int, span_min: int) -> tuple[int, int]:
+    """(min, max) span length: lengths are clamped to [min, max(min, T // (2 * num_spans))]."""
+    return span_min, max(span_min, seq_len // (2 * num_spans))
+
+
+def check_span_settings(seq_len: int, num_spans: int, span_min: int) -> None:
+    """ValueError when num_spans spans of the longest length, with gaps, do not fit in seq_len."""
+    lo, hi = span_bounds(seq_len, num_spans, span_min)
+    need = num_spans * hi + (num_spans - 1)
+    if need > seq_len:
+        raise ValueError(
+            f"train_seq_len={seq_len} is too short for jepa_num_spans={num_spans} spans of up to {hi} "
+            f"tokens with gaps (needs {need}); raise train_seq_len or lower jepa_num_spans/jepa_span_min"
+        )
+
+
 @dataclass
 class JepaConfig:
     jepa: bool = True
@@ -123,10 +139,10 @@ class JepaConfig:
     """ema: targets from the EMA target encoder (v3) | online: the CE pass's own z, detached (no target pass)."""
     jepa_batched: bool = False
     """Run the CE rows and the masked context rows through the network as one concatenated batch."""
-    # Objective variants (issue 15); every default is v3 as specified. See jepagolf/jepa/recipes.py for the
+    # Objective variants (issue 15); every default is v3 as specified. See jepagolf/recipes.py for the
     # public recipes built from them and README "JEPA variants" for the table.
     jepa_recipe: str = ""
-    """A named recipe (jepagolf/jepa/recipes.py: v3, v2-nextk, chunk-latent, multi-horizon, attn-predictor, sigreg,
+    """A named recipe (jepagolf/recipes.py: v3, v2-nextk, chunk-latent, multi-horizon, attn-predictor, sigreg,
     grid-l0.001, grid-l0.2) whose values apply on top of the preset; keys set explicitly win over it."""
     jepa_mode: str = "span"
     """span: masked spans predicted from a masked context pass (v3) | nextk: no masking, from position t of the CE
@@ -263,9 +279,11 @@ class OptimConfig:
     warmdown_iters: int = 1200
     """Linear LR warmdown length in steps (converted to wall-clock when a cap is set)."""
     warmdown_mode: str = "auto"
-    """auto: wall-clock warmdown when max_wallclock_seconds > 0, else by steps | steps: always over the
-    last warmdown_iters of `iterations`, even under a cap (the cap still stops the run; ablations use
-    this with a calibrated step count) | wallclock: requires a cap."""
+    """auto: wall-clock warmdown when max_wallclock_seconds > 0 (and by steps if `iterations` comes
+    first), else by steps | steps: always over the last warmdown_iters of `iterations`, even under a cap
+    (the cap still stops the run; ablations use this with a calibrated step count) | wallclock: as auto,
+    requires a cap | reference: the reference trainer's rule, by the clock only under a cap (a run that
+    `iterations` ends first gets no warmdown), by steps without one."""
     grad_clip_norm: float = 0.0
     """Clip the global gradient norm; 0 disables."""
     artifact_ema_decay: float = 0.9999
@@ -277,8 +295,8 @@ class OptimConfig:
             raise ConfigError("warmdown_iters and muon_momentum_warmup_steps must be >= 0")
         if not 0.0 <= self.artifact_ema_decay < 1.0:
             raise ConfigError(f"artifact_ema_decay={self.artifact_ema_decay} must be in [0, 1)")
-        if self.warmdown_mode not in ("auto", "steps", "wallclock"):
-            raise ConfigError(f"warmdown_mode={self.warmdown_mode!r}: use auto, steps or wallclock")
+        if self.warmdown_mode not in ("auto", "steps", "wallclock", "reference"):
+            raise ConfigError(f"warmdown_mode={self.warmdown_mode!r}: use auto, steps, wallclock or reference")
 
 
 @dataclass
@@ -326,6 +344,10 @@ class TrainConfig:
     skip_nonfinite_steps: int = 0
     """Skip up to this many steps with a non-finite loss or gradient (no update, no EMA) before
     stopping; 0 stops at the first one."""
+    batch_slicing: str = "shared"
+    """How a step's micro-batches are cut from the token stream: shared (consecutive micro-batches share
+    their boundary token; a step reads train_batch_tokens + 1) | reference (each reads its own
+    micro_batch_tokens + 1 tokens, as the reference trainer's loader does)."""
     compile_warmup_steps: int = -1
     """Training steps run before the clock starts to compile and warm up kernels, after which the
     weights, optimizer states, EMAs and data position are restored; -1 = 20 when compiling, else 0."""
@@ -365,6 +387,8 @@ class TrainConfig:
             )
         if self.checkpoint_keep < 1:
             raise ConfigError(f"checkpoint_keep={self.checkpoint_keep} must be >= 1")
+        if self.batch_slicing not in ("shared", "reference"):
+            raise ConfigError(f"batch_slicing={self.batch_slicing!r}: use shared or reference")
         if self.compile_warmup_steps < -1:
             raise ConfigError(f"compile_warmup_steps={self.compile_warmup_steps}: use -1 (auto) or a count >= 0")
 
@@ -396,12 +420,21 @@ class ExportConfig:
     instead of to nearest: same format and size, lower output error."""
     gptq_calib_tokens: int = 65_536
     """Training tokens whose activations give the GPTQ input statistics."""
+    export_scheme: str = "int6-lzma"
+    """int6-lzma: jepagolf's export (int6/int5 per row, GPTQ when gptq is on, LZMA) | int8-zlib: the
+    reference trainer's (int8 per row clipped at the 99.99984th percentile, tensors of <= 65,536
+    elements kept in fp16/fp32, zlib level 9), as the naive baseline scores it."""
     embed_quant: str = "int6"
     """Storage of the tied embedding / output head: int5 | int6 | int8. On cpu-demo (int5 elsewhere,
     GPTQ) int8 costs 0.03 bytes/param more and cuts the quantisation gap from 0.0056 to 0.0013 bpb."""
 
     def __post_init__(self) -> None:
         _positive(self, "int6_min_numel", "gptq_calib_tokens")
+        if self.export_scheme not in ("int6-lzma", "int8-zlib"):
+            raise ConfigError(f"export_scheme={self.export_scheme!r}: use int6-lzma or int8-zlib")
+        if self.export_scheme == "int8-zlib" and self.gptq:
+            raise ConfigError("gptq=true rounds the int6-lzma export; export_scheme=int8-zlib rounds to nearest as "
+                              "the reference does: set gptq=false or export_scheme=int6-lzma")
         if self.embed_quant not in ("int5", "int6", "int8"):
             raise ConfigError(f"embed_quant={self.embed_quant!r}: use int5, int6 or int8")
 
@@ -611,17 +644,63 @@ def _apply_recipe(values: dict[str, dict[str, Any]], index: dict[str, tuple[str,
             values[index[key][0]][key] = value
 
 
+# Variables of the reference trainer's Hyperparameters (openai/parameter-golf train_gpt.py) whose
+# name is not a jepagolf key. Every other one of them is a key of the same name and meaning.
+ENV_ALIASES = {"WARMUP_STEPS": "compile_warmup_steps"}
+"""Same meaning, another name: steps run before the clock starts, then weights and optimizer
+states (and data position) put back."""
+REFUSED_ENV = {
+    "RUN_ID": "jepagolf names runs by folder: use --out DIR (OUT_DIR=DIR for train_gpt.py)",
+    "VAL_BATCH_SIZE": "it is the reference's global evaluation batch; use VAL_BATCH_TOKENS, the tokens per "
+                      "evaluation forward on one process (the reference's VAL_BATCH_SIZE / 8)",
+    "EMBED_LR": "it is the learning rate of an untied embedding and jepagolf always ties it to the output head; "
+                "use TIED_EMBED_LR",
+    "HEAD_LR": "it is the learning rate of an untied output head and jepagolf always ties it to the embedding; "
+               "use TIED_EMBED_LR",
+    "CONTROL_TENSOR_NAME_PATTERNS": "jepagolf routes tensors to optimizers and export formats by shape and name "
+                                    "itself; use INT6_MIN_NUMEL / INT5_PATTERNS for the export",
+    "INT8_KEEP_FLOAT_FP32_NAME_PATTERNS": "jepagolf routes tensors to export formats itself; use INT6_MIN_NUMEL / "
+                                          "INT5_PATTERNS",
+}
+"""Reference variables with no jepagolf equivalent of the same meaning: refused, never ignored."""
+
+
+def _reference_env(env: Mapping[str, str]) -> dict[str, tuple[str, str]]:
+    """{field: (variable, raw value)} for the reference's variables that are spelled differently here;
+    ConfigError for those jepagolf cannot honour."""
+    for var, why in REFUSED_ENV.items():
+        if var in env:
+            raise ConfigError(f"{var} is not supported: {why}; unset {var}")
+    if "TIE_EMBEDDINGS" in env and not _parse("TIE_EMBEDDINGS", env["TIE_EMBEDDINGS"], bool):
+        raise ConfigError("TIE_EMBEDDINGS=0 is not supported: jepagolf always ties the embedding and the output "
+                          "head (no key unties them); unset TIE_EMBEDDINGS")
+    out = {}
+    for var, name in ENV_ALIASES.items():
+        if var in env:
+            if name.upper() in env and env[name.upper()] != env[var]:
+                raise ConfigError(f"{var}={env[var]} and {name.upper()}={env[name.upper()]} set the same key "
+                                  f"{name}; set only one")
+            out[name] = (var, env[var])
+    return out
+
+
 def _apply_settings(
     values: dict[str, dict[str, Any]], index: dict[str, tuple[str, type]],
     overrides: Mapping[str, Any] | None, environ: Mapping[str, str] | None,
 ) -> set[str]:
-    """Set ``values[section][name]`` from matching environment variables (NUM_LAYERS=...), then from
-    explicit overrides, which win; every value is parsed to its field's type. Returns the names set."""
+    """Set ``values[section][name]`` from matching environment variables (NUM_LAYERS=...) and the
+    reference's other spellings (``ENV_ALIASES``), then from explicit overrides, which win; every value
+    is parsed to its field's type. The reference's variables jepagolf cannot honour are refused.
+    Returns the names set."""
     env = os.environ if environ is None else environ
+    aliased = _reference_env(env)
     explicit: set[str] = set()
     for name, (section, typ) in index.items():
         if name.upper() in env:
             values[section][name] = _parse(name.upper(), env[name.upper()], typ)
+            explicit.add(name)
+        elif name in aliased:
+            values[section][name] = _parse(aliased[name][0], aliased[name][1], typ)
             explicit.add(name)
     for key, raw in (overrides or {}).items():
         section, name = resolve_key(key)
@@ -641,20 +720,32 @@ def parse_set_args(items: list[str]) -> dict[str, str]:
 
 
 # Presets (DESIGN section 7). Only the differences from the dataclass defaults (= v3) are listed.
+# The challenge's naive baseline, as the reference trainer (openai/parameter-golf train_gpt.py) runs it
+# end to end: 9 blocks, width 512, relu^2 MLP x2, no JEPA, no bigram; its micro-batch slicing, its
+# warmdown rule, its logging and validation cadence; the last weights exported in its int8 + zlib scheme.
+BASELINE: dict[str, Any] = {
+    "num_layers": 9,
+    "mlp_mult": 2.0,
+    "mlp_leaky_slope": 0.0,
+    "qk_gain_init": 1.5,
+    "bigram_buckets": 0,
+    "jepa": False,
+    "batch_slicing": "reference",
+    "warmdown_mode": "reference",
+    "val_loss_every": 1000,
+    "train_log_every": 200,
+    "artifact_ema_decay": 0.0,
+    "export_scheme": "int8-zlib",
+    "gptq": False,
+}
 PRESETS: dict[str, dict[str, Any]] = {
     "v3": {
         # Scored as every record since March 2026: sliding windows, stride 64 at seq 1024.
         "eval_stride": 64,
     },
-    "baseline": {
-        # The challenge's naive baseline: 9 blocks, width 512, relu^2 MLP x2, no JEPA, no bigram.
-        "num_layers": 9,
-        "mlp_mult": 2.0,
-        "mlp_leaky_slope": 0.0,
-        "qk_gain_init": 1.5,
-        "bigram_buckets": 0,
-        "jepa": False,
-    },
+    "baseline": BASELINE,
+    # The same training, shipped with jepagolf's export: artifact EMA, GPTQ int5/int6, LZMA.
+    "baseline-plus": {**BASELINE, "artifact_ema_decay": 0.9999, "export_scheme": "int6-lzma", "gptq": True},
     "cpu-demo": {
         # Small enough for ~4 minutes of training on 2 CPU cores with JEPA on; step-based schedule
         # so that runs with the same seed are comparable across machines.

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from jepagolf.config import Config
-from jepagolf.jepa.masking import jepa_rows, span_bounds
+from jepagolf.config import Config, span_bounds
+from jepagolf.jepa.masking import jepa_rows
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import random
+import shutil
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from jepagolf.data.shards import write_shard
 from jepagolf.jepa.objective import JepaLM
 
 
@@ -27,3 +31,34 @@ def live_model(cfg) -> JepaLM:
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.05)
     return model
+
+
+# ----- the fixed tiny dataset of the baseline parity test (docs/results/baseline-parity/README.md)
+PARITY_SEED = 20240520
+PARITY_VOCAB = 1024
+PARITY_TRAIN_TOKENS = 32_768
+PARITY_VAL_TOKENS = 4_096
+
+
+def parity_tokens(n: int, seed: int) -> np.ndarray:
+    """``n`` tokens of a random sparse Markov chain (each token has 4 possible successors), drawn with
+    ``random.Random(seed).getrandbits`` only, so the stream is the same on every Python and NumPy."""
+    rng = random.Random(seed)
+    successors = [[rng.getrandbits(10) for _ in range(4)] for _ in range(PARITY_VOCAB)]
+    out, tok = [], 1
+    for _ in range(n):
+        tok = successors[tok][rng.getrandbits(2)]
+        out.append(tok)
+    return np.asarray(out, dtype=np.int64)
+
+
+def write_parity_shards(folder: Path, tokenizer: Path) -> Path:
+    """The parity dataset in ``folder``: one train and one val shard (the first 32,768 and the next 4,096
+    tokens of one chain) and a copy of ``tokenizer``
+    (any 1024-piece model: it only enters val_bpb, never the training losses)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tokens = parity_tokens(PARITY_TRAIN_TOKENS + PARITY_VAL_TOKENS, PARITY_SEED)
+    write_shard(folder / "fineweb_train_000000.bin", tokens[:PARITY_TRAIN_TOKENS])
+    write_shard(folder / "fineweb_val_000000.bin", tokens[PARITY_TRAIN_TOKENS:])
+    shutil.copyfile(tokenizer, folder / "tokenizer.model")
+    return folder

@@ -133,6 +133,9 @@ CONFIG_CASES = [
     (["train_batch_tokens=1000"], "train_batch_tokens=1000 is not a multiple of micro_batch_tokens=512"),
     (["iterations=ten"], "iterations='ten': expected a value of type int"),
     (["checkpoint_keep=0"], "checkpoint_keep=0 must be >= 1"),
+    (["export_scheme=int4"], "export_scheme='int4': use int6-lzma or int8-zlib"),
+    (["export_scheme=int8-zlib"], "gptq=true rounds the int6-lzma export; export_scheme=int8-zlib rounds to nearest"),
+    (["batch_slicing=x"], "batch_slicing='x': use shared or reference"),
     (["checkpoint_every_steps=-1"], "checkpoint_every_steps, checkpoint_every_seconds and skip_nonfinite_steps "
                                     "must be >= 0"),
     (["eval_stride=65"], "eval_stride=65 is longer than the evaluation window eval_seq_len=64: use 1..64"),
@@ -152,3 +155,10 @@ def test_bad_config_from_the_environment(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("NUM_HEADS", "5")
     run_fails(train_args(tmp_path / "unused", tmp_path / "run"), "model_dim=64 is not divisible by num_heads=5",
               capsys)
+
+
+def test_cap_too_short_for_the_gptq_calibration(tmp_path, demo_data, capsys):
+    data = dataset(tmp_path / "d", demo_data)
+    run_fails(train_args(data, tmp_path / "run", "max_wallclock_seconds=0.0001"),
+              "max_wallclock_seconds=0.0001 leaves no training time: GPTQ calibration on 8192 training tokens "
+              "needs a measured", capsys)

@@ -65,6 +65,13 @@ def test_warmdown_modes():
     assert schedules.lr_scale(steps, 990, 9999.0) == pytest.approx(0.5)
     assert schedules.lr_scale(steps, 1000, 1.0) == 0.0
     assert schedules.lr_scale(_cfg(), 90, 1.0) == pytest.approx(0.5)  # auto: the step limit still applies
+    # reference: under a cap the clock alone decides (a run that `iterations` ends first never warms down) ...
+    reference = _cfg(warmdown_mode="reference")
+    assert schedules.lr_scale(reference, 90, 1.0) == 1.0
+    assert schedules.lr_scale(reference, 90, 90.0) == pytest.approx(0.5)
+    # ... without one, the steps do; a training budget (the cap less the calibration reserve) moves the clock's end
+    assert schedules.lr_scale(_cfg(warmdown_mode="reference", max_wallclock_seconds=0), 90, 1.0) == pytest.approx(0.5)
+    assert schedules.lr_scale(auto, 80, 80.0, budget_s=90.0) == pytest.approx(0.5)
     with pytest.raises(ConfigError, match="max_wallclock_seconds"):
         _cfg(warmdown_mode="wallclock", max_wallclock_seconds=0)
     with pytest.raises(ConfigError, match="warmdown_mode"):

@@ -8,9 +8,9 @@ from helpers import live_model
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jepagolf.config import build_config
+from jepagolf.config import build_config, span_bounds
 from jepagolf.jepa.losses import jepa_loss, vicreg_covariance, vicreg_variance
-from jepagolf.jepa.masking import sample_mask, sample_spans, span_bounds, span_generator, spans_to_mask
+from jepagolf.jepa.masking import sample_mask, sample_spans, span_generator, spans_to_mask
 from jepagolf.jepa.objective import JepaLM
 from jepagolf.jepa.target import WeightEMA, lerp_towards, make_target_encoder, update_target
 from jepagolf.optim.groups import build_optimizers, check_groups, route_params

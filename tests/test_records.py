@@ -18,19 +18,19 @@ from hypothesis import strategies as st
 from jepagolf.cli import main
 from jepagolf.config import build_config
 from jepagolf.export.artifact import ARTIFACT_NAME
-from jepagolf.export.bundle import (
+from jepagolf.export.records import ExportError, export_records
+from jepagolf.export.size import GROUPS, artifact_size_report, predict_size, tensor_group
+from jepagolf.model.gpt import GPT, count_params
+from jepagolf.sources import (
     EXCLUDED_MODULES,
     _literal,
     build_script,
     bundle_modules,
-    config_from_run,
     module_name,
     package_sources,
     script_variants,
 )
-from jepagolf.export.records import ExportError, export_records
-from jepagolf.export.size import GROUPS, artifact_size_report, predict_size, tensor_group
-from jepagolf.model.gpt import GPT, count_params
+from jepagolf.train.entry import config_from_run
 from jepagolf.train.loop import train
 from jepagolf.train.runtime import Runtime
 
@@ -249,6 +249,12 @@ def test_readme_is_generated_from_the_results(records):
     assert "(the score: round-trip artifact, sliding windows, stride 16 at seq 64;" in text
     assert f"{sub['bytes_total']:,}" in text and f"{sub['bytes_code_plain']:,}" in text
     assert "`NUM_LAYERS=3`" in text and "SEED=$SEED" in text
+    assert "## Time budget" in text and "GPTQ calibration" in text  # how the training-data seconds were spent
+    for seed in SEEDS:
+        x = sub["seed_results"][str(seed)]
+        assert x["budget_seconds"] == pytest.approx(x["train_seconds"] + x["calibration_seconds"])
+        assert (f"| {seed} | {x['train_seconds']:.1f} | {x['calibration_seconds']:.1f} | {x['budget_seconds']:.1f} "
+                "| none |") in text
     for group in ("embeddings", "attention", "mlp", "control"):
         assert group in text
 

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from jepagolf.config import Config, ModelConfig
 from jepagolf.export.container import load_artifact, save_artifact
-from jepagolf.export.quant import dequantize_state_dict, quantize_state_dict
+from jepagolf.export.quant import dequantize_state_dict, quantize_state_dict, quantize_state_dict_reference
 from jepagolf.model.gpt import GPT
 
 ARTIFACT_NAME = "final_model.int6.lzma"
@@ -29,6 +29,9 @@ def write_artifact(
     leaked = [k for k in state_dict if any(f in k for f in JEPA_ONLY_FRAGMENTS)]
     if leaked:
         raise ValueError(f"refusing to export JEPA-only weights: {leaked}")
+    if cfg.export.export_scheme == "int8-zlib":
+        return save_artifact(path, quantize_state_dict_reference(state_dict), meta=artifact_meta_for(cfg),
+                             compression="zlib")
     qm = quantize_state_dict(state_dict, min_numel=cfg.export.int6_min_numel, int5_patterns=int5_patterns(cfg),
                              embedding_kind=cfg.export.embed_quant, hessians=hessians)  # type: ignore[arg-type]
     return save_artifact(path, qm, meta=artifact_meta_for(cfg))

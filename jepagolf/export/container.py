@@ -42,6 +42,9 @@ from jepagolf.export.quant import QuantizedModel, QuantizedTensor, quantize_stat
 from jepagolf.tensor_bytes import TORCH_TO_NAME, is_shape, nbytes, read_tensor, tensor_bytes
 
 MAGIC = b"JGOLF1\0"
+# The same container with a zlib (level 9) stream instead of LZMA: the reference trainer's compression.
+MAGIC_ZLIB = b"JGOLFZ\0"
+COMPRESSIONS = ("lzma", "zlib")
 FORMAT_VERSION = 1
 _PREFIX = struct.Struct("<7sQQ")  # magic, payload_len, compressed_len
 _DIGEST_LEN = 32
@@ -130,15 +133,20 @@ def encode_payload(qm: QuantizedModel, meta: dict[str, Any] | None = None) -> by
     return b"".join([struct.pack("<I", len(header_bytes)), header_bytes, *chunks])
 
 
-def compress_payload(payload: bytes) -> bytes:
+def compress_payload(payload: bytes, compression: str = "lzma") -> bytes:
+    if compression == "zlib":
+        return zlib.compress(payload, level=9)
     return lzma.compress(payload, format=lzma.FORMAT_RAW, filters=_LZMA_FILTERS)
 
 
-def artifact_bytes(qm: QuantizedModel, meta: dict[str, Any] | None = None) -> bytes:
-    """The complete artifact file contents for ``qm``."""
+def artifact_bytes(qm: QuantizedModel, meta: dict[str, Any] | None = None, compression: str = "lzma") -> bytes:
+    """The complete artifact file contents for ``qm``; ``compression`` is "lzma" or "zlib"."""
+    if compression not in COMPRESSIONS:
+        raise ValueError(f"artifact compression {compression!r}: use one of {COMPRESSIONS}")
     payload = encode_payload(qm, meta)
-    compressed = compress_payload(payload)
-    body = _PREFIX.pack(MAGIC, len(payload), len(compressed)) + compressed
+    compressed = compress_payload(payload, compression)
+    magic = MAGIC_ZLIB if compression == "zlib" else MAGIC
+    body = _PREFIX.pack(magic, len(payload), len(compressed)) + compressed
     return body + hashlib.sha256(body).digest()
 
 
@@ -150,10 +158,11 @@ def artifact_bytes_from_state_dict(
     return artifact_bytes(quantize_state_dict(sd, **quant_kwargs), meta)
 
 
-def save_artifact(path: str | os.PathLike[str], qm: QuantizedModel, *, meta: dict[str, Any] | None = None) -> int:
+def save_artifact(path: str | os.PathLike[str], qm: QuantizedModel, *, meta: dict[str, Any] | None = None,
+                  compression: str = "lzma") -> int:
     """Write the artifact atomically (temp file, fsync, rename, directory fsync): a crash leaves either
     the old file or the new one, never a torn artifact. Returns the bytes written."""
-    data = artifact_bytes(qm, meta)
+    data = artifact_bytes(qm, meta, compression)
     atomic_write(path, lambda f: f.write(data))
     return len(data)
 
@@ -163,9 +172,9 @@ def save_artifact(path: str | os.PathLike[str], qm: QuantizedModel, *, meta: dic
 
 def _unwrap(data: bytes, source: str) -> bytes:
     """Check magic, lengths and checksum; return the decompressed payload."""
-    if len(data) < len(MAGIC) and MAGIC.startswith(data) and data:
+    if len(data) < len(MAGIC) and data and (MAGIC.startswith(data) or MAGIC_ZLIB.startswith(data)):
         raise ArtifactError(f"{source}: artifact truncated: {len(data)} bytes, not even the magic")
-    if len(data) < len(MAGIC) or data[: len(MAGIC)] != MAGIC:
+    if len(data) < len(MAGIC) or data[: len(MAGIC)] not in (MAGIC, MAGIC_ZLIB):
         raise ArtifactError(f"{source}: not a jepagolf artifact (bad magic bytes)")
     if len(data) < _PREFIX.size + _DIGEST_LEN:
         raise ArtifactError(f"{source}: artifact truncated: {len(data)} bytes is shorter than the fixed header")
@@ -182,6 +191,8 @@ def _unwrap(data: bytes, source: str) -> bytes:
         raise ArtifactError(f"{source}: artifact corrupted: checksum mismatch -- re-export or re-download")
     if len(data) != expected:
         raise ArtifactError(f"{source}: malformed artifact: header declares {expected} bytes, file has {len(data)}")
+    if data[: len(MAGIC)] == MAGIC_ZLIB:
+        return _inflate(data[_PREFIX.size : _PREFIX.size + compressed_len], payload_len, source)
     decomp = lzma.LZMADecompressor(format=lzma.FORMAT_RAW, filters=_LZMA_DECODE_FILTERS)
     try:
         # max_length bounds memory by the declared size even if the stream would decode to more.
@@ -195,6 +206,20 @@ def _unwrap(data: bytes, source: str) -> bytes:
         raise ArtifactError(
             f"{source}: malformed artifact: LZMA stream does not decode to the declared {payload_len} bytes"
         )
+    return payload
+
+
+def _inflate(stream: bytes, payload_len: int, source: str) -> bytes:
+    """The zlib stream's payload, decoded to at most the declared length (memory stays bounded)."""
+    decomp = zlib.decompressobj()
+    try:
+        payload = decomp.decompress(stream, payload_len)
+        extra = decomp.decompress(decomp.unconsumed_tail, 1) if decomp.unconsumed_tail else b""
+    except zlib.error as e:
+        raise ArtifactError(f"{source}: malformed artifact: zlib stream does not decode ({e})") from e
+    if len(payload) != payload_len or extra or not decomp.eof:
+        raise ArtifactError(f"{source}: malformed artifact: zlib stream does not decode to the declared "
+                            f"{payload_len} bytes")
     return payload
 
 

@@ -14,7 +14,9 @@ the candidate percentiles.
 
 from __future__ import annotations
 
+import math
 import os
+import time
 from collections.abc import Iterable
 
 import torch
@@ -23,6 +25,9 @@ from torch import Tensor, nn
 from jepagolf.config import Config
 from jepagolf.data.shards import TokenStream, list_shards
 from jepagolf.export.quant import DEFAULT_CLIP_QUANTILES, quantize_rows
+
+# Calibration sequences per forward pass when the Hessians are collected.
+CALIBRATION_BATCH = 8
 
 
 def gptq_quantize(
@@ -74,7 +79,7 @@ def gptq_quantize(
 
 
 @torch.no_grad()
-def collect_hessians(gpt: nn.Module, tokens: Tensor, batch: int = 8) -> dict[str, Tensor]:
+def collect_hessians(gpt: nn.Module, tokens: Tensor, batch: int = CALIBRATION_BATCH) -> dict[str, Tensor]:
     """Inputs' second moments ``X^T X`` (fp64, CPU) for every ``nn.Linear`` weight of ``gpt`` and for
     the tied head ("tok_emb.weight", whose input is the final representation z).
 
@@ -121,3 +126,26 @@ def export_hessians(gpt: nn.Module, cfg: Config, data_dir: str | os.PathLike[str
         return None
     tokens = calibration_tokens(data_dir, cfg.export.gptq_calib_tokens, cfg.train.train_seq_len)
     return collect_hessians(gpt, tokens)
+
+
+def estimate_calibration_seconds(gpt: nn.Module, cfg: Config, data_dir: str | os.PathLike[str]) -> float:
+    """Measured seconds that :func:`export_hessians` will take for ``cfg`` on ``gpt``'s device (0 when
+    ``cfg.export.gptq`` is off), so that a wall-clock-capped run can stop training early enough.
+
+    It does the real work on a slice: reads all the calibration tokens, then times the first forward
+    batch (which pays the one-off costs) and a second one (the steady rate), and extrapolates to the
+    number of batches. ``gpt`` only needs the trained model's shape; its weights do not change the cost.
+    """
+    if not cfg.export.gptq:
+        return 0.0
+    t0 = time.perf_counter()
+    tokens = calibration_tokens(data_dir, cfg.export.gptq_calib_tokens, cfg.train.train_seq_len)
+    batches = math.ceil(tokens.shape[0] / CALIBRATION_BATCH)
+    t1 = time.perf_counter()
+    collect_hessians(gpt, tokens[:CALIBRATION_BATCH])  # returns host tensors: the device has finished
+    t2 = time.perf_counter()
+    if batches == 1:
+        return t2 - t0
+    collect_hessians(gpt, tokens[CALIBRATION_BATCH : 2 * CALIBRATION_BATCH])
+    t3 = time.perf_counter()
+    return (t1 - t0) + (t2 - t1) + (t3 - t2) * (batches - 1)

@@ -29,6 +29,15 @@ DEFAULT_FP32_PATTERNS: tuple[str, ...] = ("scale", "gain", "mix", "skip_weight")
 DEFAULT_MIN_NUMEL = 16_384
 TIED_EMBEDDING_NAME = "tok_emb.weight"
 
+# The reference trainer's int8 export (openai/parameter-golf train_gpt.py, the challenge's naive
+# baseline), as facts: float tensors of at most 65,536 elements are kept as they are (fp32 when the name
+# is a control tensor's, else fp16); larger matrices get int8 per row, the row's clip at the
+# 99.99984th percentile of |w|, scale clip/127 floored at 1/127, codes rounded with the fp32 scale
+# and the scale stored in fp16. The file is zlib level 9 (see jepagolf.export.container).
+REFERENCE_KEEP_FLOAT_MAX_NUMEL = 65_536
+REFERENCE_CLIP_Q = 99.99984 / 100.0
+REFERENCE_CONTROL_PATTERNS: tuple[str, ...] = ("attn_scale", "mlp_scale", "resid_mix", "q_gain", "skip_weight")
+
 _FP16_MAX = torch.finfo(torch.float16).max
 # Smallest positive fp16 (subnormal). Scales are clamped up to it so a row of tiny but nonzero
 # weights never gets a zero scale (which would divide by zero and lose the row).
@@ -236,6 +245,39 @@ def quantize_state_dict(
             qm.floats[name] = t.to(torch.float32).clone()
         else:
             qm.floats[name] = t.to(torch.float16)
+    return qm
+
+
+def quantize_rows_reference(w: Tensor) -> tuple[Tensor, Tensor]:
+    """The reference trainer's per-row int8 (see ``REFERENCE_CLIP_Q``): (q int8 [rows, cols], scale
+    fp16 [rows]); unlike :func:`quantize_rows`, the codes are rounded with the fp32 scale."""
+    if w.ndim != 2 or not w.is_floating_point():
+        raise ValueError(f"quantize_rows_reference needs a 2-D float tensor, got {w.dtype} {tuple(w.shape)}")
+    w32 = w.detach().to(device="cpu", dtype=torch.float32)
+    clip = torch.quantile(w32.abs(), REFERENCE_CLIP_Q, dim=1)  # [rows]
+    clipped = torch.maximum(torch.minimum(w32, clip[:, None]), -clip[:, None])
+    scale = (clip / INT8_MAX).clamp_min(1.0 / INT8_MAX)  # [rows], fp32
+    q = torch.clamp(torch.round(clipped / scale[:, None]), -INT8_MAX, INT8_MAX).to(torch.int8)
+    return q, scale.to(torch.float16)
+
+
+def quantize_state_dict_reference(sd: Mapping[str, Tensor]) -> QuantizedModel:
+    """Quantise a state dict as the reference trainer's export does (``REFERENCE_KEEP_FLOAT_MAX_NUMEL``,
+    ``quantize_rows_reference``). Its per-tensor int8 for large tensors of other ranks is not
+    implemented: the GPT has none."""
+    qm = QuantizedModel()
+    for name in sorted(sd):
+        t = sd[name].detach().cpu()
+        if not t.is_floating_point():
+            qm.floats[name] = t.clone()
+        elif t.numel() <= REFERENCE_KEEP_FLOAT_MAX_NUMEL:
+            control = is_fp32_name(name, REFERENCE_CONTROL_PATTERNS)
+            qm.floats[name] = t.to(torch.float32).clone() if control else t.to(torch.float16)
+        elif t.ndim == 2:
+            qm.quantized[name] = QuantizedTensor(*quantize_rows_reference(t), "int8")
+        else:
+            raise ValueError(f"{name}: the reference int8 export of a {t.ndim}-D tensor of {t.numel()} elements "
+                             "(per-tensor scale) is not implemented")
     return qm
 
 

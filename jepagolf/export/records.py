@@ -1,6 +1,6 @@
 """Finished run folder(s) -> a challenge records folder (``jepagolf export``).
 
-The folder holds ``train_gpt.py`` (generated from the package, see :mod:`jepagolf.export.bundle`),
+The folder holds ``train_gpt.py`` (generated from the package, see :mod:`jepagolf.sources`),
 ``submission.json``, a ``README.md`` written from the results, each seed's train log and artifact,
 and ``requirements.txt``. Several runs of one configuration (differing only in seed) make one
 submission with per-seed results, mean and standard deviation.
@@ -27,8 +27,8 @@ from typing import Any
 
 from jepagolf.config import ConfigError, config_dict_hash, config_from_dict, jepa_variant_settings
 from jepagolf.export.artifact import ARTIFACT_NAME, artifact_meta
-from jepagolf.export.bundle import SCRIPT_NAME, script_variants
 from jepagolf.export.size import CAP_BYTES, SizeReport, artifact_size_report, over_cap_message
+from jepagolf.sources import SCRIPT_NAME, script_variants, source_hash
 from jepagolf.summary import read_scores
 
 # Config keys that may differ between the runs of one submission: the seed is what varies, and
@@ -188,12 +188,16 @@ def technique_summary(config: dict[str, Any]) -> str:
         parts.append("plain next-token cross-entropy (no JEPA)")
     parts.append(
         f"Muon for matrices (lr {o['matrix_lr']:g}) + Adam for embeddings and scalars, warmdown {o['warmdown_iters']}, "
-        f"artifact weight EMA {o['artifact_ema_decay']:g}"
+        + (f"artifact weight EMA {o['artifact_ema_decay']:g}" if o["artifact_ema_decay"] else "last weights exported")
     )
     cap = t["max_wallclock_seconds"]
     parts.append(f"{t['train_batch_tokens']:,} tokens/step x seq {t['train_seq_len']}, "
                  + (f"{cap:g} s wall-clock cap" if cap else f"{t['iterations']} steps"))
     e = config.get("export", {})
+    if e.get("export_scheme") == "int8-zlib":
+        parts.append("the reference's per-row int8 quantisation (clip at the 99.99984th percentile, tensors of "
+                     "<= 65,536 elements kept in fp16/fp32), zlib, checksummed container")
+        return "; ".join(parts)
     int5 = [x.strip() for x in str(e.get("int5_patterns", "")).split(",") if x.strip()]
     parts.append(
         "per-row int6 quantisation" + (f" (int5 for {', '.join(int5)})" if int5 else "")
@@ -268,6 +272,9 @@ def build_submission(
             "quant_gap_bpb": sc.roundtrip_val_bpb - sc.prequant_val_bpb,
             "steps": steps,
             "train_seconds": s["train_seconds"],
+            # Runs from before the budget split have no calibration figure: their calibration ran after the cap.
+            "calibration_seconds": s.get("calibration_seconds"),
+            "budget_seconds": s.get("budget_seconds"),
             "ms_per_step": 1000 * s["train_seconds"] / max(steps, 1),
             "tokens_seen": s["tokens_seen"],
             "bytes_model": r.artifact_bytes,
@@ -330,6 +337,29 @@ def _fmt_row(cells: Sequence[str]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
+def budget_section(sub: dict[str, Any], runs: Sequence[RunRecord]) -> list[str]:
+    """README lines on how the training-time budget was spent: everything that read training data
+    (the training steps and the GPTQ calibration) against the wall-clock cap."""
+    cap = float(runs[0].config["train"]["max_wallclock_seconds"])
+    lines = ["## Time budget", ""]
+    if any(sub["seed_results"][str(r.seed)]["budget_seconds"] is None for r in runs):
+        return lines + ["Some runs predate the train/calibration split: their GPTQ calibration (if any) ran after "
+                        "the training clock stopped and is not counted.", ""]
+    lines.append("Everything that read training data ran on the training clock: the optimizer steps, then the "
+                 "GPTQ calibration (whose cost was measured on a slice before the clock started and kept out of "
+                 "the steps' share). Validation, export and the round-trip evaluation are not training time."
+                 if runs[0].config.get("export", {}).get("gptq") else
+                 "Everything that read training data ran on the training clock: only the optimizer steps (no "
+                 "calibration). Validation, export and the round-trip evaluation are not training time.")
+    lines += ["", _fmt_row(["seed", "training steps s", "calibration s", "total s", "cap s"]),
+              _fmt_row(["---", "---:", "---:", "---:", "---:"])]
+    for r in runs:
+        x = sub["seed_results"][str(r.seed)]
+        lines.append(_fmt_row([str(r.seed), f"{x['train_seconds']:.1f}", f"{x['calibration_seconds']:.1f}",
+                               f"{x['budget_seconds']:.1f}", f"{cap:g}" if cap else "none"]))
+    return lines + [""]
+
+
 def render_readme(sub: dict[str, Any], runs: Sequence[RunRecord], size: SizeReport, warnings: Sequence[str]) -> str:
     """README.md from the submission and the size report."""
     cfg = runs[0].config
@@ -360,6 +390,7 @@ def render_readme(sub: dict[str, Any], runs: Sequence[RunRecord], size: SizeRepo
     lines += ["", "val_bpb and val_loss are the score, what the challenge evaluates: " + sub["score_kind"] + ". The "
               "round trip, pre-quant figures and the quantisation gap (round trip - pre-quant) use non-overlapping "
               "windows of the training length. Standard deviations are sample standard deviations (n-1).", ""]
+    lines += budget_section(sub, runs)
     lines += ["## Sizes", "", _fmt_row(["", "bytes"]), _fmt_row(["---", "---:"])]
     kind = "compressed, self-extracting" if sub["code_compressed"] else "plain"
     lines += [
@@ -448,8 +479,6 @@ def export_records(
     overwrite: bool = False,
 ) -> tuple[dict[str, Any], list[str]]:
     """Write the records folder; return (submission dict, warnings). Nothing is written on refusal."""
-    from jepagolf.train.runtime import source_hash
-
     if not run_dirs:
         raise ExportError("no run folder given")
     runs = [read_run(d) for d in run_dirs]

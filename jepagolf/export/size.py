@@ -251,7 +251,7 @@ def predict_size(cfg: Config, code_bytes: int | None = None, cap_bytes: int = CA
     header_bytes = len(compress_payload(header))
     model_bytes = sum(g.bytes for g in groups.values()) + header_bytes + _FRAMING_BYTES
     if code_bytes is None:
-        from jepagolf.export.bundle import build_script
+        from jepagolf.sources import build_script
 
         code_bytes = len(build_script(cfg.to_dict()))
     bound = round(gaussian) + header_bytes + _FRAMING_BYTES

@@ -14,20 +14,7 @@ import math
 import torch
 from torch import Tensor
 
-
-def span_bounds(seq_len: int, num_spans: int, span_min: int) -> tuple[int, int]:
-    """(min, max) span length: lengths are clamped to [min, max(min, T // (2 * num_spans))]."""
-    return span_min, max(span_min, seq_len // (2 * num_spans))
-
-
-def check_span_settings(seq_len: int, num_spans: int, span_min: int) -> None:
-    lo, hi = span_bounds(seq_len, num_spans, span_min)
-    need = num_spans * hi + (num_spans - 1)
-    if need > seq_len:
-        raise ValueError(
-            f"train_seq_len={seq_len} is too short for jepa_num_spans={num_spans} spans of up to {hi} "
-            f"tokens with gaps (needs {need}); raise train_seq_len or lower jepa_num_spans/jepa_span_min"
-        )
+from jepagolf.config import check_span_settings, span_bounds
 
 
 def sample_spans(seq_len: int, num_spans: int, p: float, span_min: int, generator: torch.Generator) -> Tensor:

@@ -30,12 +30,28 @@ def to_device(x: Tensor, device: torch.device) -> Tensor:
     return x.contiguous().pin_memory().to(device, non_blocking=True)
 
 
-def micro_batch(chunk: np.ndarray, index: int, micro_tokens: int, seq_len: int,
-                device: torch.device) -> tuple[Tensor, Tensor]:
-    """Micro-batch ``index`` of a step's (G+1)-token chunk -> x, y (b, T) int64 on the device.
+def micro_stride(cfg: Config) -> int:
+    """Tokens of a step's chunk between the starts of two micro-batches: ``micro_batch_tokens`` when
+    neighbours share their boundary token (``batch_slicing=shared``), one more when every micro-batch
+    reads its own m+1 tokens, as the reference trainer's loader does (``batch_slicing=reference``)."""
+    t = cfg.train
+    return t.micro_batch_tokens + (t.batch_slicing == "reference")
 
-    It predicts chunk[i*m+1 : (i+1)*m+1] from chunk[i*m : (i+1)*m], m = ``micro_tokens``."""
-    seg = torch.from_numpy(chunk[index * micro_tokens : (index + 1) * micro_tokens + 1].astype(np.int64))
+
+def step_tokens(cfg: Config) -> int:
+    """Tokens one optimizer step reads from the stream: G+1 (shared), or (m+1) per micro-batch."""
+    t = cfg.train
+    return (t.train_batch_tokens // t.micro_batch_tokens - 1) * micro_stride(cfg) + t.micro_batch_tokens + 1
+
+
+def micro_batch(chunk: np.ndarray, index: int, micro_tokens: int, seq_len: int,
+                device: torch.device, stride: int | None = None) -> tuple[Tensor, Tensor]:
+    """Micro-batch ``index`` of a step's chunk (``step_tokens`` long) -> x, y (b, T) int64 on the device.
+
+    It predicts chunk[i*s+1 : i*s+m+1] from chunk[i*s : i*s+m], m = ``micro_tokens``, s = ``stride``
+    (default m; see ``micro_stride``)."""
+    start = index * (micro_tokens if stride is None else stride)
+    seg = torch.from_numpy(chunk[start : start + micro_tokens + 1].astype(np.int64))
     seg = to_device(seg, device)
     return seg[:-1].view(-1, seq_len), seg[1:].view(-1, seq_len)  # (b, T) each
 

@@ -38,16 +38,17 @@ from jepagolf.data.shards import (
 from jepagolf.data.tokenizer import load_tokenizer
 from jepagolf.eval import EvalResult, evaluate
 from jepagolf.export.artifact import ARTIFACT_NAME, load_gpt_from_artifact, write_artifact
-from jepagolf.export.gptq import export_hessians
+from jepagolf.export.gptq import estimate_calibration_seconds, export_hessians
 from jepagolf.jepa.diagnostics import gradient_share
 from jepagolf.jepa.masking import jepa_rows
 from jepagolf.jepa.objective import JepaLM, noise_seed
 from jepagolf.jepa.target import WeightEMA, ema_momentum, make_target_encoder, update_target
 from jepagolf.model.gpt import GPT, count_params
 from jepagolf.optim.groups import build_optimizers
+from jepagolf.sources import shipped_code_bytes, source_hash
 from jepagolf.summary import SUMMARY_VERSION, score_kind
 from jepagolf.train import schedules
-from jepagolf.train.batches import micro_batch, micro_batch_indices, micro_batch_mask
+from jepagolf.train.batches import micro_batch, micro_batch_indices, micro_batch_mask, micro_stride, step_tokens
 from jepagolf.train.checkpoint import CheckpointError, list_checkpoints, load_latest
 from jepagolf.train.logger import RunLogger
 from jepagolf.train.preempt import Preempted, signal_name
@@ -59,13 +60,15 @@ from jepagolf.train.runtime import (
     peak_memory_mib,
     sdpa_context,
     seed_everything,
-    source_hash,
     versions,
 )
 
 # Compile warm-up steps when compile_warmup_steps is -1 (auto) and the model is compiled: enough for
 # torch.compile to trace the CE and JEPA graphs and for the kernels' autotuning to settle.
 AUTO_WARMUP_STEPS = 20
+# The GPTQ calibration reserve is the measured estimate times this: room for the timing noise of a shared
+# host, so that training plus calibration stays under the cap (the test runs on 2 busy CPU cores).
+CALIBRATION_MARGIN = 1.5
 
 
 @dataclass
@@ -115,6 +118,9 @@ class Trainer(ReliabilityMixin):
         self.grad_accum = micro_total // rt.world_size
         seed_everything(t.seed)  # same init on every rank
         self.model = JepaLM(cfg).to(rt.device)
+        self.calibration_reserve_s = self.measure_calibration_reserve()
+        self.train_budget_s = t.max_wallclock_seconds - self.calibration_reserve_s  # training seconds under a cap
+        self.calibration_s = 0.0
         # online targets come from the trained network itself: no EMA copy, no target pass.
         self.target = (
             make_target_encoder(self.model.gpt) if cfg.jepa.active and cfg.jepa.jepa_target == "ema" else None
@@ -156,6 +162,29 @@ class Trainer(ReliabilityMixin):
         # before training, not after it.
         self.code_bytes = package_code_bytes(cfg)
 
+    def measure_calibration_reserve(self) -> float:
+        """Seconds of the cap to keep for GPTQ calibration, measured (0 without a cap or without GPTQ).
+
+        The calibration reads training data, so under the challenge's rules it is training time: the run
+        must stop training early enough for it to finish within the cap. It is timed here, before the
+        clock starts, on an uncompiled copy of the model (what gets calibrated at the end) and agreed
+        over the ranks (the slowest one's figure), since every rank decides when to stop."""
+        cfg, t = self.cfg, self.cfg.train
+        if t.max_wallclock_seconds <= 0 or not cfg.export.gptq:
+            return 0.0
+        probe = copy.deepcopy(self.model.gpt)
+        with sdpa_context(self.rt.device):
+            estimate = estimate_calibration_seconds(probe, cfg, self.paths.data_dir)
+        del probe
+        reserve = self._agreed_max(CALIBRATION_MARGIN * estimate)
+        if reserve >= t.max_wallclock_seconds:
+            raise ConfigError(
+                f"max_wallclock_seconds={t.max_wallclock_seconds:g} leaves no training time: GPTQ calibration "
+                f"on {cfg.export.gptq_calib_tokens} training tokens needs a measured {reserve:.1f} s of it; raise "
+                "max_wallclock_seconds, lower gptq_calib_tokens, or set gptq=false"
+            )
+        return reserve
+
     # ----- one optimizer step -------------------------------------------------------------------
     def is_diag_step(self, step: int) -> bool:
         """Collapse diagnostics at 1-based ``step``: every diag_every steps, the first and the last."""
@@ -169,19 +198,20 @@ class Trainer(ReliabilityMixin):
         diagnostics, which cost extra backward passes."""
         diag = self.is_diag_step(self.step + 1)
         with sdpa_context(self.rt.device):
-            return self.forward_backward(self.stream.take(self.cfg.train.train_batch_tokens + 1), diag)
+            return self.forward_backward(self.stream.take(step_tokens(self.cfg)), diag)
 
     def forward_backward(self, chunk: np.ndarray, diag: bool = False) -> dict[str, Tensor]:
-        """Gradients of one optimizer step from its (batch + 1)-token chunk; returns mean diagnostics."""
+        """Gradients of one optimizer step from its chunk (``step_tokens``); returns mean diagnostics."""
         cfg, rt, t = self.cfg, self.rt, self.cfg.train
         step = self.step
-        weight = schedules.jepa_step_weight(cfg, step, self.elapsed_s)  # 0 on a step that skips JEPA (jepa_every)
+        # 0 on a step that skips JEPA (jepa_every)
+        weight = schedules.jepa_step_weight(cfg, step, self.elapsed_s, self.train_budget_s)
         span = cfg.jepa.jepa_mode == "span"
         sums: dict[str, Tensor] = {}
         grad_stats: dict[str, float] = {}
         ctx = torch.autocast(rt.device.type, dtype=rt.autocast_dtype) if rt.autocast_dtype else nullcontext()
         for a, index in enumerate(micro_batch_indices(rt.rank, self.grad_accum)):
-            x, y = micro_batch(chunk, index, t.micro_batch_tokens, t.train_seq_len, rt.device)
+            x, y = micro_batch(chunk, index, t.micro_batch_tokens, t.train_seq_len, rt.device, micro_stride(cfg))
             mask = target_z = mask_pos = None
             extra: dict[str, Any] = {"diagnostics": True} if diag else {}
             if weight > 0:
@@ -217,7 +247,7 @@ class Trainer(ReliabilityMixin):
     def apply_update(self) -> float:
         """Set this step's LRs and momenta, clip, step every optimizer, update both EMAs."""
         cfg, step = self.cfg, self.step
-        scale = schedules.lr_scale(cfg, step, self.elapsed_s)
+        scale = schedules.lr_scale(cfg, step, self.elapsed_s, self.train_budget_s)
         mom = schedules.muon_momentum(cfg, step)
         for opt in self.optimizers:
             for group in opt.param_groups:
@@ -232,7 +262,8 @@ class Trainer(ReliabilityMixin):
         # is the same average of the online trajectory as in v3; the update is one foreach lerp.
         if self.target is not None:
             m = ema_momentum(
-                schedules.progress(cfg, step + 1, self.elapsed_s), cfg.jepa.jepa_ema_start, cfg.jepa.jepa_ema_end
+                schedules.progress(cfg, step + 1, self.elapsed_s, self.train_budget_s), cfg.jepa.jepa_ema_start,
+                cfg.jepa.jepa_ema_end
             )
             update_target(self.target, self.model.gpt, m)
         self.artifact_ema.update(self.model.gpt)
@@ -258,11 +289,16 @@ class Trainer(ReliabilityMixin):
     def _control(self) -> tuple[bool, bool, bool]:
         """(time is up, stop signal received, checkpoint due by the clock), the same on every rank.
 
+        Without a calibration reserve, time is up once the elapsed training time reaches the cap (the
+        reference trainer's rule: the last step may end past it). With one, time is up when another step
+        at the mean pace so far would end past the training budget (the cap less the reserve), so that
+        training plus calibration finish within the cap.
         One all_reduce carries the three flags, so every rank stops or checkpoints at the same step
         (signals and clocks differ across processes).
         """
         t = self.cfg.train
-        time_up = t.max_wallclock_seconds > 0 and self.elapsed_s >= t.max_wallclock_seconds
+        next_step_s = self.elapsed_s / max(self.step, 1) if self.calibration_reserve_s else 0.0
+        time_up = t.max_wallclock_seconds > 0 and self.elapsed_s + next_step_s >= self.train_budget_s
         due = (t.checkpoint_every_seconds > 0
                and time.monotonic() - self._last_checkpoint_wall >= t.checkpoint_every_seconds)
         flags = [time_up, self.stop.requested, due]
@@ -274,9 +310,15 @@ class Trainer(ReliabilityMixin):
 
     def _agreed_elapsed(self, local: float) -> float:
         """Training seconds, the same on every rank: with a wall-clock cap the LR warmdown, the EMA
-        momentum and the stop depend on it. The maximum over a host-side gloo group costs microseconds
-        and no GPU sync."""
-        if not self.rt.distributed or self.cfg.train.max_wallclock_seconds <= 0:
+        momentum and the stop depend on it."""
+        if self.cfg.train.max_wallclock_seconds <= 0:
+            return local
+        return self._agreed_max(local)
+
+    def _agreed_max(self, local: float) -> float:
+        """The maximum of ``local`` over the ranks; over a host-side gloo group it costs microseconds and
+        no GPU sync."""
+        if not self.rt.distributed:
             return local
         buf = torch.tensor([local], dtype=torch.float64)
         dist.all_reduce(buf, op=dist.ReduceOp.MAX, group=self.rt.cpu_group)
@@ -350,6 +392,10 @@ class Trainer(ReliabilityMixin):
         log.line("versions:" + json.dumps(versions(), sort_keys=True))
         log.line(f"data:{self.paths.data_dir} tokenizer:{self.paths.tokenizer} val_tokens:{len(self.val.tokens)} "
                  f"unigram_val_bpb:{self.val.unigram_bpb:.4f}")
+        if self.calibration_reserve_s:
+            log.line(f"calibration_reserve_seconds:{self.calibration_reserve_s:.2f} train_budget_seconds:"
+                     f"{self.train_budget_s:.2f} (GPTQ calibration reads training data: it runs inside the "
+                     f"{t.max_wallclock_seconds:g} s cap, timed on a slice before the clock started)")
         for note in self.resume_notes:
             log.line(note)
         if self.warmup_steps and self.step == 0:
@@ -381,8 +427,8 @@ class Trainer(ReliabilityMixin):
                 record = {k: float(v) for k, v in stats.items()}
                 record.update(
                     step=self.step, lr_scale=lr_scale,
-                    jepa_lambda=schedules.jepa_lambda(cfg, self.step - 1, self.elapsed_s),
-                    ema_momentum=ema_momentum(schedules.progress(cfg, self.step, self.elapsed_s),
+                    jepa_lambda=schedules.jepa_lambda(cfg, self.step - 1, self.elapsed_s, self.train_budget_s),
+                    ema_momentum=ema_momentum(schedules.progress(cfg, self.step, self.elapsed_s, self.train_budget_s),
                                               cfg.jepa.jepa_ema_start, cfg.jepa.jepa_ema_end)
                     if self.target is not None else 0.0,
                     step_ms=step_ms, tokens_per_s=t.train_batch_tokens / max(step_ms / 1000, 1e-9),
@@ -443,6 +489,32 @@ class Trainer(ReliabilityMixin):
         atomic_write(path, lambda f: np.savez(f, **state))
         return path
 
+    def exported_state(self) -> dict[str, Tensor]:
+        """The weights the artifact ships: the artifact EMA, or with ``artifact_ema_decay=0`` the last
+        weights themselves (as the reference trainer exports them; an EMA of decay 0 is a copy only up to
+        rounding)."""
+        if self.cfg.optim.artifact_ema_decay == 0:
+            return self.model.gpt.state_dict()
+        return self.artifact_ema.state_dict()
+
+    def budget_summary(self) -> dict[str, float]:
+        """How the wall-clock budget was spent: training steps, then GPTQ calibration (the other use of
+        training data), against the cap (0: none) and the reserve measured for the calibration."""
+        return {"calibration_seconds": self.calibration_s,
+                "budget_seconds": self.elapsed_s + self.calibration_s,
+                "calibration_reserve_seconds": self.calibration_reserve_s,
+                "max_wallclock_seconds": self.cfg.train.max_wallclock_seconds}
+
+    def budget_line(self) -> str:
+        b = self.budget_summary()
+        cap = b["max_wallclock_seconds"]
+        line = (f"budget train_seconds:{self.elapsed_s:.2f} calibration_seconds:{b['calibration_seconds']:.2f} "
+                f"total_seconds:{b['budget_seconds']:.2f} cap_seconds:{cap:g} "
+                f"calibration_reserve_seconds:{b['calibration_reserve_seconds']:.2f}")
+        if cap > 0 and b["budget_seconds"] > cap:
+            line += f" warning: {b['budget_seconds'] - cap:.2f} s over the cap"
+        return line
+
     def finish(self, n_params: int) -> dict[str, Any]:
         """Final exact validation of the live and EMA weights, export, round trip, summary."""
         cfg, rt, log = self.cfg, self.rt, self.logger
@@ -450,13 +522,15 @@ class Trainer(ReliabilityMixin):
         live = self.evaluate(self.model.gpt)
         log.metrics("final_live", {"step": self.step, "val_loss": live.loss, "val_bpb": live.bpb})
         ema_gpt = GPT(cfg.model, cfg.train.train_seq_len).to(rt.device)
-        ema_gpt.load_state_dict(self.artifact_ema.state_dict())
+        ema_gpt.load_state_dict(self.exported_state())
         pre = self.evaluate(ema_gpt)
         log.metrics("final_pre_quant", {"step": self.step, "val_loss": pre.loss, "val_bpb": pre.bpb})
         artifact_path = self.out_dir / ARTIFACT_NAME
         artifact_bytes = 0
         if rt.is_main:
+            t0 = time.perf_counter()
             hessians = export_hessians(ema_gpt, cfg, self.paths.data_dir)  # None unless export.gptq
+            self.calibration_s = time.perf_counter() - t0 if hessians is not None else 0.0
             artifact_bytes = write_artifact(ema_gpt.state_dict(), artifact_path, cfg, hessians)
         if rt.distributed:
             dist.barrier()
@@ -496,6 +570,7 @@ class Trainer(ReliabilityMixin):
             "skipped_steps": self.skipped_steps,
             "tokens_seen": self.tokens_seen,
             "train_seconds": self.elapsed_s,
+            **self.budget_summary(),
             "jepa": cfg.jepa.active,
             "seed": cfg.train.seed,
             "preset": cfg.preset,
@@ -507,6 +582,7 @@ class Trainer(ReliabilityMixin):
             "versions": versions(),
         }
         log.write_json("summary.json", summary, sort_keys=False)
+        log.line(self.budget_line())
         log.line(
             f"final score_val_bpb:{score.bpb:.4f} {kind.log_fields()} roundtrip_val_bpb:{rtrip.bpb:.4f} "
             f"prequant_val_bpb:{pre.bpb:.4f} live_val_bpb:{live.bpb:.4f} "
@@ -526,8 +602,6 @@ class Trainer(ReliabilityMixin):
 def package_code_bytes(cfg: Config) -> int:
     """Bytes of the single-file train_gpt.py that `jepagolf export` ships for this run (its own size
     when this is that file), so that total_bytes is what counts against the cap."""
-    from jepagolf.export.bundle import shipped_code_bytes
-
     return shipped_code_bytes(cfg.to_dict())
 
 

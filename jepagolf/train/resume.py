@@ -23,8 +23,9 @@ import torch
 from torch import Tensor
 
 from jepagolf.config import Config, ConfigError, config_from_dict, override_config
+from jepagolf.sources import source_hash
 from jepagolf.train.checkpoint import CheckpointError, LoadedCheckpoint
-from jepagolf.train.runtime import source_hash, versions
+from jepagolf.train.runtime import versions
 
 if TYPE_CHECKING:
     from jepagolf.train.loop import Trainer

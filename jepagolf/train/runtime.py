@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import platform
 import random
@@ -103,18 +102,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
-
-
-def source_hash() -> str:
-    """sha256 over the package's Python sources: which code produced a run. Inside the single-file
-    train_gpt.py, over the sources embedded in it (the package has no files there)."""
-    from jepagolf.export.bundle import package_sources
-
-    h = hashlib.sha256()
-    for rel, text in sorted(package_sources().items()):
-        h.update(rel.encode())
-        h.update(text.encode("utf-8"))
-    return h.hexdigest()[:16]
 
 
 def versions() -> dict[str, str]:

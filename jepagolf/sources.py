@@ -5,7 +5,7 @@ copy of the trainer in sync with the package (the copies drift, and the score st
 package's), the script *is* the package: the sources of every ``jepagolf`` module that training,
 evaluation and export import are embedded in it as strings, and a small ``importlib`` meta-path
 finder makes ``import jepagolf.*`` resolve to them (ahead of any installed copy). The script then
-calls :func:`bundle_main` with the run's resolved configuration baked in; environment variables
+calls :func:`jepagolf.train.entry.bundle_main` with the run's resolved configuration baked in; environment variables
 override it exactly as they do for ``jepagolf train``. Same code, same config, same seed: the same
 val_bpb and a byte-identical artifact.
 
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import ast
 import base64
-import copy
+import hashlib
 import lzma
 import os
 import pprint
@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 # The entry point of the script is bundle_main below; everything else follows from its imports.
-ROOT_MODULES: tuple[str, ...] = ("jepagolf", "jepagolf.export.bundle")
+ROOT_MODULES: tuple[str, ...] = ("jepagolf", "jepagolf.train.entry")
 # Command-line front end: the script takes environment variables only.
 EXCLUDED_MODULES: frozenset[str] = frozenset({"jepagolf.cli", "jepagolf.__main__"})
 SCRIPT_NAME = "train_gpt.py"
@@ -80,13 +80,23 @@ def package_sources() -> dict[str, str]:
     return out
 
 
+def source_hash() -> str:
+    """sha256 over the package's Python sources: which code produced a run. Inside the single-file
+    train_gpt.py, over the sources embedded in it (the package has no files there)."""
+    h = hashlib.sha256()
+    for rel, text in sorted(package_sources().items()):
+        h.update(rel.encode())
+        h.update(text.encode("utf-8"))
+    return h.hexdigest()[:16]
+
+
 def module_name(rel_path: str) -> str:
     """'jepagolf/data/__init__.py' -> 'jepagolf.data'; 'jepagolf/eval.py' -> 'jepagolf.eval'."""
     name = rel_path.removesuffix(".py").replace("/", ".")
     return name.removesuffix(".__init__")
 
 
-def _module_imports(source: str, name: str, is_package: bool, available: Mapping[str, str]) -> set[str]:
+def module_imports(source: str, name: str, is_package: bool, available: Mapping[str, str]) -> set[str]:
     """Names of the package's modules that ``source`` imports anywhere (function bodies included)."""
     try:
         tree = ast.parse(source)
@@ -131,7 +141,7 @@ def bundle_modules(sources: Mapping[str, str] | None = None) -> dict[str, str]:
         parts = name.split(".")
         todo.extend(".".join(parts[:i]) for i in range(1, len(parts)))  # parent packages
         path = by_name[name]
-        todo.extend(_module_imports(sources[path], name, path.endswith("__init__.py"), by_name))
+        todo.extend(module_imports(sources[path], name, path.endswith("__init__.py"), by_name))
     return {by_name[n]: sources[by_name[n]] for n in sorted(keep, key=lambda n: by_name[n])}
 
 
@@ -201,7 +211,7 @@ if __name__ == "__main__":
     for _name in [m for m in sys.modules if m == "jepagolf" or m.startswith("jepagolf.")]:
         del sys.modules[_name]  # never mix in an already-imported installed copy
     sys.meta_path.insert(0, _EmbeddedPackage(SOURCES, os.path.abspath(__file__)))
-    from jepagolf.export.bundle import bundle_main
+    from jepagolf.train.entry import bundle_main
 
     sys.exit(bundle_main(CONFIG))
 '''
@@ -284,45 +294,3 @@ def shipped_code_bytes(config: Mapping[str, Any]) -> int:
     if loader is not None:
         return os.path.getsize(loader.jepagolf_script)
     return len(build_script(config))
-
-
-# ----------------------------------------------------------------------------- entry point
-
-
-def config_from_run(config: Mapping[str, Any], environ: Mapping[str, str] | None = None):
-    """The baked config with environment overrides applied (same names and parsing as ``train``)."""
-    from jepagolf.config import _parse, config_from_dict, field_index
-
-    env = os.environ if environ is None else environ
-    d = copy.deepcopy(dict(config))
-    for name, (section, typ) in field_index().items():
-        if name.upper() in env:
-            d.setdefault(section, {})[name] = _parse(name.upper(), env[name.upper()], typ)
-    return config_from_dict(d)
-
-
-def bundle_main(config: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> int:
-    """What ``python train_gpt.py`` runs: train, evaluate, export, round trip; 2 on expected errors."""
-    from jepagolf.config import ConfigError
-    from jepagolf.data.shards import ShardError
-    from jepagolf.export.container import ArtifactError
-    from jepagolf.train.loop import TrainingDiverged, train
-    from jepagolf.train.runtime import setup_runtime, teardown_runtime
-
-    env = os.environ if environ is None else environ
-    try:
-        cfg = config_from_run(config, env)
-        rt = setup_runtime(cfg.train.device)
-        try:
-            summary = train(cfg, rt, Path(env.get("OUT_DIR", ".")))
-        finally:
-            teardown_runtime(rt)
-    except (ConfigError, ShardError, ArtifactError, TrainingDiverged, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if rt.is_main:
-        print(f"score val_bpb:{summary['score_val_bpb']:.8f} ({summary['score_desc']}; pre-quant "
-              f"{summary['prequant_val_bpb']:.8f}) "
-              f"artifact_bytes:{summary['artifact_bytes']} code_bytes:{summary['code_bytes']} "
-              f"total_bytes:{summary['total_bytes']}")
-    return 0
