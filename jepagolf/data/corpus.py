@@ -34,6 +34,7 @@ import sentencepiece as spm
 import torch
 
 from jepagolf.data.bytes import ByteTablesTorch, build_byte_tables, token_bytes
+from jepagolf.data.errors import DataError
 from jepagolf.data.shards import write_shard
 from jepagolf.data.tokenizer import TRAINER_SETTINGS, encode_documents, load_tokenizer, train_sentencepiece
 
@@ -67,7 +68,11 @@ class DatasetPaths:
 def default_cache_dir() -> Path:
     """``$JEPAGOLF_CACHE`` if set, else ``~/.cache/jepagolf`` (read at call time, not import)."""
     env = os.environ.get("JEPAGOLF_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "jepagolf"
+    path = Path(env).expanduser() if env else Path.home() / ".cache" / "jepagolf"
+    if path.exists() and not path.is_dir():
+        raise DataError(f"the cache folder {path}{' (JEPAGOLF_CACHE)' if env else ''} is a file, not a folder; "
+                        "point JEPAGOLF_CACHE at a folder")
+    return path
 
 
 # ----------------------------------------------------------------------------- documents

@@ -42,6 +42,8 @@ FORMAT_VERSION = 1
 _PREFIX = struct.Struct("<8sQQ")  # magic, header_len, data_len
 _DIGEST_LEN = 32
 CHECKPOINT_DIR = "checkpoints"
+# The JSON header (meta and tensor table) of the largest model the config limits allow is a few MB.
+MAX_HEADER_BYTES = 64 << 20
 _NAME_RE = re.compile(r"^step_(\d{8,})\.ckpt$")
 
 
@@ -147,10 +149,14 @@ def read_checkpoint(path: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
     _, header_len, data_len = _PREFIX.unpack_from(data)
     if _PREFIX.size + header_len + data_len != len(body):
         raise _bad(path, "malformed checkpoint: declared sizes do not match the file size")
+    if header_len > MAX_HEADER_BYTES:
+        raise _bad(path, f"malformed checkpoint: header of {header_len:,} bytes, more than {MAX_HEADER_BYTES:,}")
     try:
         header = json.loads(bytes(body[_PREFIX.size : _PREFIX.size + header_len]).decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise _bad(path, f"malformed checkpoint header ({e})") from e
+    except RecursionError:
+        raise _bad(path, "malformed checkpoint header (JSON nested too deeply)") from None
     if not isinstance(header, dict) or header.get("version") != FORMAT_VERSION:
         version = header.get("version") if isinstance(header, dict) else None
         raise _bad(path, f"unsupported checkpoint format version {version!r} (this reader knows {FORMAT_VERSION})")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import signal
 import sys
 import time
@@ -453,6 +454,12 @@ class Trainer(ReliabilityMixin):
         plain = not kind.sliding and kind.seq_len == cfg.train.train_seq_len
         score = rtrip if plain else self.evaluate(rt_gpt, scoring=True)
         log.metrics("final_score", {"step": self.step, "val_loss": score.loss, "val_bpb": score.bpb, **kind.fields()})
+        scores = {"val_bpb": score.bpb, "roundtrip_val_bpb": rtrip.bpb, "prequant_val_bpb": pre.bpb,
+                  "live_val_bpb": live.bpb}
+        if not all(math.isfinite(v) for v in scores.values()):
+            listed = ", ".join(f"{k} {v}" for k, v in scores.items())
+            raise TrainingDiverged(f"the final evaluation is not finite ({listed}); the run has no score and writes "
+                                   "no summary.json" + self._divergence_advice())
         code_bytes = self.code_bytes
         summary = {
             # The number the challenge scores leads; val_bpb / val_loss are the same figures (DESIGN section 6).
@@ -577,6 +584,8 @@ def refuse_used_run_folder(out_dir: Path) -> None:
     """``jepagolf train --out DIR``: DIR must not hold another run's results, which a new run would
     append to (logs) or replace (artifact, summary). The generated train_gpt.py, which challenge
     users rerun in one folder, only refuses a resumable run (``refuse_resumable_run``)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--out {out_dir} is a file, not a folder; choose a folder for the run")
     refuse_resumable_run(out_dir)
     found = [n for n in ("summary.json", ARTIFACT_NAME, "train.log", "metrics.jsonl") if (out_dir / n).exists()]
     if found:

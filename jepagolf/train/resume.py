@@ -11,7 +11,6 @@ schedules are pure functions of (step, elapsed_s) and the JEPA span generators a
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import time
@@ -22,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from jepagolf.config import Config, ConfigError, config_from_dict, override_config
+from jepagolf.config import Config, ConfigError, config_from_dict, override_config, read_config_json
 from jepagolf.train.checkpoint import CheckpointError, LoadedCheckpoint
 from jepagolf.train.runtime import source_hash, versions
 
@@ -213,10 +212,7 @@ def resume_config(run_dir: Path, overrides: dict[str, str], preset: str | None =
         raise CheckpointError(f"--resume {run_dir}: run folder does not exist")
     if not path.is_file():
         raise CheckpointError(f"--resume {run_dir}: no config.json there; not a jepagolf run folder")
-    try:
-        saved = config_from_dict(json.loads(path.read_text(encoding="utf-8")))
-    except (json.JSONDecodeError, UnicodeDecodeError, TypeError, AttributeError) as e:
-        raise CheckpointError(f"{path}: unreadable run configuration ({e})") from e
+    saved = config_from_dict(read_config_json(path))
     if preset is not None and preset != saved.preset:
         raise ConfigError(
             f"--resume {run_dir}: the run was trained with preset {saved.preset!r}, not {preset!r}; "
