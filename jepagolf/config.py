@@ -62,6 +62,8 @@ class ModelConfig:
         _positive(self, "vocab_size", "num_layers", "model_dim", "num_heads", "num_kv_heads", "mlp_mult", "rope_base")
         if self.num_layers > MAX_LAYERS:
             raise ConfigError(f"num_layers={self.num_layers} is more than {MAX_LAYERS}")
+        if self.mlp_mult > MAX_MLP_MULT:
+            raise ConfigError(f"mlp_mult={self.mlp_mult} is more than {MAX_MLP_MULT}")
         if self.vocab_size > 65536:
             raise ConfigError(f"vocab_size={self.vocab_size}: shards store uint16 tokens, so at most 65536")
         if self.model_dim % self.num_heads:
@@ -393,6 +395,7 @@ CAP_BYTES = 16_000_000  # the challenge's size cap, decimal: code bytes + compre
 # anything is built: a file read from disk must not be able to make the tool allocate without bound.
 MAX_PARAMS = 8 * CAP_BYTES  # more parameters than this cannot fit the cap even at 1 bit per weight
 MAX_LAYERS = 1024
+MAX_MLP_MULT = 64.0
 MAX_SEQ_LEN = 1 << 16
 MAX_BATCH_TOKENS = 1 << 27  # tokens per step, micro-batch or evaluation batch (256x the v3 batch)
 MAX_ROPE_BYTES = 256 << 20  # the RoPE tables, fp32 cos + sin for every layer: L * T * head_dim * 4 bytes

@@ -69,9 +69,10 @@ def default_cache_dir() -> Path:
     """``$JEPAGOLF_CACHE`` if set, else ``~/.cache/jepagolf`` (read at call time, not import)."""
     env = os.environ.get("JEPAGOLF_CACHE")
     path = Path(env).expanduser() if env else Path.home() / ".cache" / "jepagolf"
-    if path.exists() and not path.is_dir():
-        raise DataError(f"the cache folder {path}{' (JEPAGOLF_CACHE)' if env else ''} is a file, not a folder; "
-                        "point JEPAGOLF_CACHE at a folder")
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise DataError(f"cache folder {path}{' (JEPAGOLF_CACHE)' if env else ''}: {existing} is a file, not a "
+                        "folder; point JEPAGOLF_CACHE at a folder")
     return path
 
 

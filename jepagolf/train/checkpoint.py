@@ -51,6 +51,11 @@ class CheckpointError(ValueError):
     """A checkpoint cannot be written, is not a valid checkpoint, or does not fit this run."""
 
 
+class DataChanged(CheckpointError):
+    """The data given to a resume is not the data the run was trained on: refused, never passed over
+    for an older checkpoint (they were all trained on the same data)."""
+
+
 def checkpoint_name(step: int) -> str:
     return f"step_{step:08d}.ckpt"
 
@@ -232,8 +237,11 @@ class LoadedCheckpoint:
     meta: dict[str, Any]
 
 
-def load_latest(run_dir: Path, warn: Callable[[str], None] | None = None) -> tuple[LoadedCheckpoint, list[str]]:
-    """The newest checkpoint that reads and verifies, falling back to older ones and saying so.
+def load_latest(run_dir: Path, warn: Callable[[str], None] | None = None,
+                check: Callable[[LoadedCheckpoint], None] | None = None) -> tuple[LoadedCheckpoint, list[str]]:
+    """The newest checkpoint that reads, verifies and passes ``check`` (which raises CheckpointError
+    for content that does not fit the run), falling back to older ones and saying so; DataChanged
+    from ``check`` stops the search.
 
     Returns the checkpoint and the warnings issued (each also passed to ``warn``).
     """
@@ -252,7 +260,11 @@ def load_latest(run_dir: Path, warn: Callable[[str], None] | None = None) -> tup
             ckpt = LoadedCheckpoint(path, step, tensors, meta)
             if meta.get("step") != step:
                 raise _bad(path, f"file name says step {step} but the checkpoint holds step {meta.get('step')}")
+            if check is not None:
+                check(ckpt)
             return ckpt, warnings
+        except DataChanged:
+            raise
         except CheckpointError as e:
             problems.append(str(e))
             older = found[len(found) - 2 - i][1] if i + 1 < len(found) else None

@@ -52,7 +52,7 @@ from jepagolf.train.checkpoint import CheckpointError, list_checkpoints, load_la
 from jepagolf.train.logger import RunLogger
 from jepagolf.train.preempt import Preempted, signal_name
 from jepagolf.train.reliability import ReliabilityMixin, TrainingDiverged  # noqa: F401 (part of this module's API)
-from jepagolf.train.resume import check_fits
+from jepagolf.train.resume import check_restorable
 from jepagolf.train.runtime import (
     Runtime,
     device_name,
@@ -543,11 +543,8 @@ def train(
         raise CheckpointError("resume needs the run folder")
     if not resume and out_dir is not None:
         refuse_resumable_run(out_dir)
-    ckpt = warnings = None
-    if resume:
-        assert out_dir is not None
-        ckpt, warnings = load_latest(out_dir, warn=(lambda m: print(m, file=sys.stderr)) if rt.is_main else None)
-        check_fits(ckpt, cfg, out_dir)
+    if resume and not list_checkpoints(out_dir):
+        load_latest(out_dir)  # raises: no checkpoints to resume from
     if out_dir is None:
         out_dir = default_run_dir(cfg)
         if rt.distributed:
@@ -559,8 +556,12 @@ def train(
         out_dir.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(cfg, rt, out_dir, paths)
     try:
-        if ckpt is not None:
-            trainer.restore(ckpt, warnings or [])
+        if resume:
+            # The newest checkpoint whose every piece fits this trainer (checked before anything is
+            # loaded into it), falling back to older ones; other data than the run's is refused.
+            ckpt, warnings = load_latest(out_dir, warn=(lambda m: print(m, file=sys.stderr)) if rt.is_main else None,
+                                         check=lambda c: check_restorable(trainer, c, out_dir))
+            trainer.restore(ckpt, warnings)
             del ckpt  # the state now lives in the trainer; free the host copy
         with trainer.stop.installed():
             summary = trainer.run()
