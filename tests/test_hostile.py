@@ -245,6 +245,17 @@ CONFIG_CASES = [
 ]
 
 
+@pytest.mark.parametrize("preset", ["smoke", "cpu-demo", "v3", "baseline"])
+@pytest.mark.parametrize("sets", [{}, {"unet_skips": "false", "bigram_buckets": "0", "num_layers": "5"}])
+def test_param_count_is_the_models(preset, sets):
+    """The bound on parameters is computed without building the model: it must count what GPT builds."""
+    from jepagolf.model.gpt import count_params
+
+    cfg = build_config(preset, sets)
+    with torch.device("meta"):
+        assert cfg.model.param_count() == count_params(GPT(cfg.model, cfg.train.train_seq_len))
+
+
 @pytest.mark.parametrize("sets, message", CONFIG_CASES, ids=[" ".join(c[0]) for c in CONFIG_CASES])
 def test_bad_config_values(tmp_path, sets, message, capsys):
     fails(["train", "--preset", "smoke", "--out", str(tmp_path / "run"), *sets], message, capsys)

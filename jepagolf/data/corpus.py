@@ -341,7 +341,7 @@ def corpus_is_complete(data_dir: Path, *, version: int | None = None, vocab_size
         return bool(files) and all(
             (Path(data_dir) / name).stat().st_size == entry["bytes"] for name, entry in files.items()
         )
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (OSError, ValueError, RecursionError, KeyError, TypeError, AttributeError):
         # Missing or malformed pieces mean "not complete"; the caller rebuilds.
         return False
 
