@@ -96,7 +96,7 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]
         os.replace(tmp_name, path)
     except OSError as e:
         tmp_name.unlink(missing_ok=True)
-        if e.filename is None:  # a failed write or fsync (disk full) names no file: name the one meant
+        if e.filename is None and e.errno is not None:  # a failed write or fsync (disk full) names no file
             raise OSError(e.errno, e.strerror, str(path)) from e
         raise
     except BaseException:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -48,23 +49,26 @@ def load_gpt_from_artifact(path: Path, device: torch.device | str = "cpu", max_l
     """Rebuild the GPT from an artifact alone (its header carries the model config), for sequences of
     up to ``max_len`` tokens (default: its training length).
 
-    The header's model config is validated (types, ranges, size limits) and the tensors' names and
-    shapes are checked against the network it describes before the network is built, so a crafted
-    header cannot make this allocate more than the file's own tensors justify.
+    The header's model config is validated (types, ranges, size limits) and its parameter count must
+    equal the number of weights the file stores before the network is built, so a crafted header
+    cannot make this allocate more than the file's own tensors justify; then every name and shape.
     """
     qm, meta = load_artifact(path)
     model_cfg, seq_len = gpt_shape_from_meta(meta, str(path), max_len)
-    with torch.device("meta"):  # shapes only, nothing allocated
-        expected = {k: tuple(v.shape) for k, v in GPT(model_cfg, seq_len).state_dict().items()}
     stored = {**{k: tuple(q.q.shape) for k, q in qm.quantized.items()},
               **{k: tuple(t.shape) for k, t in qm.floats.items()}}
+    weights = sum(math.prod(s) for s in stored.values())
+    if model_cfg.param_count() != weights:
+        raise ArtifactError(f"{path}: the tensors do not match the model its header describes ({weights:,} weights "
+                            f"stored, {model_cfg.param_count():,} in the model)")
+    gpt = GPT(model_cfg, seq_len)
+    expected = {k: tuple(v.shape) for k, v in gpt.state_dict().items()}
     if stored != expected:
         wrong = sorted(k for k in set(stored) | set(expected) if stored.get(k) != expected.get(k))
         detail = ", ".join(f"{k}: {list(stored[k]) if k in stored else 'missing'} (expected "
                            f"{list(expected[k]) if k in expected else 'none'})" for k in wrong[:4])
         raise ArtifactError(f"{path}: the tensors do not match the model its header describes ({len(wrong)} "
                             f"differ: {detail})")
-    gpt = GPT(model_cfg, seq_len)
     gpt.load_state_dict(dequantize_state_dict(qm))
     return gpt.to(device)
 

@@ -36,6 +36,8 @@ def _append(f: TextIO, line: str) -> None:
         f.write(line + "\n")
         f.flush()
     except OSError as e:
+        if e.errno is None:
+            raise
         raise OSError(e.errno, e.strerror, f.name) from e
 
 
@@ -124,7 +126,7 @@ class RunLogger:
                 try:
                     f.close()  # closes the file even when the final flush fails (disk full)
                 except OSError as e:
-                    error = error or OSError(e.errno, e.strerror, f.name)
+                    error = error or (OSError(e.errno, e.strerror, f.name) if e.errno is not None else e)
         self._log = self._metrics = None
         if error is not None:
             raise error
