@@ -28,13 +28,7 @@ from jepagolf.export import container
 from jepagolf.export.artifact import ARTIFACT_NAME, write_artifact
 from jepagolf.model.gpt import GPT
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def fails(args: list[str], message: str, capsys) -> str:
