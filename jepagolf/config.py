@@ -265,6 +265,8 @@ class TrainConfig:
         _positive(self, "iterations", "train_batch_tokens", "micro_batch_tokens", "train_seq_len",
                   "val_batch_tokens", "train_log_every")
         check_seq_len(self.train_seq_len)
+        if self.eval_seq_len > MAX_SEQ_LEN:
+            raise ConfigError(f"eval_seq_len={self.eval_seq_len} must be at most {MAX_SEQ_LEN}")
         for name in ("train_batch_tokens", "micro_batch_tokens", "val_batch_tokens"):
             if getattr(self, name) > MAX_BATCH_TOKENS:
                 raise ConfigError(f"{name}={getattr(self, name)} is more than {MAX_BATCH_TOKENS} tokens")
