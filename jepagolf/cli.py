@@ -8,13 +8,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 
-from jepagolf.config import CAP_BYTES, PRESETS, ConfigError, build_config, field_index, parse_set_args
+from jepagolf.config import (
+    CAP_BYTES,
+    PRESETS,
+    ConfigError,
+    build_config,
+    field_index,
+    parse_set_args,
+    read_config_json,
+)
 
 if TYPE_CHECKING:
     from jepagolf.train.preempt import Preempted
@@ -100,6 +109,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from jepagolf.data.dataset import resolve_dataset
     from jepagolf.eval import evaluate
     from jepagolf.export.artifact import load_gpt_from_artifact
+    from jepagolf.export.container import ArtifactError
     from jepagolf.summary import score_kind
     from jepagolf.train.loop import load_val_data
     from jepagolf.train.runtime import setup_runtime
@@ -118,6 +128,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     kind = score_kind(cfg)
     res = evaluate(gpt, val.tokens, val.byte_tables, kind.seq_len, args.batch_tokens, rt.device,
                    stride=cfg.train.eval_stride, autocast_dtype=rt.autocast_dtype)
+    if not math.isfinite(res.bpb):
+        raise ArtifactError(f"{args.artifact}: the model evaluates to val_bpb {res.bpb} (loss {res.loss}): its "
+                            "weights overflow; this artifact gives no score")
     out = {"val_loss": res.loss, "val_bpb": res.bpb, "tokens": res.tokens, "bytes": res.bytes,
            "seq_len": kind.seq_len, "stride": kind.stride, "windows": kind.describe(),
            "unigram_val_bpb": val.unigram_bpb}
@@ -244,6 +257,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     write_json(res, out)
     print(format_table(res))
     print(f"bench json: {out}")
+    for w in res["warnings"]:
+        print(f"warning: {w}", file=sys.stderr)
     return 0
 
 
@@ -270,7 +285,7 @@ def cmd_size(args: argparse.Namespace) -> int:
 
     if args.artifact:
         beside = Path(args.artifact).parent / "config.json"
-        code = len(build_script(json.loads(beside.read_text()))) if beside.is_file() else 0
+        code = len(build_script(read_config_json(beside))) if beside.is_file() else 0
         report = artifact_size_report(args.artifact, code_bytes=code, cap_bytes=args.cap_bytes, codecs=True)
         if not beside.is_file():
             report.notes.append("no config.json beside the artifact: code bytes not counted")
@@ -476,6 +491,12 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except _expected_errors() as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        # A file or folder that cannot be read or written (disk full, a file where a folder is needed,
+        # no permission): what the system said, about which path.
+        where = ": ".join(str(p) for p in (e.filename, e.filename2) if p is not None)
+        print(f"error: {where + ': ' if where else ''}{e.strerror or e}", file=sys.stderr)
         return 2
     except _preempted() as e:
         print(str(e), file=sys.stderr)

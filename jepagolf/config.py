@@ -13,6 +13,7 @@ import difflib
 import functools
 import hashlib
 import json
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -57,7 +58,12 @@ class ModelConfig:
     """U-Net skip connections from the first half of the blocks to the second."""
 
     def __post_init__(self) -> None:
-        _positive(self, "vocab_size", "num_layers", "model_dim", "num_heads", "num_kv_heads", "mlp_mult")
+        _check_types(self)
+        _positive(self, "vocab_size", "num_layers", "model_dim", "num_heads", "num_kv_heads", "mlp_mult", "rope_base")
+        if self.num_layers > MAX_LAYERS:
+            raise ConfigError(f"num_layers={self.num_layers} is more than {MAX_LAYERS}")
+        if self.mlp_mult > MAX_MLP_MULT:
+            raise ConfigError(f"mlp_mult={self.mlp_mult} is more than {MAX_MLP_MULT}")
         if self.vocab_size > 65536:
             raise ConfigError(f"vocab_size={self.vocab_size}: shards store uint16 tokens, so at most 65536")
         if self.model_dim % self.num_heads:
@@ -77,6 +83,26 @@ class ModelConfig:
             )
         if self.bigram_buckets < 0 or self.logit_softcap < 0:
             raise ConfigError("bigram_buckets and logit_softcap must be >= 0 (0 disables)")
+        if self.tied_embed_init_std < 0 or self.bigram_init_std < 0:
+            raise ConfigError("tied_embed_init_std and bigram_init_std must be >= 0")
+        params = self.param_count()
+        if params > MAX_PARAMS:
+            raise ConfigError(
+                f"the model has {params:,} parameters: more than {MAX_PARAMS:,}, it cannot fit the "
+                f"{CAP_BYTES:,}-byte cap even at 1 bit per weight; lower num_layers, model_dim, mlp_mult, "
+                "vocab_size or bigram_buckets"
+            )
+
+    def param_count(self) -> int:
+        """Parameters of the GPT this config builds (``jepagolf.model.gpt.GPT``), in Python ints, so
+        that a hostile or careless shape is refused before anything is allocated."""
+        D, L, kv = self.model_dim, self.num_layers, self.num_kv_heads * self.head_dim
+        attn = D * D + 2 * D * kv + D * D + self.num_heads  # q, k, v, out projections, q_gain
+        mlp = 2 * D * self.mlp_hidden
+        block = attn + mlp + 4 * D  # attn_scale, mlp_scale, resid_mix (2, D)
+        encoder = L // 2 if self.unet_skips else 0
+        skips = min(encoder, L - encoder) * D
+        return (self.vocab_size + self.bigram_buckets) * D + L * block + skips
 
     @property
     def head_dim(self) -> int:
@@ -203,6 +229,7 @@ class JepaConfig:
     anneals to 0 as the LR does."""
 
     def __post_init__(self) -> None:
+        _check_types(self)
         _positive(self, "jepa_num_spans", "jepa_span_min", "jepa_pred_hidden", "jepa_every", "jepa_horizons",
                   "jepa_chunk_size", "jepa_target_top_k", "jepa_sigreg_projections", "jepa_pred_layers",
                   "jepa_pred_heads", "jepa_var_gamma_scale", "jepa_horizon_decay")
@@ -290,6 +317,7 @@ class OptimConfig:
     """Decay of the exported weight EMA; warmed up as min(d, (1+t)/(10+t))."""
 
     def __post_init__(self) -> None:
+        _check_types(self)
         _positive(self, "matrix_lr", "scalar_lr", "tied_embed_lr", "muon_backend_steps")
         if self.warmdown_iters < 0 or self.muon_momentum_warmup_steps < 0:
             raise ConfigError("warmdown_iters and muon_momentum_warmup_steps must be >= 0")
@@ -353,8 +381,15 @@ class TrainConfig:
     weights, optimizer states, EMAs and data position are restored; -1 = 20 when compiling, else 0."""
 
     def __post_init__(self) -> None:
+        _check_types(self)
         _positive(self, "iterations", "train_batch_tokens", "micro_batch_tokens", "train_seq_len",
                   "val_batch_tokens", "train_log_every")
+        check_seq_len(self.train_seq_len)
+        if self.eval_seq_len > MAX_SEQ_LEN:
+            raise ConfigError(f"eval_seq_len={self.eval_seq_len} must be at most {MAX_SEQ_LEN}")
+        for name in ("train_batch_tokens", "micro_batch_tokens", "val_batch_tokens"):
+            if getattr(self, name) > MAX_BATCH_TOKENS:
+                raise ConfigError(f"{name}={getattr(self, name)} is more than {MAX_BATCH_TOKENS} tokens")
         if self.micro_batch_tokens % self.train_seq_len:
             raise ConfigError(
                 f"micro_batch_tokens={self.micro_batch_tokens} is not a multiple of "
@@ -405,6 +440,9 @@ class DataConfig:
     tokenizer_path: str = ""
     """SentencePiece model; empty = the dataset folder's tokenizer.model (or the demo one)."""
 
+    def __post_init__(self) -> None:
+        _check_types(self)
+
 
 @dataclass
 class ExportConfig:
@@ -429,6 +467,7 @@ class ExportConfig:
     GPTQ) int8 costs 0.03 bytes/param more and cuts the quantisation gap from 0.0056 to 0.0013 bpb."""
 
     def __post_init__(self) -> None:
+        _check_types(self)
         _positive(self, "int6_min_numel", "gptq_calib_tokens")
         if self.export_scheme not in ("int6-lzma", "int8-zlib"):
             raise ConfigError(f"export_scheme={self.export_scheme!r}: use int6-lzma or int8-zlib")
@@ -451,6 +490,9 @@ class Config:
 
     def __post_init__(self) -> None:
         t, j = self.train, self.jepa
+        if not isinstance(self.preset, str):
+            raise ConfigError(f"preset={self.preset!r}: expected a value of type str")
+        check_rope_tables(self.model, t.train_seq_len)
         if self.optim.warmdown_mode == "wallclock" and t.max_wallclock_seconds <= 0:
             raise ConfigError("warmdown_mode=wallclock needs max_wallclock_seconds > 0; use auto or steps")
         if j.active:
@@ -508,6 +550,14 @@ def jepa_variant_settings(jepa: Mapping[str, Any]) -> dict[str, Any]:
     return {k: jepa[k] for k in JEPA_VARIANT_KEYS if k in jepa and jepa[k] != v3[k]}
 
 CAP_BYTES = 16_000_000  # the challenge's size cap, decimal: code bytes + compressed model bytes (DESIGN section 2)
+# Limits that a configuration (and so an artifact's or checkpoint's header) must keep, checked before
+# anything is built: a file read from disk must not be able to make the tool allocate without bound.
+MAX_PARAMS = 8 * CAP_BYTES  # more parameters than this cannot fit the cap even at 1 bit per weight
+MAX_LAYERS = 1024
+MAX_MLP_MULT = 64.0
+MAX_SEQ_LEN = 1 << 16
+MAX_BATCH_TOKENS = 1 << 27  # tokens per step, micro-batch or evaluation batch (256x the v3 batch)
+MAX_ROPE_BYTES = 256 << 20  # the RoPE tables, fp32 cos + sin for every layer: L * T * head_dim * 4 bytes
 # Train fields that change how a run is executed or kept, not the model it trains: left out of
 # Config.hash(), and free to change when a run is resumed.
 OPERATIONAL_TRAIN_KEYS = ("device", "compile", "checkpoint_every_steps", "checkpoint_every_seconds",
@@ -537,6 +587,48 @@ def _field_index() -> dict[str, tuple[str, type]]:
     return index
 
 
+def check_seq_len(seq_len: int) -> None:
+    if not 0 < seq_len <= MAX_SEQ_LEN:
+        raise ConfigError(f"train_seq_len={seq_len} must be in 1..{MAX_SEQ_LEN}")
+
+
+def check_rope_tables(model: ModelConfig, seq_len: int) -> None:
+    """Refuse a shape whose RoPE tables (built per block for the longest sequence) would be too large."""
+    nbytes = model.num_layers * seq_len * model.head_dim * 4
+    if nbytes > MAX_ROPE_BYTES:
+        raise ConfigError(
+            f"num_layers={model.num_layers} x train_seq_len={seq_len} x head dim {model.head_dim} needs "
+            f"{nbytes:,} bytes of RoPE tables, more than {MAX_ROPE_BYTES:,}; lower train_seq_len"
+        )
+
+
+@functools.cache
+def _field_types(cls: type) -> dict[str, type]:
+    return get_type_hints(cls)
+
+
+def _check_types(obj: object) -> None:
+    """Every field of a config section has its declared type (an int is accepted for a float; a bool is
+    not a number here) and every number is finite and fits 64 bits: a config read from a file, or a
+    value like ``--set x=1e400`` or ``nan``, is refused here with the field's name."""
+    for name, typ in _field_types(type(obj)).items():
+        value = getattr(obj, name)
+        numeric = typ in (int, float)
+        ok = (isinstance(value, typ) if not numeric else
+              isinstance(value, int if typ is int else (int, float)) and not isinstance(value, bool))
+        if not ok:
+            raise ConfigError(f"{name}={value!r}: expected a value of type {typ.__name__}")
+        if numeric and not _finite_64(value):
+            fits = " that fits 64 bits" if typ is int else ""
+            raise ConfigError(f"{name}={value!r} must be a finite number{fits}")
+
+
+def _finite_64(value: int | float) -> bool:
+    if isinstance(value, int):
+        return -(1 << 63) <= value < (1 << 63)
+    return math.isfinite(value)
+
+
 def _positive(obj: object, *names: str) -> None:
     for name in names:
         value = getattr(obj, name)
@@ -557,7 +649,12 @@ def _parse(key: str, raw: Any, typ: type) -> Any:
                 return False
             raise ValueError(text)
         if typ is int:
-            return int(float(text)) if "e" in text.lower() else int(text.replace("_", ""))
+            if "e" not in text.lower():
+                return int(text.replace("_", ""))
+            number = float(text)
+            if not number.is_integer():  # also false for inf and nan
+                raise ValueError(text)
+            return int(number)
         if typ is float:
             return float(text)
         return text
@@ -602,20 +699,46 @@ def build_config(
 
 
 def config_from_dict(d: Mapping[str, Any]) -> Config:
-    """Rebuild a Config from ``Config.to_dict()`` output (e.g. a run's config.json)."""
-    classes = _section_classes()
+    """Rebuild a Config from ``Config.to_dict()`` output (e.g. a run's config.json); anything else
+    (not a dict, unknown keys, values of the wrong type or out of range) raises ConfigError."""
+    if not isinstance(d, Mapping):
+        raise ConfigError(f"a config must be a JSON object, not {type(d).__name__}")
     unknown = set(d) - set(SECTIONS) - {"preset"}
     if unknown:
-        raise ConfigError(f"config has unknown sections {sorted(unknown)}")
-    sections = {}
-    for s in SECTIONS:
-        cls = classes[s]
-        known = {f.name for f in fields(cls)}
-        extra = set(d.get(s, {})) - known
-        if extra:
-            raise ConfigError(f"config section {s!r} has unknown keys {sorted(extra)}")
-        sections[s] = cls(**d.get(s, {}))
+        raise ConfigError(f"config has unknown sections {sorted(map(str, unknown))}")
+    sections = {s: section_from_dict(s, d.get(s, {})) for s in SECTIONS}
     return Config(preset=d.get("preset", "custom"), **sections)
+
+
+MAX_CONFIG_JSON_BYTES = 1 << 20
+
+
+def read_config_json(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A run's config.json as stored, after checking that it holds a valid configuration
+    (``config_from_dict``); ConfigError naming the file otherwise. Files over 1 MiB are not read."""
+    try:
+        size = os.path.getsize(path)
+        if size > MAX_CONFIG_JSON_BYTES:
+            raise ConfigError(f"{path}: {size:,} bytes is too large for a run configuration")
+        with open(path, encoding="utf-8") as f:
+            d = json.load(f)
+        config_from_dict(d)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError, ConfigError) as e:
+        why = "JSON nested too deeply" if isinstance(e, RecursionError) else str(e).removeprefix(f"{path}: ")
+        raise ConfigError(f"{path}: not a valid run configuration ({why})") from None
+    return d
+
+
+def section_from_dict(section: str, d: Any) -> Any:
+    """One config section (e.g. ``ModelConfig``) from a dict of its fields, validated; fields left
+    out keep their defaults."""
+    cls = _section_classes()[section]
+    if not isinstance(d, Mapping):
+        raise ConfigError(f"config section {section!r} must be a JSON object, not {type(d).__name__}")
+    extra = set(d) - {f.name for f in fields(cls)}
+    if extra:
+        raise ConfigError(f"config section {section!r} has unknown keys {sorted(map(str, extra))}")
+    return cls(**d)
 
 
 def override_config(

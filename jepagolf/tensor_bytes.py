@@ -9,6 +9,7 @@ only. Each format narrows the list further where it needs to.
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -35,15 +36,25 @@ DTYPES: dict[str, tuple[str, torch.dtype]] = {
 TORCH_TO_NAME: dict[torch.dtype, str] = {tdt: name for name, (_, tdt) in DTYPES.items()}
 
 
+MAX_DIMS = 8
+MAX_DIM = (1 << 31) - 1
+
+
 def is_shape(shape: Any) -> bool:
-    """Whether a header's ``shape`` is a list of non-negative ints (JSON booleans are not ints here)."""
-    return isinstance(shape, list) and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
-                                           for d in shape)
+    """Whether a header's ``shape`` is a list of at most MAX_DIMS ints in [0, MAX_DIM] (JSON booleans
+    are not ints here)."""
+    return isinstance(shape, list) and len(shape) <= MAX_DIMS and all(
+        isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= MAX_DIM for d in shape)
+
+
+def numel(shape: Sequence[int]) -> int:
+    """Elements of ``shape``, in Python ints: [2**32, 2**32] is 2**64, not a wrapped-around 0."""
+    return math.prod(shape)
 
 
 def nbytes(dtype: str, shape: Sequence[int]) -> int:
     """Bytes a tensor of ``dtype`` (a DTYPES name) and ``shape`` takes on disk."""
-    return int(np.prod(shape, dtype=np.int64)) * np.dtype(DTYPES[dtype][0]).itemsize
+    return numel(shape) * np.dtype(DTYPES[dtype][0]).itemsize
 
 
 def tensor_bytes(t: Tensor) -> memoryview:
@@ -62,7 +73,7 @@ def read_tensor(blob: memoryview, offset: int, dtype: str, shape: Sequence[int])
     byte order, aligned and writable (a copy). Raises ValueError for a bool tensor whose bytes are
     not all 0 or 1. The caller has checked that the bytes lie inside ``blob``."""
     np_dtype, torch_dtype = DTYPES[dtype]
-    count = int(np.prod(shape, dtype=np.int64))
+    count = numel(shape)
     arr = np.frombuffer(blob, dtype=np_dtype, count=count, offset=offset)
     t = torch.from_numpy(arr.astype(arr.dtype.newbyteorder("="), copy=True)).reshape(tuple(shape))
     if torch_dtype == torch.bfloat16:

@@ -21,6 +21,18 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
         os.environ["JEPAGOLF_CACHE"] = old
 
 
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread for the test: CLI runs use the same kernels in-process and in subprocesses,
+    and leave the shared cores to the others."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def demo_data(_isolated_cache: Path):
     from jepagolf.data.corpus import ensure_demo_corpus

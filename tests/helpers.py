@@ -9,8 +9,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from jepagolf.data.shards import write_shard
+from jepagolf.data.shards import load_shard, write_shard
 from jepagolf.jepa.objective import JepaLM
+
+
+def tiny_dataset(root: Path, demo, train_tokens: int = 20_000, val_tokens: int = 4097) -> Path:
+    """A dataset folder holding the first tokens of the demo corpus's splits and its tokenizer."""
+    root.mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", train_tokens), ("val", val_tokens)):
+        tokens = np.asarray(load_shard(demo.data_dir / f"demo_{split}_000000.bin")[:n])
+        write_shard(root / f"tiny_{split}_000000.bin", tokens)
+    shutil.copy(demo.tokenizer, root / "tokenizer.model")
+    return root
 
 
 def smoke_train_args(data: Path, out: Path, *sets: str, iterations: int = 2) -> list[str]:

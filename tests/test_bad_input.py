@@ -12,19 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from helpers import smoke_train_args
 
 from jepagolf.cli import main
 from jepagolf.data.shards import load_shard, write_shard
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def dataset(root: Path, demo, train: np.ndarray | None = None, val: np.ndarray | None = None) -> Path:

@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from jepagolf.bench import MatmulProbe, format_table, gemm_shapes, mfu_ceiling
+from jepagolf.bench import MatmulProbe, bench_warnings, format_table, gemm_shapes, mfu_ceiling
 from jepagolf.cli import main
 from jepagolf.config import build_config
 from jepagolf.flops import flops_per_token
@@ -35,6 +35,9 @@ def test_bench_writes_every_figure(tmp_path, demo_data, capsys):
     assert res["variants"]["ce"]["flops_ratio_to_ce"] == 1.0
     assert res["variants"]["v3"]["flops_ratio_to_ce"] > res["variants"]["online"]["flops_ratio_to_ce"] > 1.0
     assert res["artifact_bytes"] > 0 and res["export_s"] > 0
+    assert isinstance(res["busy"], bool) and isinstance(res["warnings"], list)
+    assert all(v["ratio_min"] <= v["ratio_to_ce"] <= v["ratio_max"] for v in res["variants"].values())
+    assert len(res["machine"]["loadavg_start"]) == 3 and len(res["machine"]["loadavg_end"]) == 3
     c = res["mfu_ceiling_ce"]
     assert c["floor_step_ms"] == pytest.approx(c["gemm_ms"] + c["attention_ms"] + c["update_ms"])
     assert min(c["gemm_ms"], c["attention_ms"], c["update_ms"]) > 0
@@ -88,3 +91,31 @@ def test_mfu_ceiling_leaves_out_exactly_the_attention_flops_from_the_gemm_time()
     slow = mfu_ceiling(cfg, rate, attention_layer_s=0.01, update_s=0.05)
     assert slow["attention_ms"] == pytest.approx(cfg.model.num_layers * 10.0) and slow["update_ms"] == 50.0
     assert slow["mfu_ceiling"] < c["mfu_ceiling"]
+
+
+def variant(ratio: float, flops: float, lo: float, hi: float) -> dict[str, float]:
+    return {"ratio_to_ce": ratio, "flops_ratio_to_ce": flops, "ratio_min": lo, "ratio_max": hi}
+
+
+def test_bench_warns_when_the_machine_is_busy():
+    quiet = {"ce": variant(1.0, 1.0, 1.0, 1.0)}
+    assert bench_warnings(quiet, [0.5, 0.4, 0.3], [2.4, 1.0, 0.5], cpu_count=2, own_threads=2) == ([], False)
+    # Load 6 on 2 cores before the bench started (the issue's case): busy.
+    warnings, busy = bench_warnings(quiet, [6.0, 5.0, 4.0], [2.0, 2.0, 2.0], cpu_count=2, own_threads=2)
+    assert busy and len(warnings) == 1 and "machine busy" in warnings[0] and "2 cores" in warnings[0]
+    # At the end the bench's own threads are part of the load: 4.5 with 2 of them on 2 cores is busy,
+    # 3.9 is not.
+    assert bench_warnings(quiet, [1.0, 1, 1], [4.5, 1, 1], cpu_count=2, own_threads=2)[1]
+    assert not bench_warnings(quiet, [1.0, 1, 1], [3.9, 1, 1], cpu_count=2, own_threads=2)[1]
+    assert bench_warnings(quiet, None, None, cpu_count=None, own_threads=1) == ([], False)  # no getloadavg
+
+
+def test_bench_warns_when_a_ratio_falls_below_its_flop_ratio():
+    # The issue's case: a best option at 1.06x against its FLOP ratio of 1.22x, repeats within 0.05.
+    low = {"ce": variant(1.0, 1.0, 1.0, 1.0), "online+frac25": variant(1.06, 1.22, 1.04, 1.09)}
+    warnings, busy = bench_warnings(low, [0.1, 0.1, 0.1], [1.0, 1.0, 1.0], cpu_count=2, own_threads=2)
+    assert not busy and len(warnings) == 1
+    assert warnings[0].startswith("online+frac25: ratio to CE 1.060 is below its FLOP ratio 1.220")
+    # Within the spread of the repeats, or within the 5% tolerance (the idle H200's 1.231 vs 1.246): no warning.
+    for ok in (variant(1.06, 1.22, 0.95, 1.25), variant(1.231, 1.246, 1.228, 1.241), variant(1.4, 1.3, 1.3, 1.5)):
+        assert bench_warnings({"x": ok}, None, None, cpu_count=2, own_threads=2) == ([], False)

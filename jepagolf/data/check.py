@@ -110,7 +110,7 @@ class _SplitScan:
 def _jepagolf_manifest(data_dir: Path) -> dict[str, Any] | None:
     try:
         manifest = json.loads((data_dir / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     return manifest if isinstance(manifest, dict) and manifest.get("format") == "jepagolf-corpus" else None
 
@@ -123,7 +123,7 @@ def _challenge_expectations(data_dir: Path) -> dict[str, int]:
         manifest = json.loads((data_dir.parent.parent / "manifest.json").read_text(encoding="utf-8"))
         entry = next(e for e in manifest["datasets"] if isinstance(e, dict) and e.get("name") == data_dir.name)
         stats = entry["stats"]
-    except (OSError, ValueError, KeyError, TypeError, StopIteration):
+    except (OSError, ValueError, RecursionError, KeyError, TypeError, StopIteration):
         return {}
     expected = {}
     for split in SPLITS:

@@ -34,6 +34,7 @@ import sentencepiece as spm
 import torch
 
 from jepagolf.data.bytes import ByteTablesTorch, build_byte_tables, token_bytes
+from jepagolf.data.errors import DataError
 from jepagolf.data.shards import write_shard
 from jepagolf.data.tokenizer import TRAINER_SETTINGS, encode_documents, load_tokenizer, train_sentencepiece
 
@@ -67,7 +68,12 @@ class DatasetPaths:
 def default_cache_dir() -> Path:
     """``$JEPAGOLF_CACHE`` if set, else ``~/.cache/jepagolf`` (read at call time, not import)."""
     env = os.environ.get("JEPAGOLF_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "jepagolf"
+    path = Path(env).expanduser() if env else Path.home() / ".cache" / "jepagolf"
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise DataError(f"cache folder {path}{' (JEPAGOLF_CACHE)' if env else ''}: {existing} is a file, not a "
+                        "folder; point JEPAGOLF_CACHE at a folder")
+    return path
 
 
 # ----------------------------------------------------------------------------- documents
@@ -335,7 +341,7 @@ def corpus_is_complete(data_dir: Path, *, version: int | None = None, vocab_size
         return bool(files) and all(
             (Path(data_dir) / name).stat().st_size == entry["bytes"] for name, entry in files.items()
         )
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (OSError, ValueError, RecursionError, KeyError, TypeError, AttributeError):
         # Missing or malformed pieces mean "not complete"; the caller rebuilds.
         return False
 

@@ -228,6 +228,8 @@ def validate_file(path: Path, item: RemoteFile, vocab: int, docs_count: int | No
         raise
     except FileNotFoundError as e:
         raise InvalidFileError(f"{path}: missing") from e
+    except RecursionError:
+        raise InvalidFileError(f"{path}: JSON nested too deeply") from None
     except (ShardError, ValueError, OSError) as e:
         # ShardError/ValueError carry the file name and the reason already (bad header,
         # truncation, unloadable tokenizer, wrong vocab, bad JSON, bad UTF-8).

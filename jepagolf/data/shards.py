@@ -94,6 +94,11 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp_name, path)
+    except OSError as e:
+        tmp_name.unlink(missing_ok=True)
+        if e.filename is None and e.errno is not None:  # a failed write or fsync (disk full) names no file
+            raise OSError(e.errno, e.strerror, str(path)) from e
+        raise
     except BaseException:
         # Remove the partial temp file, then let the original error propagate.
         tmp_name.unlink(missing_ok=True)

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from jepagolf.config import Config, ModelConfig
-from jepagolf.export.container import load_artifact, save_artifact
+from jepagolf.config import Config, ConfigError, ModelConfig, check_rope_tables, check_seq_len, section_from_dict
+from jepagolf.export.container import ArtifactError, load_artifact, save_artifact
 from jepagolf.export.quant import dequantize_state_dict, quantize_state_dict, quantize_state_dict_reference
 from jepagolf.model.gpt import GPT
 
@@ -47,13 +48,47 @@ def artifact_meta_for(cfg: Config) -> dict:
             "preset": cfg.preset, "config_hash": cfg.hash()}
 
 
-def load_gpt_from_artifact(path: Path, device: torch.device | str = "cpu") -> GPT:
-    """Rebuild the GPT from an artifact alone (its header carries the model config)."""
+def load_gpt_from_artifact(path: Path, device: torch.device | str = "cpu", max_len: int | None = None) -> GPT:
+    """Rebuild the GPT from an artifact alone (its header carries the model config), for sequences of
+    up to ``max_len`` tokens (default: its training length).
+
+    The header's model config is validated (types, ranges, size limits) and its parameter count must
+    equal the number of weights the file stores before the network is built, so a crafted header
+    cannot make this allocate more than the file's own tensors justify; then every name and shape.
+    """
     qm, meta = load_artifact(path)
-    model_cfg = ModelConfig(**meta["model"])
-    gpt = GPT(model_cfg, int(meta["train_seq_len"]))
+    model_cfg, seq_len = gpt_shape_from_meta(meta, str(path), max_len)
+    stored = {**{k: tuple(q.q.shape) for k, q in qm.quantized.items()},
+              **{k: tuple(t.shape) for k, t in qm.floats.items()}}
+    weights = sum(math.prod(s) for s in stored.values())
+    if model_cfg.param_count() != weights:
+        raise ArtifactError(f"{path}: the tensors do not match the model its header describes ({weights:,} weights "
+                            f"stored, {model_cfg.param_count():,} in the model)")
+    gpt = GPT(model_cfg, seq_len)
+    expected = {k: tuple(v.shape) for k, v in gpt.state_dict().items()}
+    if stored != expected:
+        wrong = sorted(k for k in set(stored) | set(expected) if stored.get(k) != expected.get(k))
+        detail = ", ".join(f"{k}: {list(stored[k]) if k in stored else 'missing'} (expected "
+                           f"{list(expected[k]) if k in expected else 'none'})" for k in wrong[:4])
+        raise ArtifactError(f"{path}: the tensors do not match the model its header describes ({len(wrong)} "
+                            f"differ: {detail})")
     gpt.load_state_dict(dequantize_state_dict(qm))
     return gpt.to(device)
+
+
+def gpt_shape_from_meta(meta: dict, source: str, max_len: int | None = None) -> tuple[ModelConfig, int]:
+    """(model config, sequence length) from an artifact's header, validated; ArtifactError if not."""
+    model, seq_len = meta.get("model"), meta.get("train_seq_len") if max_len is None else max_len
+    if not isinstance(model, dict) or not isinstance(seq_len, int) or isinstance(seq_len, bool):
+        raise ArtifactError(f"{source}: malformed artifact header: meta needs a 'model' object and an integer "
+                            f"'train_seq_len', found {type(model).__name__} and {type(seq_len).__name__}")
+    try:
+        model_cfg = section_from_dict("model", model)
+        check_seq_len(seq_len)
+        check_rope_tables(model_cfg, seq_len)
+    except ConfigError as e:
+        raise ArtifactError(f"{source}: the model in the artifact header is not valid: {e}") from None
+    return model_cfg, seq_len
 
 
 def artifact_meta(path: Path) -> dict:

@@ -18,9 +18,11 @@ Payload (uncompressed)::
 
 Tensors are written in sections -- non-float tensors, fp32, fp16, per-row scales, int8 codes,
 int5 codes, int6 codes -- each sorted by name, so the same model always gives byte-identical files and LZMA sees
-long runs of statistically similar bytes. Loading checks the magic, the lengths and the checksum
-before decompressing, and validates every header entry (dtype allow-list, shape, bounds, levels)
-before building tensors with ``numpy.frombuffer``.
+long runs of statistically similar bytes. Loading checks the file size, the magic, the lengths and the
+checksum before decompressing, bounds the declared payload size (MAX_FILE_BYTES, MAX_PAYLOAD_BYTES,
+MAX_EXPANSION) so that a small file cannot make it allocate much more than its own size, and
+validates every header entry (dtype allow-list, shape, bounds, levels, finite floats) before
+building tensors with ``numpy.frombuffer``.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from jepagolf.config import CAP_BYTES, MAX_PARAMS
 from jepagolf.data.shards import atomic_write
 from jepagolf.export.quant import QuantizedModel, QuantizedTensor, quantize_state_dict
 from jepagolf.tensor_bytes import TORCH_TO_NAME, is_shape, nbytes, read_tensor, tensor_bytes
@@ -57,6 +60,20 @@ _LZMA_FILTERS: list[dict[str, Any]] = [
 # The decoder only needs the dictionary size (LZMA2 chunks carry lc/lp/pb); it must be at least
 # the encoder's, which preset 9 sets to 64 MiB.
 _LZMA_DECODE_FILTERS: list[dict[str, Any]] = [{"id": lzma.FILTER_LZMA2, "dict_size": 64 << 20}]
+
+# Bounds checked before anything is decompressed or allocated. An artifact of a model the config
+# limits allow (at most MAX_PARAMS weights) stores at most 4 bytes a weight (fp32) plus its header,
+# and compresses to less than its payload; the file cap leaves room for runs far over the size cap.
+MAX_HEADER_BYTES = 4 << 20
+MAX_PAYLOAD_BYTES = 4 * MAX_PARAMS + MAX_HEADER_BYTES
+MAX_FILE_BYTES = 16 * CAP_BYTES
+# Payload over compressed stream, measured: 1.6 for smoke after 2 steps, 2.0 (smoke) and 2.3 (cpu-demo)
+# freshly initialised, 196 and 1489 for all-zero smoke and cpu-demo weights. A payload declared larger
+# than MAX_EXPANSION times the compressed stream plus EXPANSION_SLACK is refused before decompressing:
+# an LZMA bomb of a few hundred KB would otherwise decompress to gigabytes. Only nearly all-zero models
+# compress this well.
+MAX_EXPANSION = 32
+EXPANSION_SLACK = 1 << 20
 
 # Storage kinds in file order. The few small, heterogeneous float tensors go first and the long
 # near-i.i.d. int code runs last: LZMA's adaptive probabilities then settle on the codes and are not
@@ -178,6 +195,8 @@ def _unwrap(data: bytes, source: str) -> bytes:
         raise ArtifactError(f"{source}: not a jepagolf artifact (bad magic bytes)")
     if len(data) < _PREFIX.size + _DIGEST_LEN:
         raise ArtifactError(f"{source}: artifact truncated: {len(data)} bytes is shorter than the fixed header")
+    if len(data) > MAX_FILE_BYTES:
+        raise ArtifactError(f"{source}: {len(data):,} bytes is larger than any artifact ({MAX_FILE_BYTES:,} at most)")
     _, payload_len, compressed_len = _PREFIX.unpack_from(data)
     expected = _PREFIX.size + compressed_len + _DIGEST_LEN
     body, digest = data[:-_DIGEST_LEN], data[-_DIGEST_LEN:]
@@ -191,6 +210,13 @@ def _unwrap(data: bytes, source: str) -> bytes:
         raise ArtifactError(f"{source}: artifact corrupted: checksum mismatch -- re-export or re-download")
     if len(data) != expected:
         raise ArtifactError(f"{source}: malformed artifact: header declares {expected} bytes, file has {len(data)}")
+    limit = min(MAX_PAYLOAD_BYTES, MAX_EXPANSION * compressed_len + EXPANSION_SLACK)
+    if payload_len > limit:
+        raise ArtifactError(
+            f"{source}: refused: it declares a payload of {payload_len:,} bytes for {compressed_len:,} compressed, "
+            f"more than {limit:,} ({MAX_EXPANSION}x + {EXPANSION_SLACK:,}, at most {MAX_PAYLOAD_BYTES:,}); only a "
+            "decompression bomb or a model of nearly all-zero weights compresses that well"
+        )
     if data[: len(MAGIC)] == MAGIC_ZLIB:
         return _inflate(data[_PREFIX.size : _PREFIX.size + compressed_len], payload_len, source)
     decomp = lzma.LZMADecompressor(format=lzma.FORMAT_RAW, filters=_LZMA_DECODE_FILTERS)
@@ -233,10 +259,14 @@ def _parse_header(payload: bytes, source: str) -> tuple[dict[str, Any], memoryvi
     (header_len,) = struct.unpack_from("<I", payload)
     if 4 + header_len > len(payload):
         raise _malformed(source, f"header length {header_len} exceeds payload size {len(payload)}")
+    if header_len > MAX_HEADER_BYTES:
+        raise _malformed(source, f"header length {header_len:,} is more than {MAX_HEADER_BYTES:,}")
     try:
         header = json.loads(payload[4 : 4 + header_len].decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise _malformed(source, f"not valid UTF-8 JSON ({e})") from e
+    except RecursionError:
+        raise _malformed(source, "JSON nested too deeply") from None
     if not isinstance(header, dict) or header.get("version") != FORMAT_VERSION:
         version = header.get("version") if isinstance(header, dict) else None
         raise _malformed(source, f"unsupported format version {version!r} (this reader knows {FORMAT_VERSION})")
@@ -282,6 +312,8 @@ def load_artifact_bytes(data: bytes, source: str = "<bytes>") -> tuple[Quantized
         except ValueError as err:
             raise _malformed(source, f"{name!r}: {err}") from err
         offset += e["length"]
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise _malformed(source, f"{name!r}: non-finite values (NaN or inf) in a stored {kind} tensor")
         if kind == "scale":
             if name in scales:
                 raise _malformed(source, f"duplicate scale for {name!r}")
@@ -317,9 +349,22 @@ def artifact_payload(data: bytes, source: str = "<bytes>") -> bytes:
     return _unwrap(data, source)
 
 
+def read_artifact_file(path: str | os.PathLike[str]) -> bytes:
+    """The bytes of an artifact file, refusing a folder or a file larger than any artifact unread."""
+    path = Path(path)
+    if path.is_dir():
+        raise ArtifactError(f"{path} is a folder, not an artifact file")
+    if not path.is_file():
+        raise ArtifactError(f"{path}: artifact file does not exist")
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise ArtifactError(f"{path}: {size:,} bytes is larger than any artifact ({MAX_FILE_BYTES:,} at most)")
+    return path.read_bytes()
+
+
 def load_artifact(path: str | os.PathLike[str]) -> tuple[QuantizedModel, dict[str, Any]]:
     """Read and validate an artifact file: (quantised model, meta dict)."""
-    return load_artifact_bytes(Path(path).read_bytes(), source=str(path))
+    return load_artifact_bytes(read_artifact_file(path), source=str(path))
 
 
 # ----------------------------------------------------------------------------- size report

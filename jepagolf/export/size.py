@@ -39,7 +39,8 @@ from jepagolf.export.container import (  # the framing sizes are the container's
     compress_payload,
     compress_report,
     encode_payload,
-    load_artifact,
+    load_artifact_bytes,
+    read_artifact_file,
 )
 from jepagolf.export.quant import (
     _LEVELS,
@@ -274,8 +275,8 @@ def artifact_size_report(
 ) -> SizeReport:
     """Measured breakdown of an artifact file: each group's tensors compressed on their own."""
     path = Path(path)
-    data = path.read_bytes()
-    qm, _ = load_artifact(path)  # checks the checksum first
+    data = read_artifact_file(path)
+    qm, _ = load_artifact_bytes(data, str(path))  # checks the size, the checksum and every bound first
     parts: dict[str, QuantizedModel] = {g: QuantizedModel() for g in GROUPS}
     groups = _new_groups()
     for name, qt in qm.quantized.items():

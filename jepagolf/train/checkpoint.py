@@ -42,11 +42,18 @@ FORMAT_VERSION = 1
 _PREFIX = struct.Struct("<8sQQ")  # magic, header_len, data_len
 _DIGEST_LEN = 32
 CHECKPOINT_DIR = "checkpoints"
+# The JSON header (meta and tensor table) of the largest model the config limits allow is a few MB.
+MAX_HEADER_BYTES = 64 << 20
 _NAME_RE = re.compile(r"^step_(\d{8,})\.ckpt$")
 
 
 class CheckpointError(ValueError):
     """A checkpoint cannot be written, is not a valid checkpoint, or does not fit this run."""
+
+
+class DataChanged(CheckpointError):
+    """The data given to a resume is not the data the run was trained on: refused, never passed over
+    for an older checkpoint (they were all trained on the same data)."""
 
 
 def checkpoint_name(step: int) -> str:
@@ -147,10 +154,14 @@ def read_checkpoint(path: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
     _, header_len, data_len = _PREFIX.unpack_from(data)
     if _PREFIX.size + header_len + data_len != len(body):
         raise _bad(path, "malformed checkpoint: declared sizes do not match the file size")
+    if header_len > MAX_HEADER_BYTES:
+        raise _bad(path, f"malformed checkpoint: header of {header_len:,} bytes, more than {MAX_HEADER_BYTES:,}")
     try:
         header = json.loads(bytes(body[_PREFIX.size : _PREFIX.size + header_len]).decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise _bad(path, f"malformed checkpoint header ({e})") from e
+    except RecursionError:
+        raise _bad(path, "malformed checkpoint header (JSON nested too deeply)") from None
     if not isinstance(header, dict) or header.get("version") != FORMAT_VERSION:
         version = header.get("version") if isinstance(header, dict) else None
         raise _bad(path, f"unsupported checkpoint format version {version!r} (this reader knows {FORMAT_VERSION})")
@@ -226,8 +237,11 @@ class LoadedCheckpoint:
     meta: dict[str, Any]
 
 
-def load_latest(run_dir: Path, warn: Callable[[str], None] | None = None) -> tuple[LoadedCheckpoint, list[str]]:
-    """The newest checkpoint that reads and verifies, falling back to older ones and saying so.
+def load_latest(run_dir: Path, warn: Callable[[str], None] | None = None,
+                check: Callable[[LoadedCheckpoint], None] | None = None) -> tuple[LoadedCheckpoint, list[str]]:
+    """The newest checkpoint that reads, verifies and passes ``check`` (which raises CheckpointError
+    for content that does not fit the run), falling back to older ones and saying so; DataChanged
+    from ``check`` stops the search.
 
     Returns the checkpoint and the warnings issued (each also passed to ``warn``).
     """
@@ -246,7 +260,11 @@ def load_latest(run_dir: Path, warn: Callable[[str], None] | None = None) -> tup
             ckpt = LoadedCheckpoint(path, step, tensors, meta)
             if meta.get("step") != step:
                 raise _bad(path, f"file name says step {step} but the checkpoint holds step {meta.get('step')}")
+            if check is not None:
+                check(ckpt)
             return ckpt, warnings
+        except DataChanged:
+            raise
         except CheckpointError as e:
             problems.append(str(e))
             older = found[len(found) - 2 - i][1] if i + 1 < len(found) else None

@@ -30,6 +30,17 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda f: f.write(data))
 
 
+def _append(f: TextIO, line: str) -> None:
+    """Write one line and flush it; a failure (disk full) names the file."""
+    try:
+        f.write(line + "\n")
+        f.flush()
+    except OSError as e:
+        if e.errno is None:
+            raise
+        raise OSError(e.errno, e.strerror, f.name) from e
+
+
 def fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4f}" if abs(v) >= 1e-3 or v == 0 else f"{v:.3e}"
@@ -71,9 +82,7 @@ class RunLogger:
     def line(self, text: str, console: bool = True) -> None:
         if not self.enabled:
             return
-        assert self._log is not None
-        self._log.write(text + "\n")
-        self._log.flush()
+        self._log_write(text)
         if console:
             if self.interactive:
                 tqdm.write(text, file=sys.stderr)
@@ -84,8 +93,7 @@ class RunLogger:
         if not self.enabled:
             return
         assert self._metrics is not None
-        self._metrics.write(json.dumps({"kind": kind, **record}, sort_keys=True) + "\n")
-        self._metrics.flush()
+        _append(self._metrics, json.dumps({"kind": kind, **record}, sort_keys=True))
         step = record.get("step")
         head = f"step:{step}/{total}" if total else f"{kind} step:{step}"
         keys = [k for k in CONSOLE_KEYS if k in record]
@@ -101,8 +109,7 @@ class RunLogger:
 
     def _log_write(self, text: str) -> None:
         assert self._log is not None
-        self._log.write(text + "\n")
-        self._log.flush()
+        _append(self._log, text)
 
     def write_json(self, name: str, obj: Any, sort_keys: bool = True) -> None:
         """``sort_keys=False`` keeps the object's own order (summary.json leads with the score)."""
@@ -113,7 +120,13 @@ class RunLogger:
         return _Progress(total, self.enabled and self.interactive)
 
     def close(self) -> None:
+        error: OSError | None = None
         for f in (self._log, self._metrics):
             if f is not None:
-                f.close()
+                try:
+                    f.close()  # closes the file even when the final flush fails (disk full)
+                except OSError as e:
+                    error = error or (OSError(e.errno, e.strerror, f.name) if e.errno is not None else e)
         self._log = self._metrics = None
+        if error is not None:
+            raise error

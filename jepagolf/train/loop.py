@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import signal
 import sys
 import time
@@ -53,7 +54,7 @@ from jepagolf.train.checkpoint import CheckpointError, list_checkpoints, load_la
 from jepagolf.train.logger import RunLogger
 from jepagolf.train.preempt import Preempted, signal_name
 from jepagolf.train.reliability import ReliabilityMixin, TrainingDiverged  # noqa: F401 (part of this module's API)
-from jepagolf.train.resume import check_fits
+from jepagolf.train.resume import check_restorable
 from jepagolf.train.runtime import (
     Runtime,
     device_name,
@@ -541,6 +542,12 @@ class Trainer(ReliabilityMixin):
         plain = not kind.sliding and kind.seq_len == cfg.train.train_seq_len
         score = rtrip if plain else self.evaluate(rt_gpt, scoring=True)
         log.metrics("final_score", {"step": self.step, "val_loss": score.loss, "val_bpb": score.bpb, **kind.fields()})
+        scores = {"val_bpb": score.bpb, "roundtrip_val_bpb": rtrip.bpb, "prequant_val_bpb": pre.bpb,
+                  "live_val_bpb": live.bpb}
+        if not all(math.isfinite(v) for v in scores.values()):
+            listed = ", ".join(f"{k} {v}" for k, v in scores.items())
+            raise TrainingDiverged(f"the final evaluation is not finite ({listed}); the run has no score and writes "
+                                   "no summary.json" + self._divergence_advice())
         code_bytes = self.code_bytes
         summary = {
             # The number the challenge scores leads; val_bpb / val_loss are the same figures (DESIGN section 6).
@@ -624,11 +631,8 @@ def train(
         raise CheckpointError("resume needs the run folder")
     if not resume and out_dir is not None:
         refuse_resumable_run(out_dir)
-    ckpt = warnings = None
-    if resume:
-        assert out_dir is not None
-        ckpt, warnings = load_latest(out_dir, warn=(lambda m: print(m, file=sys.stderr)) if rt.is_main else None)
-        check_fits(ckpt, cfg, out_dir)
+    if resume and not list_checkpoints(out_dir):
+        load_latest(out_dir)  # raises: no checkpoints to resume from
     if out_dir is None:
         out_dir = default_run_dir(cfg)
         if rt.distributed:
@@ -640,8 +644,12 @@ def train(
         out_dir.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(cfg, rt, out_dir, paths)
     try:
-        if ckpt is not None:
-            trainer.restore(ckpt, warnings or [])
+        if resume:
+            # The newest checkpoint whose every piece fits this trainer (checked before anything is
+            # loaded into it), falling back to older ones; other data than the run's is refused.
+            ckpt, warnings = load_latest(out_dir, warn=(lambda m: print(m, file=sys.stderr)) if rt.is_main else None,
+                                         check=lambda c: check_restorable(trainer, c, out_dir))
+            trainer.restore(ckpt, warnings)
             del ckpt  # the state now lives in the trainer; free the host copy
         with trainer.stop.installed():
             summary = trainer.run()
@@ -665,6 +673,8 @@ def refuse_used_run_folder(out_dir: Path) -> None:
     """``jepagolf train --out DIR``: DIR must not hold another run's results, which a new run would
     append to (logs) or replace (artifact, summary). The generated train_gpt.py, which challenge
     users rerun in one folder, only refuses a resumable run (``refuse_resumable_run``)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--out {out_dir} is a file, not a folder; choose a folder for the run")
     refuse_resumable_run(out_dir)
     found = [n for n in ("summary.json", ARTIFACT_NAME, "train.log", "metrics.jsonl") if (out_dir / n).exists()]
     if found:

@@ -63,6 +63,7 @@ class ReliabilityMixin:
         self.last_checkpoint: tuple[int, Path] | None = None  # (step, path written by rank 0)
         self._last_checkpoint_wall = time.monotonic()
         self.resume_notes: list[str] = []
+        self.data_fingerprint: dict[str, list[list[object]]] | None = None  # see resume.data_fingerprint
         # First non-finite step seen without a host sync (CUDA): (step, flags, values) on the device.
         self._bad_step = torch.full((), -1, dtype=torch.long, device=device)
         self._bad_flags = torch.zeros(len(GUARD_TERMS), dtype=torch.bool, device=device)

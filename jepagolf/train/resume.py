@@ -11,7 +11,6 @@ schedules are pure functions of (step, elapsed_s) and the JEPA span generators a
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import time
@@ -22,9 +21,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from jepagolf.config import Config, ConfigError, config_from_dict, override_config
+from jepagolf.config import Config, ConfigError, config_from_dict, override_config, read_config_json
+from jepagolf.data.fingerprint import dataset_fingerprint
+from jepagolf.data.shards import list_shards, read_header
 from jepagolf.sources import source_hash
-from jepagolf.train.checkpoint import CheckpointError, LoadedCheckpoint
+from jepagolf.train.checkpoint import CheckpointError, DataChanged, LoadedCheckpoint
 from jepagolf.train.runtime import versions
 
 if TYPE_CHECKING:
@@ -33,9 +34,23 @@ if TYPE_CHECKING:
 METRICS_FILE = "metrics.jsonl"
 
 
-def data_fingerprint(trainer: Trainer) -> list[list[Any]]:
-    """Names and sizes of the training shards: a cheap check that a resume reads the same data."""
-    return [[p.name, p.stat().st_size] for p in trainer.stream.paths]
+# The state each optimizer keeps per parameter once it has stepped (torch.optim.Adam without amsgrad,
+# jepagolf.optim.muon.Muon): a checkpoint holds all of it for a parameter, or none.
+OPTIMIZER_STATE_KEYS = {"Adam": {"step", "exp_avg", "exp_avg_sq"}, "Muon": {"momentum_buffer"}}
+# Param-group entries a checkpoint restores: the schedules' current values. Every other entry follows
+# from the configuration (equal in a checkpoint that fits) or from the device (fused / foreach kernels),
+# so the live optimizer's own values are kept.
+SCHEDULED_GROUP_KEYS = ("lr", "momentum")
+_DEVICE_GROUP_KEYS = ("foreach", "fused", "capturable", "differentiable")
+
+
+def data_fingerprint(trainer: Trainer) -> dict[str, list[list[Any]]]:
+    """[name, size, content fingerprint] of every train and val shard (``jepagolf.data.fingerprint``:
+    sampled bytes plus the manifest's sha256), taken once per trainer."""
+    if trainer.data_fingerprint is None:
+        trainer.data_fingerprint = {"train": dataset_fingerprint(trainer.stream.paths),
+                                    "val": dataset_fingerprint(list_shards(trainer.paths.data_dir, "val"))}
+    return trainer.data_fingerprint
 
 
 def capture_state(trainer: Trainer) -> tuple[dict[str, Tensor], dict[str, Any]]:
@@ -74,7 +89,7 @@ def capture_state(trainer: Trainer) -> tuple[dict[str, Tensor], dict[str, Any]]:
         "artifact_ema_updates": trainer.artifact_ema.updates,
         "optimizers": optimizers,
         "stream": trainer.stream.state_dict(),
-        "data": {"train_shards": data_fingerprint(trainer)},
+        "data": {"fingerprint": data_fingerprint(trainer)},
         "rng": {
             "python": [py_version, list(py_internal), py_gauss],
             "numpy": [np_kind, int(np_pos), int(np_has_gauss), float(np_gauss)],
@@ -108,7 +123,10 @@ def check_fits(ckpt: LoadedCheckpoint, cfg: Config, run_dir: Path) -> None:
     """Refuse a checkpoint written under another configuration than the run folder's."""
     saved = ckpt.meta.get("config")
     if ckpt.meta.get("config_hash") != cfg.hash() or not isinstance(saved, dict):
-        diff = config_diff(config_from_dict(saved), cfg) if isinstance(saved, dict) else "unknown"
+        try:
+            diff = config_diff(config_from_dict(saved), cfg) if isinstance(saved, dict) else "unknown"
+        except ConfigError as e:
+            diff = f"unknown: its config is not valid ({e})"
         raise CheckpointError(
             f"{ckpt.path} was written by a run with another configuration than {run_dir / 'config.json'} "
             f"(differs in: {diff}); the folder mixes two runs — resume a folder whose checkpoints and "
@@ -116,15 +134,172 @@ def check_fits(ckpt: LoadedCheckpoint, cfg: Config, run_dir: Path) -> None:
         )
 
 
-def restore_state(trainer: Trainer, ckpt: LoadedCheckpoint) -> None:
-    """Load ``ckpt`` into a freshly built trainer (same config), in place."""
+def check_data(trainer: Trainer, ckpt: LoadedCheckpoint) -> None:
+    """Refuse (DataChanged) a resume whose shards differ in content from those the checkpoint was
+    trained on; a checkpoint without a readable fingerprint is a bad checkpoint (CheckpointError)."""
+    saved = ckpt.meta.get("data")
+    saved = saved.get("fingerprint") if isinstance(saved, dict) else None
+    rows_ok = isinstance(saved, dict) and set(saved) == {"train", "val"} and all(
+        isinstance(rows, list) and all(isinstance(r, list) and len(r) == 3 for r in rows) for rows in saved.values())
+    if not rows_ok:
+        raise CheckpointError(f"{ckpt.path}: malformed checkpoint: no data fingerprint in its meta")
+    now = data_fingerprint(trainer)
+    if saved == now:
+        return
+    diffs = []
+    for split in ("train", "val"):
+        then_rows, now_rows = saved[split], now[split]
+        if len(then_rows) != len(now_rows):
+            diffs.append(f"{len(then_rows)} {split} shards then, {len(now_rows)} now")
+        diffs += [f"{b[0]} differs from {a[0]} then" if a[0] != b[0] else f"{b[0]} has other content"
+                  for a, b in zip(then_rows, now_rows, strict=False) if a != b]
+    raise DataChanged(
+        f"{ckpt.path}: the training data changed since the checkpoint ({'; '.join(diffs[:3])}"
+        f"{'; ...' if len(diffs) > 3 else ''}, compared by content, not names and sizes); resume with the same --data"
+    )
+
+
+def check_restorable(trainer: Trainer, ckpt: LoadedCheckpoint, run_dir: Path) -> None:
+    """Raise CheckpointError unless ``ckpt`` fits this run and can be restored completely: the same
+    configuration (``check_fits``) and data (``check_data``, which raises DataChanged), and every tensor
+    and meta entry that ``restore_state`` reads present, of the right type, shape and dtype, finite and
+    in range. Nothing of the trainer is changed, so a failing checkpoint can be passed over for an
+    older one."""
+    check_fits(ckpt, trainer.cfg, run_dir)
+    check_data(trainer, ckpt)
+    try:
+        _check_meta(trainer, ckpt.meta)
+        _check_tensors(trainer, ckpt)
+    except (ValueError, TypeError, KeyError, OverflowError) as e:
+        raise CheckpointError(f"{ckpt.path}: does not fit this run: {e}") from None
+
+
+def _count(meta: dict[str, Any], key: str) -> int:
+    v = meta.get(key)
+    if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+        raise ValueError(f"meta {key}={v!r} is not a count")
+    return v
+
+
+def _check_meta(trainer: Trainer, meta: dict[str, Any]) -> None:
+    for key in ("step", "tokens_seen", "skipped_steps", "artifact_ema_updates", "world_size"):
+        _count(meta, key)
+    elapsed = meta.get("elapsed_s")
+    if not isinstance(elapsed, (int, float)) or isinstance(elapsed, bool) or not 0 <= elapsed < float("inf"):
+        raise ValueError(f"meta elapsed_s={elapsed!r} is not a time")
+    if not isinstance(meta.get("training_done"), bool):
+        raise ValueError(f"meta training_done={meta.get('training_done')!r} is not a bool")
+    logs = meta.get("logs")
+    if not isinstance(logs, dict):
+        raise ValueError("meta logs is not an object")
+    _count(logs, METRICS_FILE)
+    stream = meta.get("stream")
+    if not isinstance(stream, dict) or set(stream) != {"shard_index", "position", "num_shards"}:
+        raise ValueError(f"meta stream={stream!r} is not a stream position")
+    index, position, shards = (_count(stream, k) for k in ("shard_index", "position", "num_shards"))
+    paths = trainer.stream.paths
+    if shards != len(paths) or index >= shards or position > read_header(paths[index]):
+        raise ValueError(f"stream position {stream} is outside the {len(paths)} train shards")
+    rng = meta.get("rng")
+    if not isinstance(rng, dict) or not isinstance(rng.get("python"), list) or len(rng["python"]) != 3:
+        raise ValueError("meta rng.python is not a Python RNG state")
+    version, internal, gauss = rng["python"]
+    random.Random().setstate((version, tuple(internal), gauss))  # raises on a malformed state
+    if not isinstance(rng.get("numpy"), list) or len(rng["numpy"]) != 4:
+        raise ValueError("meta rng.numpy is not a numpy RNG state")
+    if not 0 <= _count(rng, "cuda_devices") <= 1024:
+        raise ValueError(f"meta rng.cuda_devices={rng['cuda_devices']} is out of range")
+    saved_opts = meta.get("optimizers")
+    if not isinstance(saved_opts, list) or len(saved_opts) != len(trainer.optimizers):
+        raise ValueError(f"{len(trainer.optimizers)} optimizers built, the checkpoint does not hold as many")
+    for i, (opt, saved) in enumerate(zip(trainer.optimizers, saved_opts, strict=True)):
+        _check_optimizer(i, opt, saved)
+
+
+def _check_optimizer(i: int, opt: torch.optim.Optimizer, saved: Any) -> None:
+    name = type(opt).__name__
+    if not isinstance(saved, dict) or saved.get("type") != name:
+        raise ValueError(f"optimizer {i} is {name}, the checkpoint's is not")
+    live, groups = opt.state_dict()["param_groups"], saved.get("param_groups")
+    if not isinstance(groups, list) or len(groups) != len(live):
+        raise ValueError(f"optimizer {i} has {len(live)} param groups, the checkpoint's a different number")
+    for g, g_live in zip(groups, live, strict=True):
+        if not isinstance(g, dict) or set(g) != set(g_live) or g["params"] != g_live["params"]:
+            raise ValueError(f"optimizer {i}: a param group does not match ({sorted(g_live)})")
+        for k, v in g.items():
+            if k in SCHEDULED_GROUP_KEYS:
+                if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v < float("inf"):
+                    raise ValueError(f"optimizer {i}: {k}={v!r} is not a finite number >= 0")
+            elif k in _DEVICE_GROUP_KEYS:
+                if v is not None and not isinstance(v, bool):
+                    raise ValueError(f"optimizer {i}: {k}={v!r} is not a flag")
+            elif (list(v) if isinstance(v, (list, tuple)) else v) != (
+                    list(g_live[k]) if isinstance(g_live[k], tuple) else g_live[k]):
+                raise ValueError(f"optimizer {i}: {k}={v!r} differs from the configuration's {g_live[k]!r}")
+    scalars = saved.get("scalars")
+    if not isinstance(scalars, dict) or scalars:
+        # Adam and Muon keep only tensors in their state (Adam's step included).
+        raise ValueError(f"optimizer {i}: unexpected non-tensor state {scalars!r}")
+
+
+def _expected_tensors(trainer: Trainer) -> dict[str, Tensor]:
+    """The live trainer's tensors under their checkpoint names (model, target, artifact EMA, RNG)."""
+    live: dict[str, Tensor] = {f"model/{k}": v for k, v in trainer.model.state_dict().items()}
+    if trainer.target is not None:
+        live.update({f"target/{k}": v for k, v in trainer.target.state_dict().items()})
+    live.update({f"artifact_ema/{k}": v for k, v in trainer.artifact_ema.state_dict().items()})
+    live["rng/torch"] = torch.get_rng_state()
+    return live
+
+
+def _check_tensors(trainer: Trainer, ckpt: LoadedCheckpoint) -> None:
     t, meta = ckpt.tensors, ckpt.meta
-    fingerprint = data_fingerprint(trainer)
-    if meta["data"]["train_shards"] != fingerprint:
-        raise CheckpointError(
-            f"{ckpt.path}: the training data changed since the checkpoint (shards then: "
-            f"{meta['data']['train_shards']}, now: {fingerprint}); resume with the same --data"
-        )
+    live = _expected_tensors(trainer)
+    for name, ref in live.items():
+        got = t.get(name)
+        if got is None or got.shape != ref.shape or got.dtype != ref.dtype:
+            what = "missing" if got is None else f"{got.dtype} {list(got.shape)}"
+            raise ValueError(f"tensor {name}: {what}, expected {ref.dtype} {list(ref.shape)}")
+        if got.is_floating_point() and not bool(torch.isfinite(got).all()):
+            raise ValueError(f"tensor {name} holds NaN or inf")
+    keys = t.get("rng/numpy_keys")
+    if keys is None or keys.dtype != torch.int64 or keys.shape != (624,):
+        raise ValueError("tensor rng/numpy_keys: missing or not 624 int64")
+    kind, pos, has_gauss, gauss = meta["rng"]["numpy"]
+    np.random.RandomState().set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    cuda = [f"rng/cuda/{i}" for i in range(meta["rng"]["cuda_devices"])]
+    for name in cuda:
+        s = t.get(name)
+        if s is None or s.dtype != torch.uint8 or s.dim() != 1 or s.numel() > 1024:
+            raise ValueError(f"tensor {name}: missing or not a CUDA RNG state")
+    known = set(live) | {"rng/numpy_keys", *cuda}
+    params = [[p for g in opt.param_groups for p in g["params"]] for opt in trainer.optimizers]
+    state: dict[tuple[int, int], set[str]] = {}
+    for name, v in t.items():
+        if name in known:
+            continue
+        parts = name.split("/")
+        if len(parts) != 4 or parts[0] != "optim" or not (parts[1].isdigit() and parts[2].isdigit()):
+            raise ValueError(f"unexpected tensor {name}")
+        i, pid, key = int(parts[1]), int(parts[2]), parts[3]
+        if i >= len(params) or pid >= len(params[i]):
+            raise ValueError(f"tensor {name}: no such optimizer parameter")
+        if key not in OPTIMIZER_STATE_KEYS[type(trainer.optimizers[i]).__name__]:
+            raise ValueError(f"tensor {name}: unknown optimizer state {key!r}")
+        shape = () if key == "step" else params[i][pid].shape
+        if v.shape != shape or v.dtype != torch.float32 or not bool(torch.isfinite(v).all()):
+            raise ValueError(f"tensor {name}: {v.dtype} {list(v.shape)}, expected finite float32 {list(shape)}")
+        state.setdefault((i, pid), set()).add(key)
+    for (i, pid), keys_found in state.items():
+        expected = OPTIMIZER_STATE_KEYS[type(trainer.optimizers[i]).__name__]
+        if keys_found != expected:
+            raise ValueError(f"optimizer {i} parameter {pid}: state {sorted(keys_found)}, expected {sorted(expected)}")
+
+
+def restore_state(trainer: Trainer, ckpt: LoadedCheckpoint) -> None:
+    """Load ``ckpt`` into a freshly built trainer (same config), in place; ``check_restorable`` has
+    passed on it."""
+    t, meta = ckpt.tensors, ckpt.meta
     try:
         trainer.model.load_state_dict(_section(t, "model/"))
         if trainer.target is not None:
@@ -142,22 +317,19 @@ def restore_state(trainer: Trainer, ckpt: LoadedCheckpoint) -> None:
             for key, value in _section(t, f"optim/{i}/").items():
                 pid, name = key.split("/", 1)
                 state.setdefault(int(pid), {})[name] = value
-            for pid, values in saved["scalars"].items():
-                state.setdefault(int(pid), {}).update(values)
             live = opt.state_dict()["param_groups"]
-            # JSON turned tuples (Adam's betas) into lists; give them back their live type.
-            groups = [{k: tuple(v) if isinstance(g_live.get(k), tuple) else v for k, v in g.items()}
+            groups = [{**g_live, **{k: g[k] for k in SCHEDULED_GROUP_KEYS if k in g_live}}
                       for g, g_live in zip(saved["param_groups"], live, strict=True)]
             opt.load_state_dict({"state": state, "param_groups": groups})
+        trainer.stream.load_state_dict(meta["stream"])
+        restore_rng(t, meta["rng"])
     except (RuntimeError, ValueError, KeyError, TypeError) as e:
         raise CheckpointError(f"{ckpt.path}: does not fit this model and optimizer ({e})") from e
-    trainer.stream.load_state_dict(meta["stream"])
     trainer.step = int(meta["step"])
     trainer.elapsed_s = float(meta["elapsed_s"])
     trainer.tokens_seen = int(meta["tokens_seen"])
     trainer.skipped_steps = int(meta["skipped_steps"])
     trainer.training_done = bool(meta["training_done"])
-    restore_rng(t, meta["rng"])
 
 
 def restore_rng(tensors: dict[str, Tensor], rng: dict[str, Any]) -> None:
@@ -214,10 +386,7 @@ def resume_config(run_dir: Path, overrides: dict[str, str], preset: str | None =
         raise CheckpointError(f"--resume {run_dir}: run folder does not exist")
     if not path.is_file():
         raise CheckpointError(f"--resume {run_dir}: no config.json there; not a jepagolf run folder")
-    try:
-        saved = config_from_dict(json.loads(path.read_text(encoding="utf-8")))
-    except (json.JSONDecodeError, UnicodeDecodeError, TypeError, AttributeError) as e:
-        raise CheckpointError(f"{path}: unreadable run configuration ({e})") from e
+    saved = config_from_dict(read_config_json(path))
     if preset is not None and preset != saved.preset:
         raise ConfigError(
             f"--resume {run_dir}: the run was trained with preset {saved.preset!r}, not {preset!r}; "

@@ -15,6 +15,7 @@ import torch
 import torch.distributed as dist
 
 import jepagolf
+from jepagolf.config import ConfigError
 
 
 @dataclass
@@ -51,7 +52,7 @@ def setup_runtime(device_pref: str = "auto") -> Runtime:
         device_pref = "cuda" if torch.cuda.is_available() else "cpu"
     if device_pref.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise RuntimeError("device=cuda requested but CUDA is not available; use --set device=cpu")
+            raise ConfigError(f"device={device_pref} requested but CUDA is not available; use --set device=cpu")
         device = torch.device("cuda", local_rank) if device_pref == "cuda" else torch.device(device_pref)
         torch.cuda.set_device(device)
         torch.backends.cuda.matmul.allow_tf32 = True
