@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import signal
 import sys
 import time
@@ -44,6 +45,7 @@ from jepagolf.jepa.objective import JepaLM
 from jepagolf.jepa.target import WeightEMA, ema_momentum, make_target_encoder, update_target
 from jepagolf.model.gpt import GPT, count_params
 from jepagolf.optim.groups import build_optimizers
+from jepagolf.outputs import OutputError, RunLock
 from jepagolf.summary import SUMMARY_VERSION, score_kind
 from jepagolf.train import schedules
 from jepagolf.train.batches import micro_batch, micro_batch_indices, micro_batch_mask
@@ -492,6 +494,11 @@ class Trainer(ReliabilityMixin):
             "source_hash": source_hash(),
             "versions": versions(),
         }
+        nonfinite = sorted(k for k, v in summary.items() if isinstance(v, float) and not math.isfinite(v))
+        if nonfinite:
+            # A non-finite score is an error, never a result (and never invalid JSON in summary.json).
+            values = ", ".join(f"{k}={summary[k]}" for k in nonfinite)
+            raise TrainingDiverged(f"the final evaluation gave non-finite {values}; no summary.json was written")
         log.write_json("summary.json", summary, sort_keys=False)
         log.line(
             f"final score_val_bpb:{score.bpb:.4f} {kind.log_fields()} roundtrip_val_bpb:{rtrip.bpb:.4f} "
@@ -548,9 +555,13 @@ def train(
             holder = [str(out_dir)]
             dist.broadcast_object_list(holder, src=0)
             out_dir = Path(holder[0])
-    if rt.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(cfg, rt, out_dir, paths)
+    lock = claim_run_folder(out_dir, rt, fresh=not resume)
+    try:
+        trainer = Trainer(cfg, rt, out_dir, paths)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
     try:
         if ckpt is not None:
             trainer.restore(ckpt, warnings or [])
@@ -562,6 +573,33 @@ def train(
         return summary
     finally:
         trainer.logger.close()
+        if lock is not None:
+            lock.release()
+
+
+def claim_run_folder(out_dir: Path, rt: Runtime, *, fresh: bool) -> RunLock | None:
+    """Create ``out_dir`` and lock it for this run (rank 0 holds the lock, for the run's life); a new
+    run (``fresh``) also refuses a folder that already holds results, checked under the lock so that
+    two runs started at once cannot both pass. Every rank raises the same one-line error."""
+    lock, error = None, ""
+    if rt.is_main:
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            lock = RunLock(out_dir).acquire()
+            if fresh:
+                refuse_used_run_folder(out_dir)
+        except (OutputError, CheckpointError, OSError) as e:
+            if lock is not None:
+                lock.release()
+                lock = None
+            error = str(e) if not isinstance(e, OSError) else f"cannot use run folder {out_dir}: {e}"
+    if rt.distributed:
+        holder = [error]
+        dist.broadcast_object_list(holder, src=0)
+        error = holder[0]
+    if error:
+        raise OutputError(error)
+    return lock
 
 
 def refuse_resumable_run(out_dir: Path) -> None:
@@ -574,11 +612,12 @@ def refuse_resumable_run(out_dir: Path) -> None:
 
 
 def refuse_used_run_folder(out_dir: Path) -> None:
-    """``jepagolf train --out DIR``: DIR must not hold another run's results, which a new run would
-    append to (logs) or replace (artifact, summary). The generated train_gpt.py, which challenge
-    users rerun in one folder, only refuses a resumable run (``refuse_resumable_run``)."""
+    """A new run (``jepagolf train --out DIR``, the generated train_gpt.py with OUT_DIR) must not go
+    into a folder that holds another run's results, which it would append to (logs) or replace
+    (artifact, summary, config)."""
     refuse_resumable_run(out_dir)
-    found = [n for n in ("summary.json", ARTIFACT_NAME, "train.log", "metrics.jsonl") if (out_dir / n).exists()]
+    found = [n for n in ("summary.json", ARTIFACT_NAME, "train.log", "metrics.jsonl", "config.json")
+             if (out_dir / n).exists()]
     if found:
         raise CheckpointError(
             f"{out_dir} already holds a run ({', '.join(found)}); a new run there would append to its logs "
