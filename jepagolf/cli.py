@@ -279,10 +279,12 @@ def _rescorer(args: argparse.Namespace):
 
     def rescore(run: RunRecord) -> tuple[FreshScore, float]:
         device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-        res = rescore_artifact(run.config, run.artifact, data=args.data, tokenizer=args.tokenizer, device=device)
+        rtrip, score = rescore_artifact(run.config, run.artifact, data=args.data, tokenizer=args.tokenizer,
+                                        device=device)
         run_on_cpu = str(run.summary.get("device", "cpu")).startswith("cpu")
         same = run_on_cpu == (device == "cpu")
-        return FreshScore(res.loss, res.bpb), SCORE_TOLERANCE_SAME_DEVICE if same else SCORE_TOLERANCE_OTHER_DEVICE
+        tolerance = SCORE_TOLERANCE_SAME_DEVICE if same else SCORE_TOLERANCE_OTHER_DEVICE
+        return FreshScore(rtrip.loss, rtrip.bpb, score.loss, score.bpb), tolerance
 
     return rescore
 

@@ -59,8 +59,13 @@ class OverCapError(ExportError):
 
 @dataclass
 class FreshScore:
-    loss: float
-    bpb: float
+    """A fresh evaluation of a run's artifact: the round trip (non-overlapping windows of train_seq_len)
+    and the score (the run's scoring windows; the same figures when it has none of its own)."""
+
+    roundtrip_loss: float
+    roundtrip_bpb: float
+    score_loss: float
+    score_bpb: float
 
 
 @dataclass
@@ -161,33 +166,48 @@ def logged_final(run: RunRecord, kind: str) -> dict[str, Any] | None:
     return found
 
 
-def verify_scores(run: RunRecord, rescore: Rescore | None) -> list[str]:
-    """Check the numbers export publishes from ``run``'s summary.json; return notes for the README.
+def _score_keys(summary: dict[str, Any]) -> tuple[dict[str, str], tuple[str, str]]:
+    """({published key: what a fresh evaluation must reproduce, "roundtrip" or "score"}, pre-quant keys),
+    for both summary layouts: version 2 (``summary_version``: ``score_*`` leads, ``val_*`` repeat it,
+    ``prequant_*``) and version 1 (``roundtrip_*`` is the score, ``val_*`` the pre-quant figures)."""
+    fresh = {"roundtrip_val_bpb": "roundtrip", "roundtrip_val_loss": "roundtrip"}
+    if "summary_version" in summary:
+        fresh.update({k: "score" for k in ("score_val_bpb", "score_val_loss", "val_bpb", "val_loss")})
+        return fresh, ("prequant_val_bpb", "prequant_val_loss")
+    return fresh, ("val_bpb", "val_loss")
 
-    Every published number must be finite. The round-trip score (what the challenge counts) must agree
-    with ``rescore(run)``, a fresh evaluation of the artifact, within ``score_tolerance``; the pre-quant
-    numbers, whose weights are not kept, must equal what the run logged in metrics.jsonl.
-    """
+
+def check_summary_numbers(run: RunRecord) -> dict[str, float]:
+    """The scores export publishes from ``run``'s summary.json, each checked to be a finite number; the
+    pre-quant ones, whose weights are not kept, must also equal what the run logged in metrics.jsonl."""
     d, s = run.dir, run.summary
-    keys = ("val_loss", "val_bpb", "roundtrip_val_loss", "roundtrip_val_bpb", "train_seconds")
-    values = {k: _finite(s, k, d) for k in keys}
+    fresh_keys, pre_keys = _score_keys(s)
+    values = {k: _finite(s, k, d) for k in (*fresh_keys, *pre_keys, "train_seconds")}
     pre = logged_final(run, "final_pre_quant")
-    if pre is not None and (pre.get("val_bpb") != s["val_bpb"] or pre.get("val_loss") != s["val_loss"]):
-        raise ExportError(f"{d}/summary.json: pre-quant val_bpb {s['val_bpb']!r} / val_loss {s['val_loss']!r} differ "
-                          f"from the run's metrics.jsonl ({pre.get('val_bpb')!r} / {pre.get('val_loss')!r}); "
-                          "summary.json was edited after the run")
+    if pre is not None and (pre.get("val_bpb"), pre.get("val_loss")) != (values[pre_keys[0]], values[pre_keys[1]]):
+        raise ExportError(f"{d}/summary.json: pre-quant {pre_keys[0]} {values[pre_keys[0]]!r} / {pre_keys[1]} "
+                          f"{values[pre_keys[1]]!r} differ from the run's metrics.jsonl ({pre.get('val_bpb')!r} / "
+                          f"{pre.get('val_loss')!r}); summary.json was edited after the run")
+    return values
+
+
+def verify_scores(run: RunRecord, rescore: Rescore | None) -> list[str]:
+    """Check the summary's numbers (``check_summary_numbers``) and that the round-trip figures and the
+    score agree with ``rescore(run)``, a fresh evaluation of the artifact, within its tolerance; return
+    notes for the README (the scores were not re-evaluated when ``rescore`` is None)."""
+    d = run.dir
+    values = check_summary_numbers(run)
+    fresh_keys, _ = _score_keys(run.summary)
     if rescore is None:
         return [f"seed {run.seed}: the score was taken from summary.json without re-evaluating the artifact "
                 "(--no-verify-score)"]
     fresh, tolerance = rescore(run)
-    scored = {"roundtrip_val_bpb": fresh.bpb, "roundtrip_val_loss": fresh.loss}
-    if "score_val_bpb" in s:  # the run's headline score, when it names one
-        scored["score_val_bpb"] = fresh.bpb
-    for key, value in scored.items():
-        stored = _finite(s, key, d) if key not in values else values[key]
-        if not math.isfinite(value) or abs(stored - value) > tolerance:
-            raise ExportError(f"{d}/summary.json: {key} is {stored!r}, but evaluating the artifact gives {value!r} "
-                              f"(tolerance {tolerance:g}); the summary does not describe this artifact")
+    got = {"roundtrip": (fresh.roundtrip_bpb, fresh.roundtrip_loss), "score": (fresh.score_bpb, fresh.score_loss)}
+    for key, which in fresh_keys.items():
+        value = got[which][0 if key.endswith("bpb") else 1]
+        if not math.isfinite(value) or abs(values[key] - value) > tolerance:
+            raise ExportError(f"{d}/summary.json: {key} is {values[key]!r}, but evaluating the artifact gives "
+                              f"{value!r} (tolerance {tolerance:g}); the summary does not describe this artifact")
     return []
 
 
@@ -551,7 +571,7 @@ def export_records(
     check_same_config(runs)
     for run in runs:
         verify_artifact(run)
-    score_notes = [note for run in runs for note in verify_scores(run, rescore)]
+        check_summary_numbers(run)  # cheap; the fresh evaluation comes last
 
     code = script_variants(runs[0].config)
     if compress is None:
@@ -561,6 +581,7 @@ def export_records(
     size = artifact_size_report(largest.artifact, code_bytes=len(script), cap_bytes=cap_bytes, codecs=True)
     if size.total_bytes > cap_bytes:
         raise OverCapError(over_cap_message(size), size)
+    score_notes = [note for run in runs for note in verify_scores(run, rescore)]  # evaluates: the costly check last
 
     here = source_hash()
     warnings = list(score_notes)

@@ -8,6 +8,7 @@ process, so nothing here can drift from how the run was scored.
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -25,9 +26,11 @@ from jepagolf.train.runtime import Runtime
 def rescore_artifact(
     config: dict[str, Any], artifact: Path, *, data: str | None = None, tokenizer: str | None = None,
     device: str = "auto",
-) -> EvalResult:
-    """The round-trip score of ``artifact`` under the run config ``config`` (a ``Config.to_dict()``).
-    ``data`` / ``tokenizer`` replace the run's dataset paths (same data, another place)."""
+) -> tuple[EvalResult, EvalResult]:
+    """(round trip, score) of ``artifact`` under the run config ``config`` (a ``Config.to_dict()``):
+    non-overlapping windows of train_seq_len, then the run's scoring windows when the trainer has its
+    own (else the same result twice). ``data`` / ``tokenizer`` replace the run's dataset paths (same
+    data, another place)."""
     cfg = config_from_dict(config)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -38,4 +41,7 @@ def rescore_artifact(
     gpt = load_gpt_from_artifact(artifact, rt.device)
     # Trainer.evaluate reads only cfg, rt and val: the trainer's scoring without building a trainer.
     probe = SimpleNamespace(cfg=cfg, rt=rt, val=val)
-    return Trainer.evaluate(probe, gpt)  # type: ignore[arg-type]
+    roundtrip = Trainer.evaluate(probe, gpt)  # type: ignore[arg-type]
+    if "scoring" not in inspect.signature(Trainer.evaluate).parameters:
+        return roundtrip, roundtrip
+    return roundtrip, Trainer.evaluate(probe, gpt, scoring=True)  # type: ignore[arg-type]
