@@ -59,6 +59,7 @@ from typing import Any
 from jepagolf import stats
 from jepagolf.config import Config, build_config, field_index, resolve_key
 from jepagolf.flops import train_flops_per_token
+from jepagolf.outputs import is_locked
 from jepagolf.summary import read_scores, score_kind
 from jepagolf.train.logger import atomic_write_text
 
@@ -313,6 +314,16 @@ def default_ablation_dir(preset: str) -> Path:
     return Path("runs") / f"ablate-{preset}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
+def refuse_foreign_folder(out: Path) -> None:
+    """An ablation resumes, and deletes unfinished runs, only in its own folder (one holding its
+    ablation.json); any other non-empty --out is refused."""
+    if out.exists() and not out.is_dir():
+        raise AblationError(f"--out {out} is a file; give a folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / "ablation.json").is_file():
+        raise AblationError(f"--out {out} is not empty and is not an ablation folder (no ablation.json); ablate "
+                            "writes only into a new folder or resumes its own: choose another --out")
+
+
 def run_dir_for(out: Path, arm: str, seed: int) -> Path:
     return out / "runs" / f"{arm}-seed{seed}"
 
@@ -371,6 +382,9 @@ def run_ablation(
                 log(f"{label} finished earlier, skipped ({run_dir})")
             else:
                 if run_dir.exists():
+                    if is_locked(run_dir):
+                        raise AblationError(f"{run_dir} is being trained by another running process (is the same "
+                                            "ablation running twice?); wait for it, or use another --out")
                     log(f"{label} unfinished run folder {run_dir} removed, restarting")
                     if rt.is_main:
                         shutil.rmtree(run_dir)
@@ -689,6 +703,7 @@ def main_ablate(
 
     arms = [parse_arm(s) for s in arm_specs]
     seeds = parse_seeds(seeds_text)
+    refuse_foreign_folder(out)
     if calib_steps < 1 or wallclock_slack < 0:
         raise AblationError("--calib-steps must be >= 1 and --wallclock-slack >= 0")
     ignored = ignored_environment()

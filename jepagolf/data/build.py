@@ -30,12 +30,13 @@ import multiprocessing as mp
 import os
 import platform
 import re
-import secrets
 import shutil
 import sys
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,14 +51,16 @@ from jepagolf.data.corpus import (
     SHARD_TOKENS,
     TOKENIZER_FILE,
     _file_entry,
-    _install_dir,
+    is_corpus,
     is_val_document,
 )
 from jepagolf.data.documents import DocumentReader, discover_inputs
 from jepagolf.data.errors import InputError
 from jepagolf.data.shards import HEADER_BYTES, HEADER_DTYPE, SHARD_MAGIC, SHARD_VERSION, TOKEN_DTYPE, read_header
 from jepagolf.data.tokenizer import BOS_ID, TRAINER_SETTINGS, load_tokenizer, train_sentencepiece
+from jepagolf.outputs import check_output_dir, replace_dir, temp_sibling
 
+BUILDER = "jepagolf data build"  # in the manifest: how a rerun recognises its own earlier output
 DEFAULT_PREFIX = "fineweb"  # the challenge's train_gpt.py globs fineweb_{train,val}_*.bin
 DEFAULT_VAL_FRACTION = 0.05
 DEFAULT_TOKENIZER_SAMPLE_MB = 100.0
@@ -191,48 +194,70 @@ def _encode_in_worker(texts: list[str], is_val: list[bool]) -> EncodedBatch:
 
 
 def encode_batches(
-    batches: Iterable[tuple[list[str], list[bool]]], model_proto: bytes, workers: int
+    batches: Iterable[tuple[list[str], list[bool]] | tuple[list[str], list[bool], str]], model_proto: bytes,
+    workers: int,
 ) -> Iterator[EncodedBatch]:
     """Encode batches on ``workers`` processes, yielding results in input order.
 
     At most IN_FLIGHT_PER_WORKER batches per worker are submitted ahead of the one being
     consumed (``Pool.imap`` would let its feeder thread read ahead without bound, and a slow
     consumer would let finished results pile up), so memory stays a few batches whatever
-    the corpus size.
+    the corpus size. A worker that dies (killed, out of memory, a crash in SentencePiece) breaks
+    the pool at once: the build stops with an InputError naming ``where()``, the input file(s) of
+    the batches in flight (a batch's optional third item), instead of waiting forever for a result
+    that will not come.
     """
     if workers <= 1:
         encoder = _Encoder(model_proto)
-        for texts, is_val in batches:
+        for texts, is_val, *_ in batches:
             yield encoder.encode(texts, is_val)
         return
     # fork where available: the workers start at once, sharing the loaded modules; the
     # parent has no helper threads at this point (SentencePiece training has finished).
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-    with ctx.Pool(workers, initializer=_init_worker, initargs=(model_proto,)) as pool:
-        pending: deque[Any] = deque()
-        for texts, is_val in batches:
-            pending.append(pool.apply_async(_encode_in_worker, (texts, is_val)))
+    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(model_proto,))
+    pending: deque[tuple[Future[EncodedBatch], str]] = deque()
+    try:
+        for texts, is_val, *where in batches:
+            pending.append((pool.submit(_encode_in_worker, texts, is_val), where[0] if where else "the inputs"))
             if len(pending) > IN_FLIGHT_PER_WORKER * workers:
-                yield pending.popleft().get()
+                yield _result(*pending.popleft(), pending)
         while pending:
-            yield pending.popleft().get()
+            yield _result(*pending.popleft(), pending)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _result(future: Future[EncodedBatch], where: str, later: deque[tuple[Future[EncodedBatch], str]]) -> EncodedBatch:
+    try:
+        return future.result()
+    except BrokenProcessPool as e:
+        # Which batch killed its worker is unknown: every batch in flight fails at once. Name their files.
+        files = ", ".join(dict.fromkeys([where, *(w for _, w in later)]))
+        raise InputError(
+            f"an encoding worker process died (killed, or out of memory) while encoding documents of {files}; "
+            "rerun with --workers 1 to see the failure in this process"
+        ) from e
 
 
 def _document_batches(
-    docs: Iterable[str], rule: SplitRule
-) -> Iterator[tuple[list[str], list[bool]]]:
+    reader: DocumentReader, rule: SplitRule
+) -> Iterator[tuple[list[str], list[bool], str]]:
+    """Batches of documents with their split flags and the input file(s) they come from."""
     texts: list[str] = []
     flags: list[bool] = []
+    files: dict[str, None] = {}
     chars = 0
-    for index, doc in enumerate(docs):
+    for index, doc in enumerate(reader):
         texts.append(doc)
         flags.append(rule.is_val(index, doc))
+        files[str(reader.current.path) if reader.current else "?"] = None
         chars += len(doc)
         if chars >= BATCH_CHARS or len(texts) >= BATCH_DOCS:
-            yield texts, flags
-            texts, flags, chars = [], [], 0
+            yield texts, flags, ", ".join(files)
+            texts, flags, files, chars = [], [], {}, 0
     if texts:
-        yield texts, flags
+        yield texts, flags, ", ".join(files)
 
 
 # ----------------------------------------------------------------------------- shards
@@ -426,17 +451,16 @@ def build_dataset(
     if tokenizer_sample_mb <= 0:
         raise InputError(f"tokenizer_sample_mb must be positive, got {tokenizer_sample_mb}")
     workers = max(1, workers if workers is not None else (os.cpu_count() or 1))
-    if out_dir.exists() and not (out_dir.is_dir() and not any(out_dir.iterdir())) and not overwrite:
-        raise InputError(f"{out_dir} already exists and is not empty; pass --overwrite to replace it")
-    files = discover_inputs(list(inputs), input_format)
+    inputs = list(inputs)
+    check_output_dir(out_dir, command="jepagolf data build", overwrite=overwrite, own_needs_overwrite=True,
+                     is_own=lambda d: is_corpus(d, BUILDER), inputs=[Path(p) for p in inputs])
+    files = discover_inputs(inputs, input_format)
     reader = DocumentReader(files, text_field=text_field, blank_line_docs=blank_line_docs, min_chars=min_chars)
     prog = _Progress(progress, reader.total_bytes)
     prog.say(f"{len(files)} input file(s), {reader.total_bytes / 1e6:,.1f} MB; "
              + ", ".join(f"{k} {v}" for k, v in rule.describe().items()) + f"; {workers} encoding worker(s)")
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
-    tmp_dir.mkdir()
+    tmp_dir = temp_sibling(out_dir)
     timings: dict[str, float] = {}
     try:
         # ----- pass 1: the tokenizer
@@ -483,7 +507,7 @@ def build_dataset(
         manifest = {
             "format": "jepagolf-corpus",
             "version": CORPUS_BUILD_VERSION,
-            "builder": "jepagolf data build",
+            "builder": BUILDER,
             "name": out_dir.name,
             "prefix": prefix,
             "source": f"{len(files)} input file(s): " + ", ".join(str(f.path) for f in files[:5])
@@ -513,7 +537,7 @@ def build_dataset(
         (tmp_dir / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         if out_dir.exists() and not any(out_dir.iterdir()):
             out_dir.rmdir()  # an empty target folder is simply replaced
-        _install_dir(tmp_dir, out_dir, replace=True)
+        replace_dir(tmp_dir, out_dir)
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)  # gone already when installed
     seconds = time.perf_counter() - t_start

@@ -182,6 +182,10 @@ def check_dataset(
                 problems.append(f"{path}: the split does not start with BOS (id {BOS_ID}); every document "
                                 "must be preceded by BOS")
         scan.report.shards = len(paths)
+        if scan.report.tokens < 2 and not any(str(p) in q for p in paths for q in problems):
+            # `train` refuses such a split (nothing to predict); check must not call it ok.
+            problems.append(f"{data_dir}: the {split} split holds {scan.report.tokens} token(s) in {len(paths)} "
+                            "shard(s); training needs at least 2 (a token and its successor) in each split")
         if manifest and not problems:
             _check_manifest_counts(manifest, split, scan.report, problems, data_dir)
     if manifest:

@@ -14,12 +14,10 @@ place at the end, so an interrupted build never leaves a half corpus behind.
 from __future__ import annotations
 
 import ast
-import contextlib
 import hashlib
 import json
 import os
 import platform
-import secrets
 import shutil
 import sys
 import sysconfig
@@ -37,6 +35,7 @@ from jepagolf.data.bytes import ByteTablesTorch, build_byte_tables, token_bytes
 from jepagolf.data.errors import DataError
 from jepagolf.data.shards import write_shard
 from jepagolf.data.tokenizer import TRAINER_SETTINGS, encode_documents, load_tokenizer, train_sentencepiece
+from jepagolf.outputs import read_marker, replace_dir, temp_sibling
 
 DEMO_PREFIX = "demo"
 DEMO_VOCAB_SIZE = 1024
@@ -221,9 +220,7 @@ def build_corpus(
         )
     say(f"{len(train_docs)} train / {len(val_docs)} val documents, {_text_bytes(docs) / 1e6:.2f} MB of text")
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
-    tmp_dir.mkdir()
+    tmp_dir = temp_sibling(out_dir)
     try:
         say(f"training tokenizer (vocab {vocab_size}) on the train documents")
         tok_path = train_sentencepiece(train_docs, vocab_size, tmp_dir / Path(TOKENIZER_FILE).stem)
@@ -307,22 +304,18 @@ def _file_entry(path: Path) -> dict[str, Any]:
 
 
 def _install_dir(tmp_dir: Path, out_dir: Path, *, replace: bool) -> None:
-    """Rename the finished ``tmp_dir`` to ``out_dir``, moving an existing one aside first."""
-    try:
-        os.rename(tmp_dir, out_dir)
-        return
-    except OSError:
-        if not out_dir.exists():
-            raise
-    # out_dir exists: a stale or invalid corpus, or one a concurrent process just built.
+    """Rename the finished ``tmp_dir`` to ``out_dir``; an existing one (cleared by the caller's
+    ``check_output_dir``, or a concurrent build's) is replaced, or kept when ``replace`` is False."""
     if not replace and corpus_is_complete(out_dir):
-        return  # the caller's finally removes our copy
-    old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}-{secrets.token_hex(4)}"
-    # FileNotFoundError: a concurrent build moved it aside first; ours goes in below.
-    with contextlib.suppress(FileNotFoundError):
-        os.rename(out_dir, old)
-    os.rename(tmp_dir, out_dir)
-    shutil.rmtree(old, ignore_errors=True)
+        return  # a concurrent process built it first; the caller's finally removes our copy
+    replace_dir(tmp_dir, out_dir)
+
+
+def is_corpus(data_dir: Path, builder: str | None = None) -> bool:
+    """Whether ``data_dir`` holds a corpus written by jepagolf: ``builder`` "jepagolf data build" for
+    ``data build``'s, None for the demo corpus (whose manifest names no builder)."""
+    manifest = read_marker(Path(data_dir) / MANIFEST)
+    return manifest is not None and manifest.get("format") == "jepagolf-corpus" and manifest.get("builder") == builder
 
 
 def corpus_is_complete(data_dir: Path, *, version: int | None = None, vocab_size: int | None = None) -> bool:

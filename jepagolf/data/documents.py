@@ -30,6 +30,12 @@ from typing import IO
 from jepagolf.data.errors import InputError
 
 FORMATS = ("auto", "text", "jsonl", "parquet")
+# Longest document, in characters, handed to the tokenizer in one piece: a longer one is cut into pieces
+# of at most this size, at the last line break (else whitespace) before the limit, and each piece is a
+# document of its own (its own BOS). SentencePiece holds a document's ids as a C++ vector and numpy copies
+# them again: a 200 MB single-line document took a worker past its memory (bad_alloc). 4 MiB characters
+# are ~1M tokens, a few tens of MB of work memory per worker.
+MAX_DOC_CHARS = 1 << 22
 _SUFFIXES = {".txt": "text", ".text": "text", ".md": "text", ".jsonl": "jsonl", ".ndjson": "jsonl",
              ".parquet": "parquet"}
 
@@ -120,6 +126,8 @@ class DocumentReader:
         self.min_chars = max(1, min_chars)
         self.total_bytes = sum(f.size for f in self.inputs)
         self.skipped = 0  # documents dropped as empty / too short in the current pass
+        self.split_documents = 0
+        self.current: InputFile | None = None  # the file being read
         self._done_bytes = 0
         self._position: Callable[[], int] = lambda: 0
 
@@ -130,12 +138,18 @@ class DocumentReader:
 
     def __iter__(self) -> Iterator[str]:
         self.skipped = 0
+        self.split_documents = 0  # documents over MAX_DOC_CHARS, cut into pieces, in this pass
         self._done_bytes = 0
         for f in self.inputs:
+            self.current = f
             reader = {"text": self._text_docs, "jsonl": self._jsonl_docs, "parquet": self._parquet_docs}[f.format]
             for doc in reader(f):
                 if len(doc.strip()) < self.min_chars:
                     self.skipped += 1
+                    continue
+                if len(doc) > MAX_DOC_CHARS:
+                    self.split_documents += 1
+                    yield from split_document(doc, MAX_DOC_CHARS)
                     continue
                 yield doc
             self._done_bytes += f.size
@@ -161,7 +175,18 @@ class DocumentReader:
                 # utf-8-sig drops a byte-order mark; newline=None turns \r\n and \r into \n.
                 text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="strict", newline=None)
                 if not self.blank_line_docs:
-                    yield text.read()
+                    # Read in pieces: a huge file is never one string in memory (see MAX_DOC_CHARS).
+                    carry, split = "", False
+                    while block := text.read(MAX_DOC_CHARS):
+                        doc = carry + block
+                        if len(doc) <= MAX_DOC_CHARS:
+                            carry = doc
+                            continue
+                        *pieces, carry = split_document(doc, MAX_DOC_CHARS)
+                        self.split_documents += not split
+                        split = True
+                        yield from pieces
+                    yield carry
                     return
                 lines: list[str] = []
                 for lineno, line in enumerate(text, 1):  # noqa: B007 - lineno is read in the error message
@@ -252,3 +277,19 @@ class DocumentReader:
                     rows += batch.num_rows
             except (pa.ArrowException, OSError) as e:
                 raise InputError(f"{f.path}: cannot read row {rows} onwards ({e})") from e
+
+
+def split_document(text: str, limit: int) -> list[str]:
+    """``text`` cut into consecutive pieces of at most ``limit`` characters (joined, they give it back),
+    each ending at the last line break before the limit, else the last whitespace, else at the limit."""
+    pieces, start = [], 0
+    while len(text) - start > limit:
+        end = start + limit
+        cut = text.rfind("\n", start, end) + 1
+        if cut <= start:
+            ws = max(text.rfind(c, start, end) for c in " \t\r\f\v")
+            cut = ws + 1 if ws >= start else end
+        pieces.append(text[start:cut])
+        start = cut
+    pieces.append(text[start:])
+    return pieces

@@ -47,7 +47,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from jepagolf.data.errors import DataError, DownloadError
-from jepagolf.data.shards import ShardError, read_header
+from jepagolf.data.shards import ShardError, atomic_write, read_header
+from jepagolf.outputs import read_marker
 
 DEFAULT_REPO_ID = "willdepueoai/parameter-golf"
 DEFAULT_ROOT = "datasets"
@@ -57,6 +58,8 @@ DOCS_NAME = "docs_selected.jsonl"
 DOCS_SIDECAR_NAME = "docs_selected.source_manifest.json"
 # Staging folder inside the output folder; removed after a run that fetched everything.
 STAGING_DIR = ".jepagolf-download"
+# The files fetched so far (relative paths): a rerun replaces a damaged file only when it is listed.
+REGISTRY_NAME = ".jepagolf-fineweb.json"
 # One retry per file: a transfer that arrived damaged (hash mismatch, truncated) usually
 # comes right the second time; a file that is wrong on the Hub itself fails both times.
 FETCH_ATTEMPTS = 2
@@ -355,6 +358,21 @@ class _Fetcher:
         self.tqdm_class = None if bars else _silent_tqdm()
         self.downloaded = 0
         self.skipped = 0
+        # The files this command itself fetched into root_dir: the only ones it may replace.
+        self.registry = root_dir / REGISTRY_NAME
+        marker = read_marker(self.registry)
+        self.own: set[str] = {str(p) for p in marker.get("files", [])} if marker else set()
+
+    def _replaceable(self, final: Path, relpath: str, problem: str) -> None:
+        """Refuse to delete ``final`` unless this command fetched it (it is in the registry)."""
+        if relpath not in self.own:
+            raise DataError(f"{final} is in the way: {problem}, and it was not downloaded by jepagolf data fineweb, "
+                            "which never deletes files it did not create; move it away or choose another --dir")
+
+    def _register(self, relpath: str) -> None:
+        self.own.add(relpath)
+        text = json.dumps({"files": sorted(self.own)}, indent=1) + "\n"
+        atomic_write(self.registry, lambda f: f.write(text.encode("utf-8")))
 
     def remote_path(self, relpath: str) -> str:
         return f"{self.root}/{relpath}" if self.root else relpath
@@ -367,6 +385,7 @@ class _Fetcher:
             try:
                 validate_file(final, item, vocab, docs_count)
             except InvalidFileError as e:
+                self._replaceable(final, item.relpath, f"not a valid {item.kind.replace('_', ' ')} ({e})")
                 self.say(f"{label} {item.relpath}: present but invalid ({e}); fetching it again")
                 final.unlink()
             else:
@@ -421,6 +440,7 @@ class _Fetcher:
             else:
                 final.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(staged, final)
+                self._register(final.relative_to(self.root_dir).as_posix())
                 dt = time.perf_counter() - t0
                 mb = final.stat().st_size / 1e6
                 self.say(f"{label} {item.relpath}: ok, {mb:.1f} MB in {dt:.1f}s ({mb / max(dt, 1e-9):.1f} MB/s), valid")
@@ -443,12 +463,14 @@ class _Fetcher:
                 validate_file(path, item, 0)
                 manifest = json.loads(path.read_text(encoding="utf-8"))
             except InvalidFileError as e:
+                self._replaceable(path, MANIFEST_NAME, f"not a valid manifest ({e})")
                 self.say(f"manifest: local copy is invalid ({e}); fetching it again")
             else:
                 if _find_entry(manifest, "datasets", name) is not None:
                     self.say(f"manifest: using the local {path}")
                     self.skipped += 1
                     return manifest
+                self._replaceable(path, MANIFEST_NAME, f"a manifest that does not list {name}")
                 self.say(f"manifest: local copy does not list {name}; fetching the current one")
             path.unlink()
         self._fetch(item, path, 0, None, "manifest:")

@@ -14,12 +14,12 @@ group and the excess in bytes.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
 import statistics
-import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +28,7 @@ from typing import Any
 from jepagolf.config import ConfigError, config_dict_hash, config_from_dict, jepa_variant_settings
 from jepagolf.export.artifact import ARTIFACT_NAME, artifact_meta
 from jepagolf.export.size import CAP_BYTES, SizeReport, artifact_size_report, over_cap_message
+from jepagolf.outputs import check_output_dir, read_marker, replace_dir, temp_sibling
 from jepagolf.sources import SCRIPT_NAME, script_variants, source_hash
 from jepagolf.summary import read_scores
 
@@ -36,8 +37,16 @@ from jepagolf.summary import read_scores
 SEED_FREE_KEYS = frozenset({"train.seed", "train.device", "train.compile", "data.data_path", "data.tokenizer_path"})
 
 
+# Largest config.json / summary.json / metrics line export reads (a run writes a few KB).
+MAX_JSON_BYTES = 1 << 22
+
+
 class ExportError(ValueError):
     """Run folders that cannot become a submission: missing files, mixed configs, over the cap."""
+
+
+# A fresh evaluation of a run's artifact and the tolerance to compare the stored score with.
+Rescore = Callable[["RunRecord"], tuple["FreshScore", float]]
 
 
 class OverCapError(ExportError):
@@ -46,6 +55,17 @@ class OverCapError(ExportError):
     def __init__(self, message: str, report: SizeReport) -> None:
         super().__init__(message)
         self.report = report
+
+
+@dataclass
+class FreshScore:
+    """A fresh evaluation of a run's artifact: the round trip (non-overlapping windows of train_seq_len)
+    and the score (the run's scoring windows; the same figures when it has none of its own)."""
+
+    roundtrip_loss: float
+    roundtrip_bpb: float
+    score_loss: float
+    score_bpb: float
 
 
 @dataclass
@@ -66,9 +86,12 @@ class RunRecord:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
+    if path.stat().st_size > MAX_JSON_BYTES:
+        raise ExportError(f"{path} is {path.stat().st_size:,} bytes, more than a run's JSON file can be "
+                          f"({MAX_JSON_BYTES:,})")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
         raise ExportError(f"{path} is not valid JSON ({e})") from e
     if not isinstance(data, dict):
         raise ExportError(f"{path} must hold a JSON object")
@@ -91,8 +114,10 @@ def read_run(run_dir: str | os.PathLike[str]) -> RunRecord:
     if missing:
         hint = " (did the run finish?)" if "summary.json" in missing else ""
         raise ExportError(f"run folder {d} lacks {', '.join(missing)}{hint}")
+    for name in ("config.json", "summary.json", "train.log", "metrics.jsonl"):
+        _inside_run(d, name)
     config, summary = _read_json(d / "config.json"), _read_json(d / "summary.json")
-    artifact = d / str(summary.get("artifact", ARTIFACT_NAME))
+    artifact = _inside_run(d, str(summary.get("artifact", ARTIFACT_NAME)))
     if not artifact.is_file():
         raise ExportError(f"run folder {d} lacks its artifact {artifact.name}")
     try:
@@ -103,6 +128,87 @@ def read_run(run_dir: str | os.PathLike[str]) -> RunRecord:
     if int(summary.get("seed", run.seed)) != run.seed:
         raise ExportError(f"{d}: summary.json seed {summary.get('seed')} differs from config.json seed {run.seed}")
     return run
+
+
+def _inside_run(run_dir: Path, name: str) -> Path:
+    """``run_dir / name``, refused unless it stays inside the run folder once symlinks are resolved:
+    a run folder's files say where its artifact is, and export must never publish a file from elsewhere."""
+    path = run_dir / name
+    if not path.resolve().is_relative_to(run_dir.resolve()):
+        raise ExportError(f"{path} points outside the run folder {run_dir} (a path or symlink leading to "
+                          f"{path.resolve()}); export takes a run's files only from its own folder")
+    return path
+
+
+def _finite(summary: dict[str, Any], key: str, where: Path) -> float:
+    value = summary.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ExportError(f"{where}/summary.json: {key} is {value!r}, not a finite number; a run without a "
+                          "finite score cannot be exported")
+    return float(value)
+
+
+def logged_final(run: RunRecord, kind: str) -> dict[str, Any] | None:
+    """The last ``kind`` record (e.g. ``final_pre_quant``) of the run's metrics.jsonl, or None."""
+    path = run.dir / "metrics.jsonl"
+    if not path.is_file():
+        return None
+    found = None
+    needle = f'"kind": "{kind}"'
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:  # the trainer's lines are short; only the final records are parsed
+            if needle in line and len(line) < MAX_JSON_BYTES:
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                found = record if isinstance(record, dict) else found
+    return found
+
+
+def _score_keys(summary: dict[str, Any]) -> tuple[dict[str, str], tuple[str, str]]:
+    """({published key: what a fresh evaluation must reproduce, "roundtrip" or "score"}, pre-quant keys),
+    for both summary layouts: version 2 (``summary_version``: ``score_*`` leads, ``val_*`` repeat it,
+    ``prequant_*``) and version 1 (``roundtrip_*`` is the score, ``val_*`` the pre-quant figures)."""
+    fresh = {"roundtrip_val_bpb": "roundtrip", "roundtrip_val_loss": "roundtrip"}
+    if "summary_version" in summary:
+        fresh.update({k: "score" for k in ("score_val_bpb", "score_val_loss", "val_bpb", "val_loss")})
+        return fresh, ("prequant_val_bpb", "prequant_val_loss")
+    return fresh, ("val_bpb", "val_loss")
+
+
+def check_summary_numbers(run: RunRecord) -> dict[str, float]:
+    """The scores export publishes from ``run``'s summary.json, each checked to be a finite number; the
+    pre-quant ones, whose weights are not kept, must also equal what the run logged in metrics.jsonl."""
+    d, s = run.dir, run.summary
+    fresh_keys, pre_keys = _score_keys(s)
+    values = {k: _finite(s, k, d) for k in (*fresh_keys, *pre_keys, "train_seconds")}
+    pre = logged_final(run, "final_pre_quant")
+    if pre is not None and (pre.get("val_bpb"), pre.get("val_loss")) != (values[pre_keys[0]], values[pre_keys[1]]):
+        raise ExportError(f"{d}/summary.json: pre-quant {pre_keys[0]} {values[pre_keys[0]]!r} / {pre_keys[1]} "
+                          f"{values[pre_keys[1]]!r} differ from the run's metrics.jsonl ({pre.get('val_bpb')!r} / "
+                          f"{pre.get('val_loss')!r}); summary.json was edited after the run")
+    return values
+
+
+def verify_scores(run: RunRecord, rescore: Rescore | None) -> list[str]:
+    """Check the summary's numbers (``check_summary_numbers``) and that the round-trip figures and the
+    score agree with ``rescore(run)``, a fresh evaluation of the artifact, within its tolerance; return
+    notes for the README (the scores were not re-evaluated when ``rescore`` is None)."""
+    d = run.dir
+    values = check_summary_numbers(run)
+    fresh_keys, _ = _score_keys(run.summary)
+    if rescore is None:
+        return [f"seed {run.seed}: the score was taken from summary.json without re-evaluating the artifact "
+                "(--no-verify-score)"]
+    fresh, tolerance = rescore(run)
+    got = {"roundtrip": (fresh.roundtrip_bpb, fresh.roundtrip_loss), "score": (fresh.score_bpb, fresh.score_loss)}
+    for key, which in fresh_keys.items():
+        value = got[which][0 if key.endswith("bpb") else 1]
+        if not math.isfinite(value) or abs(values[key] - value) > tolerance:
+            raise ExportError(f"{d}/summary.json: {key} is {values[key]!r}, but evaluating the artifact gives "
+                              f"{value!r} (tolerance {tolerance:g}); the summary does not describe this artifact")
+    return []
 
 
 def verify_artifact(run: RunRecord) -> None:
@@ -463,6 +569,12 @@ def _check_shipped_sizes(folder: Path, runs: Sequence[RunRecord], sub: dict[str,
             raise ExportError(f"largest artifact is {shipped_model} bytes on disk, {sub['bytes_model']} accounted")
 
 
+def is_records_folder(folder: Path) -> bool:
+    """Whether ``folder`` is an earlier output of ``jepagolf export`` (its submission.json and script)."""
+    sub = read_marker(folder / "submission.json")
+    return sub is not None and "export_source_hash" in sub and (folder / SCRIPT_NAME).is_file()
+
+
 def export_records(
     run_dirs: Sequence[str | os.PathLike[str]],
     out_dir: str | os.PathLike[str],
@@ -477,17 +589,22 @@ def export_records(
     cap_bytes: int = CAP_BYTES,
     include_artifacts: bool = True,
     overwrite: bool = False,
+    rescore: Rescore | None = None,
 ) -> tuple[dict[str, Any], list[str]]:
-    """Write the records folder; return (submission dict, warnings). Nothing is written on refusal."""
+    """Write the records folder; return (submission dict, warnings). Nothing is written on refusal.
+
+    ``rescore`` evaluates a run's artifact afresh (see ``verify_scores``); None publishes the stored
+    scores unverified, with a warning."""
     if not run_dirs:
         raise ExportError("no run folder given")
+    out = Path(out_dir)
+    check_output_dir(out, command="jepagolf export", overwrite=overwrite, own_needs_overwrite=True,
+                     is_own=is_records_folder, inputs=[Path(d) for d in run_dirs])
     runs = [read_run(d) for d in run_dirs]
     check_same_config(runs)
     for run in runs:
         verify_artifact(run)
-    out = Path(out_dir)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise ExportError(f"output folder {out} exists and is not empty; pass --overwrite to replace it")
+        check_summary_numbers(run)  # cheap; the fresh evaluation comes last
 
     code = script_variants(runs[0].config)
     if compress is None:
@@ -497,9 +614,10 @@ def export_records(
     size = artifact_size_report(largest.artifact, code_bytes=len(script), cap_bytes=cap_bytes, codecs=True)
     if size.total_bytes > cap_bytes:
         raise OverCapError(over_cap_message(size), size)
+    score_notes = [note for run in runs for note in verify_scores(run, rescore)]  # evaluates: the costly check last
 
     here = source_hash()
-    warnings = []
+    warnings = list(score_notes)
     stale = [r for r in runs if r.summary.get("source_hash") not in (None, here)]
     if stale:
         warnings.append(
@@ -515,12 +633,13 @@ def export_records(
         date=date or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), cap_bytes=cap_bytes, source_hash=here,
     )
     sub["artifacts_included"] = include_artifacts
+    sub["score_verified"] = rescore is not None
     if len(runs) > 1 and len({r.summary.get("source_hash") for r in runs}) > 1:
         warnings.append("the runs were trained by different versions of the package code")
 
-    # Build the folder beside its destination, then move it into place: a failure leaves no half folder.
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    # Build the folder beside its destination, then move it into place: a failure leaves no half folder,
+    # and an earlier records folder stays until the new one is complete.
+    tmp = temp_sibling(out)
     try:
         (tmp / SCRIPT_NAME).write_bytes(script)
         for r in runs:
@@ -528,13 +647,12 @@ def export_records(
             if include_artifacts:
                 shutil.copyfile(r.artifact, tmp / f"final_model_seed{r.seed}.int6.lzma")
         (tmp / "requirements.txt").write_text(_requirements(runs[0].summary), encoding="utf-8")
-        (tmp / "submission.json").write_text(json.dumps(sub, indent=2) + "\n", encoding="utf-8")
+        # allow_nan=False: a non-finite number would make invalid JSON (checked above; this is the last guard).
+        (tmp / "submission.json").write_text(json.dumps(sub, indent=2, allow_nan=False) + "\n", encoding="utf-8")
         (tmp / "README.md").write_text(render_readme(sub, runs, size, warnings), encoding="utf-8")
         _check_shipped_sizes(tmp, runs, sub, include_artifacts)
         os.chmod(tmp, 0o755)
-        if out.exists():
-            shutil.rmtree(out) if out.is_dir() else out.unlink()
-        os.replace(tmp, out)
+        replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -15,6 +15,8 @@ from typing import Any
 from jepagolf.config import Config, ConfigError, config_from_dict, override_config
 from jepagolf.data.shards import ShardError
 from jepagolf.export.container import ArtifactError
+from jepagolf.outputs import OutputError
+from jepagolf.train.checkpoint import CheckpointError
 from jepagolf.train.loop import TrainingDiverged, train
 from jepagolf.train.runtime import setup_runtime, teardown_runtime
 
@@ -34,7 +36,8 @@ def bundle_main(config: Mapping[str, Any], environ: Mapping[str, str] | None = N
             summary = train(cfg, rt, Path(env.get("OUT_DIR", ".")))
         finally:
             teardown_runtime(rt)
-    except (ConfigError, ShardError, ArtifactError, TrainingDiverged, FileNotFoundError) as e:
+    except (ConfigError, ShardError, ArtifactError, TrainingDiverged, FileNotFoundError, OutputError,
+            CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if rt.is_main:

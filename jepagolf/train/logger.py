@@ -114,7 +114,9 @@ class RunLogger:
     def write_json(self, name: str, obj: Any, sort_keys: bool = True) -> None:
         """``sort_keys=False`` keeps the object's own order (summary.json leads with the score)."""
         if self.enabled:
-            atomic_write_text(self.out_dir / name, json.dumps(obj, indent=2, sort_keys=sort_keys) + "\n")
+            # allow_nan=False: NaN/Infinity are not JSON; a result file must stay readable by any parser.
+            text = json.dumps(obj, indent=2, sort_keys=sort_keys, allow_nan=False)
+            atomic_write_text(self.out_dir / name, text + "\n")
 
     def progress(self, total: int) -> _Progress:
         return _Progress(total, self.enabled and self.interactive)

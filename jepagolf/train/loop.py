@@ -46,6 +46,7 @@ from jepagolf.jepa.objective import JepaLM, noise_seed
 from jepagolf.jepa.target import WeightEMA, ema_momentum, make_target_encoder, update_target
 from jepagolf.model.gpt import GPT, count_params
 from jepagolf.optim.groups import build_optimizers
+from jepagolf.outputs import OutputError, RunLock
 from jepagolf.sources import shipped_code_bytes, source_hash
 from jepagolf.summary import SUMMARY_VERSION, score_kind
 from jepagolf.train import schedules
@@ -272,16 +273,8 @@ class Trainer(ReliabilityMixin):
 
     # ----- evaluation ---------------------------------------------------------------------------
     def evaluate(self, gpt: GPT, max_tokens: int = 0, *, scoring: bool = False) -> EvalResult:
-        """Non-overlapping windows of train_seq_len, or with ``scoring`` the challenge's scoring eval:
-        windows of eval_seq_len advanced by eval_stride (sliding when set)."""
-        t = self.cfg.train
-        seq_len, stride = (t.scoring_seq_len, t.eval_stride) if scoring else (t.train_seq_len, 0)
-        with sdpa_context(self.rt.device):
-            return evaluate(
-                gpt, self.val.tokens, self.val.byte_tables, seq_len, t.val_batch_tokens, self.rt.device,
-                stride=stride, max_tokens=max_tokens, rank=self.rt.rank, world_size=self.rt.world_size,
-                autocast_dtype=self.rt.autocast_dtype,
-            )
+        """See :func:`evaluate_run`."""
+        return evaluate_run(self.cfg, self.rt, self.val, gpt, max_tokens, scoring=scoring)
 
     def _sync(self) -> None:
         if self.rt.device.type == "cuda":
@@ -588,6 +581,11 @@ class Trainer(ReliabilityMixin):
             "source_hash": source_hash(),
             "versions": versions(),
         }
+        nonfinite = sorted(k for k, v in summary.items() if isinstance(v, float) and not math.isfinite(v))
+        if nonfinite:
+            # A non-finite score is an error, never a result (and never invalid JSON in summary.json).
+            values = ", ".join(f"{k}={summary[k]}" for k in nonfinite)
+            raise TrainingDiverged(f"the final evaluation gave non-finite {values}; no summary.json was written")
         log.write_json("summary.json", summary, sort_keys=False)
         log.line(self.budget_line())
         log.line(
@@ -640,9 +638,13 @@ def train(
             holder = [str(out_dir)]
             dist.broadcast_object_list(holder, src=0)
             out_dir = Path(holder[0])
-    if rt.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(cfg, rt, out_dir, paths)
+    lock = claim_run_folder(out_dir, rt, fresh=not resume)
+    try:
+        trainer = Trainer(cfg, rt, out_dir, paths)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
     try:
         if resume:
             # The newest checkpoint whose every piece fits this trainer (checked before anything is
@@ -658,6 +660,33 @@ def train(
         return summary
     finally:
         trainer.logger.close()
+        if lock is not None:
+            lock.release()
+
+
+def claim_run_folder(out_dir: Path, rt: Runtime, *, fresh: bool) -> RunLock | None:
+    """Create ``out_dir`` and lock it for this run (rank 0 holds the lock, for the run's life); a new
+    run (``fresh``) also refuses a folder that already holds results, checked under the lock so that
+    two runs started at once cannot both pass. Every rank raises the same one-line error."""
+    lock, error = None, ""
+    if rt.is_main:
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            lock = RunLock(out_dir).acquire()
+            if fresh:
+                refuse_used_run_folder(out_dir)
+        except (OutputError, CheckpointError, OSError) as e:
+            if lock is not None:
+                lock.release()
+                lock = None
+            error = str(e) if not isinstance(e, OSError) else f"cannot use run folder {out_dir}: {e}"
+    if rt.distributed:
+        holder = [error]
+        dist.broadcast_object_list(holder, src=0)
+        error = holder[0]
+    if error:
+        raise OutputError(error)
+    return lock
 
 
 def refuse_resumable_run(out_dir: Path) -> None:
@@ -669,14 +698,29 @@ def refuse_resumable_run(out_dir: Path) -> None:
         )
 
 
+def evaluate_run(cfg: Config, rt: Runtime, val: ValData, gpt: GPT, max_tokens: int = 0, *,
+                 scoring: bool = False) -> EvalResult:
+    """A run's evaluation: non-overlapping windows of train_seq_len, or with ``scoring`` the challenge's
+    scoring eval: windows of eval_seq_len advanced by eval_stride (sliding when set)."""
+    t = cfg.train
+    seq_len, stride = (t.scoring_seq_len, t.eval_stride) if scoring else (t.train_seq_len, 0)
+    with sdpa_context(rt.device):
+        return evaluate(
+            gpt, val.tokens, val.byte_tables, seq_len, t.val_batch_tokens, rt.device,
+            stride=stride, max_tokens=max_tokens, rank=rt.rank, world_size=rt.world_size,
+            autocast_dtype=rt.autocast_dtype,
+        )
+
+
 def refuse_used_run_folder(out_dir: Path) -> None:
-    """``jepagolf train --out DIR``: DIR must not hold another run's results, which a new run would
-    append to (logs) or replace (artifact, summary). The generated train_gpt.py, which challenge
-    users rerun in one folder, only refuses a resumable run (``refuse_resumable_run``)."""
+    """A new run (``jepagolf train --out DIR``, the generated train_gpt.py with OUT_DIR) must not go
+    into a folder that holds another run's results, which it would append to (logs) or replace
+    (artifact, summary, config)."""
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"--out {out_dir} is a file, not a folder; choose a folder for the run")
     refuse_resumable_run(out_dir)
-    found = [n for n in ("summary.json", ARTIFACT_NAME, "train.log", "metrics.jsonl") if (out_dir / n).exists()]
+    found = [n for n in ("summary.json", ARTIFACT_NAME, "train.log", "metrics.jsonl", "config.json")
+             if (out_dir / n).exists()]
     if found:
         raise CheckpointError(
             f"{out_dir} already holds a run ({', '.join(found)}); a new run there would append to its logs "
