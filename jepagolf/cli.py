@@ -216,7 +216,8 @@ def cmd_ladder(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("runs") / ("ladder-smoke" if args.smoke else "ladder")
     text = main_ladder(args.arm, args.rung, args.seeds or DEFAULT_SEEDS, common, out, data=args.data, smoke=args.smoke,
                        match=args.match, calib_steps=args.calib_steps, max_epochs=args.max_epochs,
-                       add_points=[Path(p) for p in args.add_points], plan_only=args.plan_only)
+                       add_points=[Path(p) for p in args.add_points], plan_only=args.plan_only,
+                       val_tokens=args.val_tokens, wallclock_slack=args.wallclock_slack)
     if text:
         print()
         print(text)
@@ -387,6 +388,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="ladder folder (default: runs/ladder, or runs/ladder-smoke); rerun to resume")
     p.add_argument("--calib-steps", type=int, default=10, help="timed steps per arm and rung to calibrate")
     p.add_argument("--max-epochs", type=float, default=1.0, help="refuse a rung reading more of the corpus")
+    p.add_argument("--wallclock-slack", type=float, default=1.0,
+                   help="each run's time cap is its budget x (1 + slack): a guard against a stalled machine, not "
+                        "the budget (the calibrated step count is); a run it stops is flagged")
+    p.add_argument("--val-tokens", type=int, default=262_144,
+                   help="score every run on the first N validation tokens (a linked copy in OUT/data; 0: all)")
     p.add_argument("--add-points", action="append", default=[], metavar="RUNS_CSV",
                    help="merge another ladder's runs.csv (e.g. GPU rungs) into the fit (repeatable)")
     p.add_argument("--plan-only", action="store_true",

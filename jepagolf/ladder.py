@@ -16,11 +16,13 @@ value at the challenge's compute with a 95% prediction interval. ``OUT/ladder.md
 ``OUT/ladder.png`` shows it, ``OUT/runs.csv`` has one row per run (``--add-points`` merges other ladders'
 runs.csv files, e.g. the GPU rungs of scripts/gpu_ladder.sh), ``OUT/ladder.json`` every number.
 
-Default ladder sizing (measured on this project's 2-core CPU; see the README's "Compute ladder"):
-the rungs below span ~60x in training FLOPs; with the three default arms the plan is
-sum over rungs of arms x seeds x (seconds + overhead) = 3 x (12 x 25 + 8 x 50 + 5 x 110 + 3 x 260) s
-~ 2.0 h, overhead (model build, calibration, three exact evaluations, GPTQ export) measured at ~5-20 s
-a run; ``--plan-only`` prints the estimate for any ladder after measuring its step times.
+Default ladder sizing (README, "Compute ladder"): at the FLOP rates of the idle-machine cpu-demo bench (~85
+GFLOP/s for every arm; the step times of the smaller shapes could not be measured on an idle machine when this
+was written, and small shapes run at lower rates, which widens the span) the control trains ~1.0e12, 3.5e12,
+8.6e12 and 3.6e13 FLOPs on r1..r4 (35x). Wall time with the three default arms = sum over rungs of 3 x seeds x
+(seconds + overhead), the overhead being three exact evaluations of the 262,144 scored validation tokens plus
+build, GPTQ and LZMA: 3 x (16 x (12 + 8) + 8 x (40 + 10) + 5 x (100 + 15) + 3 x (420 + 35)) s = 7,920 s ~ 2.2 h,
+plus ~2 min of calibration. ``--plan-only`` measures the step times on the machine and prints this estimate.
 """
 
 from __future__ import annotations
@@ -122,17 +124,17 @@ def _shape(layers: int, dim: int, heads: int, kv: int, seq: int, batch: int) -> 
 # The default ladder, on the cpu-demo preset (r4 is cpu-demo's shape with twice its batch). Seeds fall with
 # size: the small rungs carry the MDE, the large ones the reach in compute. See the module docstring.
 DEFAULT_RUNGS = (
-    Rung("r1", _shape(2, 64, 2, 1, 128, 2048), 25.0, 12),
-    Rung("r2", _shape(3, 96, 2, 1, 128, 4096), 50.0, 8),
-    Rung("r3", _shape(4, 128, 4, 2, 256, 4096), 110.0, 5),
-    Rung("r4", _shape(4, 192, 4, 2, 256, 8192), 260.0, 3),
+    Rung("r1", _shape(2, 64, 2, 1, 128, 2048), 12.0, 16),
+    Rung("r2", _shape(3, 96, 2, 1, 128, 4096), 40.0, 8),
+    Rung("r3", _shape(4, 128, 4, 2, 256, 4096), 100.0, 5),
+    Rung("r4", _shape(4, 192, 4, 2, 256, 8192), 420.0, 3),
 )
 # Two tiny rungs on the smoke preset: the whole ladder in seconds (tests, a first look). FLOP budgets (the
-# control trains 32 and 40 steps; the other arms the time those take), so a busy machine changes no step count
+# control trains 16 and 20 steps; the other arms the time those take), so a busy machine changes no step count
 # of the control.
 SMOKE_RUNGS = (
-    Rung("s1", {"num_layers": "2", "model_dim": "32"}, 1.0, 2, flops=1e10),
-    Rung("s2", {"num_layers": "3", "model_dim": "64"}, 1.0, 2, flops=4e10),
+    Rung("s1", {"num_layers": "2", "model_dim": "32"}, 1.0, 2, flops=5e9),
+    Rung("s2", {"num_layers": "3", "model_dim": "64"}, 1.0, 2, flops=2e10),
 )
 DEFAULT_ARMS = ("ce:jepa=false", "v3:", "fast:jepa_target=online,jepa_batch_fraction=0.25,jepa_batched=true")
 DEFAULT_SEEDS = "1337,42,2025,1,2,3,4,5,6,7,8,9,10,11,12,13"
@@ -185,7 +187,7 @@ def rung_common(rung: Rung, common: Mapping[str, str]) -> dict[str, str]:
 
 def plan_rung(
     preset: str, arms: Sequence[Arm], rung: Rung, seeds: Sequence[int], common: Mapping[str, str], match: str,
-    out: Path, rt: Any, log: Callable[[str], None], calib_steps: int,
+    out: Path, rt: Any, log: Callable[[str], None], calib_steps: int, wallclock_slack: float = 1.0,
 ) -> RungPlan:
     """The rung's ablation plan: wall-clock matched, or FLOP matched from the control's calibrated steps."""
     if len(seeds) < rung.seeds:
@@ -193,7 +195,8 @@ def plan_rung(
     rung_out = out / "rungs" / rung.name
     over = rung_common(rung, common)
     plan = plan_calibrated(preset, arms, seeds[: rung.seeds], "wallclock", over, rung_out, rt, log,
-                           calib_steps=calib_steps, warmdown_fraction=WARMDOWN_FRACTION)
+                           calib_steps=calib_steps, warmdown_fraction=WARMDOWN_FRACTION,
+                           wallclock_slack=wallclock_slack)
     if rung.flops is not None:
         # The budget is the time the control needs for the rung's FLOPs at its calibrated step time;
         # the step times measured above (at a nominal budget) are reused for every arm.
@@ -203,7 +206,7 @@ def plan_rung(
         times = iter(measured)
         plan = plan_ablation(preset, arms, seeds[: rung.seeds], "wallclock", over,
                              step_timer=lambda _c, _s: next(times), calib_steps=calib_steps,
-                             warmdown_fraction=WARMDOWN_FRACTION)
+                             warmdown_fraction=WARMDOWN_FRACTION, wallclock_slack=wallclock_slack)
     if match == "flops":
         ctrl = plan.config(plan.control, plan.seeds[0])
         iters = ctrl.train.iterations
@@ -236,6 +239,36 @@ def val_tokens_available(data_dir: Path) -> int:
     from jepagolf.data.shards import list_shards, read_header
 
     return sum(read_header(p) for p in list_shards(data_dir, "val"))
+
+
+DEFAULT_VAL_TOKENS = 262_144
+
+
+def data_view(data_dir: Path, tokenizer: Path, out: Path, val_tokens: int) -> Path:
+    """``OUT/data``: the corpus's train shards and tokenizer linked, its validation split cut to the first
+    ``val_tokens`` tokens. Every run of the ladder is scored on that cut (three exact evaluations a run of a
+    large split would cost more than the small rungs' training); reused when it exists for the same source."""
+    import numpy as np
+
+    from jepagolf.data.shards import list_shards, load_tokens, write_shard
+
+    view = out / "data"
+    meta = {"source": str(data_dir.resolve()), "tokenizer": str(tokenizer.resolve()), "val_tokens": val_tokens}
+    stamp = view / "view.json"
+    if view.exists():
+        if stamp.is_file() and json.loads(stamp.read_text()) == meta:
+            return view
+        raise LadderError(f"{view} exists but is not this ladder's view of {data_dir} with {val_tokens} validation "
+                          "tokens; use another --out")
+    view.mkdir(parents=True)
+    for p in list_shards(data_dir, "train"):
+        (view / p.name).symlink_to(p.resolve())
+    (view / "tokenizer.model").symlink_to(tokenizer.resolve())
+    val_paths = list_shards(data_dir, "val")
+    prefix = val_paths[0].name.rsplit("_val_", 1)[0]
+    write_shard(view / f"{prefix}_val_000000.bin", np.asarray(load_tokens(val_paths, None)[:val_tokens]))
+    atomic_write_text(stamp, json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    return view
 
 
 def check_epochs(plans: Sequence[RungPlan], train_tokens: int, max_epochs: float) -> list[str]:
@@ -631,7 +664,7 @@ def main_ladder(
     arm_specs: Sequence[str] | None, rung_specs: Sequence[str] | None, seeds_text: str, common: Mapping[str, str],
     out: Path, *, data: str | None, smoke: bool = False, match: str = "wallclock", calib_steps: int = 10,
     max_epochs: float = 1.0, add_points: Sequence[Path] = (), plan_only: bool = False, train_fn: Any = None,
-    rt: Any = None,
+    rt: Any = None, val_tokens: int = DEFAULT_VAL_TOKENS, wallclock_slack: float = 1.0,
 ) -> str:
     """The whole ``jepagolf ladder`` command; returns what it prints at the end."""
     from jepagolf.data.dataset import resolve_dataset
@@ -639,8 +672,8 @@ def main_ladder(
 
     if match not in ("wallclock", "flops"):
         raise LadderError(f"--match {match!r}: a ladder matches wallclock (the challenge's currency) or flops")
-    if calib_steps < 1 or not max_epochs > 0:
-        raise LadderError("--calib-steps must be >= 1 and --max-epochs > 0")
+    if calib_steps < 1 or not max_epochs > 0 or val_tokens < 0 or wallclock_slack < 0:
+        raise LadderError("--calib-steps must be >= 1, --max-epochs > 0, --val-tokens and --wallclock-slack >= 0")
     preset = "smoke" if smoke else "cpu-demo"
     arms = [parse_arm(s) for s in (arm_specs or DEFAULT_ARMS)]
     rungs = [parse_rung(s) for s in rung_specs] if rung_specs else list(SMOKE_RUNGS if smoke else DEFAULT_RUNGS)
@@ -665,14 +698,19 @@ def main_ladder(
         print(f"note: ladder ignores config environment variables ({', '.join(ignored)}); use --set", file=sys.stderr)
     first = build_config(preset, {**rung_common(rungs[0], common), **arms[0].overrides}, environ={})
     paths = resolve_dataset(first.data.data_path or None, first.data.tokenizer_path or None)
-    train_tokens, val_tokens = train_tokens_available(paths.data_dir), val_tokens_available(paths.data_dir)
     rt = rt or setup_runtime(first.train.device)
     log = print if rt.is_main else (lambda _msg: None)
+    if 0 < val_tokens < val_tokens_available(paths.data_dir):
+        view = data_view(paths.data_dir, paths.tokenizer, out, val_tokens)
+        log(f"data: scoring on the first {val_tokens:,} validation tokens of {paths.data_dir} ({view})")
+        common["data_path"], common["tokenizer_path"] = str(view.resolve()), str((view / "tokenizer.model").resolve())
+        paths = resolve_dataset(common["data_path"], common["tokenizer_path"], announce=False)
+    train_tokens, val_tokens = train_tokens_available(paths.data_dir), val_tokens_available(paths.data_dir)
     log(f"ladder: {len(rungs)} rungs x {len(arms)} arms, data {paths.data_dir} ({train_tokens:,} train / "
         f"{val_tokens:,} val tokens), match {match}, out {out}")
     plans = []
     for rung in rungs:
-        rp = plan_rung(preset, arms, rung, seeds, common, match, out, rt, log, calib_steps)
+        rp = plan_rung(preset, arms, rung, seeds, common, match, out, rt, log, calib_steps, wallclock_slack)
         plans.append(rp)
     notes = check_epochs(plans, train_tokens, max_epochs)
     table, total_s = plan_table(plans, train_tokens, val_tokens)

@@ -18,10 +18,11 @@
 # ~5-7 min; the whole ladder runs under `timeout TIME_LIMIT` (default 480 s) so that the call stays under 9 minutes
 # of device time, and a ladder cut short keeps its finished rungs (runs.csv is written after each rung).
 #
-# Settings: R4_FLOPS (the CPU r4's control FLOPs, see the CPU ladder's plan.md; default below), SEEDS_PER_RUNG (3),
+# Settings: R4_FLOPS (the CPU r4's control FLOPs: take them from the CPU ladder's plan.md; default 3.6e13, the estimate), SEEDS_PER_RUNG (3),
 # RUNGS (rung specs, replacing g4 and g5), ARMS (arm specs; default: the ladder's three), COMPILE (off),
-# TIME_LIMIT, DATA (gpu_data), DEVICE (cuda), EXTRA (more KEY=VALUE overrides), PYTHON.
-# Dry run on CPU:  DEVICE=cpu R4_FLOPS=2e10 SEEDS_PER_RUNG=2 SMALL=1 scripts/gpu_ladder.sh
+# TIME_LIMIT, DATA (gpu_data), DEVICE (cuda), VAL_TOKENS (262144, as the CPU ladder), EXTRA (more KEY=VALUE
+# overrides), PYTHON.
+# Dry run on CPU:  DEVICE=cpu SMALL=1 R4_FLOPS=5e9 SEEDS_PER_RUNG=2 VAL_TOKENS=16384 scripts/gpu_ladder.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -74,7 +75,7 @@ mkdir -p "$RES"
 RES=$(cd "$RES" && pwd)
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
-R4_FLOPS=${R4_FLOPS:-2.9e13}
+R4_FLOPS=${R4_FLOPS:-3.6e13}
 G5_FLOPS=$("$PYTHON" -c "print(f'{10 * float(\"$R4_FLOPS\"):.4g}')")
 S=${SEEDS_PER_RUNG:-3}
 if [[ -n "${SMALL:-}" ]]; then  # CPU dry run: tiny shapes, same code path
@@ -84,7 +85,8 @@ else
   DEF_RUNGS="g4:num_layers=4,model_dim=192,num_heads=4,num_kv_heads=2,train_seq_len=256,train_batch_tokens=8192,micro_batch_tokens=8192,flops=$R4_FLOPS,seeds=$S
 g5:num_layers=6,model_dim=384,num_heads=6,num_kv_heads=3,train_seq_len=256,train_batch_tokens=16384,micro_batch_tokens=16384,flops=$G5_FLOPS,seeds=$S"
 fi
-args=(--data "$DATA" --out "$WORK/ladder" --set "device=${DEVICE:-cuda}" --set "compile=${COMPILE:-off}")
+args=(--data "$DATA" --out "$WORK/ladder" --set "device=${DEVICE:-cuda}" --set "compile=${COMPILE:-off}"
+      --val-tokens "${VAL_TOKENS:-262144}")
 for r in ${RUNGS:-$DEF_RUNGS}; do args+=(--rung "$r"); done
 for a in ${ARMS:-}; do args+=(--arm "$a"); done
 for kv in ${EXTRA:-}; do args+=(--set "$kv"); done

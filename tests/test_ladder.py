@@ -54,9 +54,10 @@ def _fake_timer(cfg, steps):
 
 def _plan(rung: Rung, tmp_path: Path, monkeypatch, match: str = "wallclock") -> ladder.RungPlan:
     monkeypatch.setattr(ladder, "plan_calibrated", lambda *a, **k: ladder.plan_ablation(
-        *a[:5], step_timer=_fake_timer, calib_steps=k["calib_steps"], warmdown_fraction=k["warmdown_fraction"]))
+        *a[:5], step_timer=_fake_timer, calib_steps=k["calib_steps"], warmdown_fraction=k["warmdown_fraction"],
+        wallclock_slack=k["wallclock_slack"]))
     arms = [Arm("ce", {"jepa": "false"}), Arm("v3")]
-    return ladder.plan_rung("smoke", arms, rung, [1, 2, 3], {}, match, tmp_path, None, print, 3)
+    return ladder.plan_rung("smoke", arms, rung, [1, 2, 3], {}, match, tmp_path, None, print, 3, 1.0)
 
 
 def test_rung_budgets_wallclock_flops_and_matching(tmp_path, monkeypatch):
@@ -64,6 +65,7 @@ def test_rung_budgets_wallclock_flops_and_matching(tmp_path, monkeypatch):
     assert (rp.steps("ce"), rp.steps("v3")) == (200, 100)  # 2 s / step time
     assert rp.config("v3").optim.warmdown_iters == 25 and rp.config("ce").optim.warmdown_mode == "steps"
     assert rp.plan.seeds == [1, 2] and rp.seconds == 2.0
+    assert rp.config("ce").train.max_wallclock_seconds == 4.0  # a guard at twice the budget, not the budget
     # A FLOP budget: the control gets the steps holding those FLOPs, every arm the time they take.
     per_step = rp.plan.flops_per_step["ce"]
     fr = _plan(Rung("b", {"num_layers": "2"}, 1.0, 2, flops=150 * per_step), tmp_path, monkeypatch)
@@ -182,7 +184,8 @@ def test_smoke_ladder_end_to_end_and_resume(tiny_data, tmp_path, capsys):
 
 def test_plan_only_trains_nothing(tiny_data, tmp_path, monkeypatch):
     monkeypatch.setattr(ladder, "plan_calibrated", lambda *a, **k: ladder.plan_ablation(
-        *a[:5], step_timer=_fake_timer, calib_steps=k["calib_steps"], warmdown_fraction=k["warmdown_fraction"]))
+        *a[:5], step_timer=_fake_timer, calib_steps=k["calib_steps"], warmdown_fraction=k["warmdown_fraction"],
+        wallclock_slack=k["wallclock_slack"]))
     text = ladder.main_ladder(["ce:jepa=false", "v3:"], ["s1:num_layers=2,model_dim=32,seconds=0.5,seeds=2"],
                               "1,2", {}, tmp_path, data=str(tiny_data), smoke=True, calib_steps=1, plan_only=True,
                               rt=Runtime(device=torch.device("cpu")))
