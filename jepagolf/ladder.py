@@ -42,6 +42,7 @@ from jepagolf.ablate import (
     AblationError,
     AblationPlan,
     Arm,
+    _md_table,
     finalize,
     ignored_environment,
     parse_arm,
@@ -323,11 +324,6 @@ def plan_table(plans: Sequence[RungPlan], train_tokens: int, val_tokens: int) ->
     return _md_table(header, body), total
 
 
-def _md_table(header: Sequence[str], body: Sequence[Sequence[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in body])
-
-
 # ----- rows ---------------------------------------------------------------------------------------
 
 CSV_COLUMNS = ("rung", "arm", "seed", "val_bpb", "prequant_val_bpb", "val_loss", "steps", "tokens", "seconds",
@@ -588,6 +584,15 @@ def plot_ladder(extrapolations: Sequence[Extrapolation], path: Path) -> Path:
         lo, hi = e.interval
         ax.errorbar([x0 * jitter], [e.prediction], yerr=[[e.prediction - lo], [hi - e.prediction]], fmt="D",
                     color=color, capsize=5, mfc="white", label=f"{e.arm} at the challenge (95% PI)")
+        ax.annotate(f"{e.prediction:+.3f} [{lo:+.3f}, {hi:+.3f}]", (x0, e.prediction), fontsize=7, color=color,
+                    xytext=(-6, 8 + 10 * k), textcoords="offset points", ha="right")
+    # The y range follows the rungs and the predictions; a prediction interval much wider than that runs off
+    # the plot (its numbers are written beside the point), so that the measured points stay readable.
+    ys = [-2 * BAR_NATS, 2 * BAR_NATS] + [v for e in extrapolations for r in e.points
+                                            for v in (r.test.ci_low, r.test.ci_high) if math.isfinite(v)]
+    ys += [e.prediction for e in extrapolations if e.fit is not None]
+    span = max(ys) - min(ys)
+    ax.set_ylim(min(ys) - 0.5 * span, max(ys) + 0.5 * span)
     ax.axhline(0.0, color="black", lw=0.8)
     ax.axhline(-BAR_NATS, color="gray", lw=0.8, ls="--", label=f"the bar (−{BAR_NATS} nats)")
     ax.axvline(x0, color="gray", lw=0.8, ls=":")

@@ -6,10 +6,8 @@ from __future__ import annotations
 import csv
 import json
 import math
-import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -17,21 +15,8 @@ from jepagolf import ladder
 from jepagolf.ablate import Arm
 from jepagolf.cli import main
 from jepagolf.config import ConfigError
-from jepagolf.data.shards import list_shards, load_tokens, write_shard
 from jepagolf.ladder import LadderError, Rung, parse_rung
 from jepagolf.train.runtime import Runtime
-
-
-@pytest.fixture(scope="module")
-def tiny_data(demo_data, tmp_path_factory) -> Path:
-    """The demo corpus cut down (2k validation tokens) so that the smoke ladder's evaluations are quick."""
-    out = tmp_path_factory.mktemp("ladder_data")
-    train = load_tokens(list_shards(demo_data.data_dir, "train"), 1024)
-    val = load_tokens(list_shards(demo_data.data_dir, "val"), 1024)
-    write_shard(out / "tiny_train_000000.bin", np.asarray(train[:200_000]))
-    write_shard(out / "tiny_val_000000.bin", np.asarray(val[: 32 * 64 + 1]))
-    shutil.copy(demo_data.tokenizer, out / "tokenizer.model")
-    return out
 
 
 def test_parse_rung():
