@@ -146,8 +146,9 @@ LADDER_COMMON = {"iterations": "1000000", "val_loss_every": "0", "diag_every": "
 
 def default_data_dir() -> Path:
     from jepagolf.data.corpus import default_cache_dir
+    from jepagolf.data.research import RESEARCH_DIR
 
-    return default_cache_dir() / "research"
+    return default_cache_dir() / RESEARCH_DIR
 
 
 # ----- planning -----------------------------------------------------------------------------------
