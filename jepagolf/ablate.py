@@ -85,21 +85,23 @@ class Arm:
         return f"{self.name}:" + ",".join(f"{k}={v}" for k, v in self.overrides.items())
 
 
-def parse_arm(spec: str) -> Arm:
-    """``NAME:KEY=VAL,KEY=VAL`` -> Arm; keys are checked against the config fields."""
+def parse_arm(spec: str, flag: str = "--arm", extra_keys: Sequence[str] = ()) -> Arm:
+    """``NAME:KEY=VAL,KEY=VAL`` -> Arm; keys are checked against the config fields (``extra_keys`` are
+    also accepted, for callers that take settings of their own, such as a ladder rung's budget)."""
     name, sep, rest = spec.partition(":")
     name = name.strip()
     if not sep:
-        raise AblationError(f"--arm {spec!r}: expected NAME:KEY=VAL,... (use NAME: for the preset as is)")
+        raise AblationError(f"{flag} {spec!r}: expected NAME:KEY=VAL,... (use NAME: for the preset as is)")
     if not _ARM_NAME.match(name):
-        raise AblationError(f"--arm {spec!r}: the name must be letters, digits, '_', '.', '+' or '-' "
+        raise AblationError(f"{flag} {spec!r}: the name must be letters, digits, '_', '.', '+' or '-' "
                             "(it names the run folders)")
     overrides: dict[str, str] = {}
     for item in filter(None, (s.strip() for s in rest.split(","))):
         key, eq, value = item.partition("=")
         if not eq or not key.strip():
-            raise AblationError(f"--arm {spec!r}: {item!r} is not KEY=VAL")
-        resolve_key(key)  # raises ConfigError naming the key (with a suggestion) when unknown
+            raise AblationError(f"{flag} {spec!r}: {item!r} is not KEY=VAL")
+        if key.strip() not in extra_keys:
+            resolve_key(key)  # raises ConfigError naming the key (with a suggestion) when unknown
         overrides[key.strip()] = value.strip()
     return Arm(name, overrides)
 
@@ -166,12 +168,14 @@ def plan_ablation(
     saved_calibration: Mapping[str, Any] | None = None,
     calib_steps: int = 10,
     wallclock_slack: float = 0.25,
+    warmdown_fraction: float | None = None,
 ) -> AblationPlan:
     """Resolve every arm's configuration and derive its step budget from the matching rule.
 
     ``--match wallclock`` calls ``step_timer(config, steps)`` for every arm that has no entry with the
     same config hash and step count in ``saved_calibration`` (the ``arms`` of an earlier plan's
-    calibration), so a resumed ablation plans the same step counts.
+    calibration), so a resumed ablation plans the same step counts. ``warmdown_fraction`` (wallclock
+    only) makes each arm's warmdown that share of its calibrated steps instead of the preset's count.
     """
     if match not in MATCH_MODES:
         raise AblationError(f"--match {match!r}: use one of {', '.join(MATCH_MODES)}")
@@ -219,7 +223,8 @@ def plan_ablation(
                 f"{plan.flops_per_step[a.name]:.4g} FLOPs/step)"
             )
     else:
-        _plan_wallclock(plan, base, step_timer, saved_calibration or {}, calib_steps, wallclock_slack)
+        _plan_wallclock(plan, base, step_timer, saved_calibration or {}, calib_steps, wallclock_slack,
+                        warmdown_fraction)
     for a in arms:  # validate the final configurations now, not hours into the ablation
         plan.config(a, seeds[0])
     return plan
@@ -232,6 +237,7 @@ def _plan_wallclock(
     saved: Mapping[str, Any],
     calib_steps: int,
     slack: float,
+    warmdown_fraction: float | None = None,
 ) -> None:
     ctrl = base[plan.arms[0].name]
     budget = ctrl.train.max_wallclock_seconds
@@ -258,7 +264,7 @@ def _plan_wallclock(
         calib[a.name] = entry
         step_s = float(entry["step_seconds"])
         iters = max(1, min(c.train.iterations, math.floor(budget / step_s)))
-        warm = min(c.optim.warmdown_iters, iters)
+        warm = min(c.optim.warmdown_iters, iters) if warmdown_fraction is None else round(warmdown_fraction * iters)
         plan.derived[a.name] = {"iterations": iters, "warmdown_iters": warm, "warmdown_mode": "steps",
                                 "max_wallclock_seconds": budget * (1.0 + slack)}
         plan.notes[a.name] = (f"{iters} steps = min(iterations, floor({budget:g} s / {step_s:.4f} s per step)), "
@@ -419,15 +425,16 @@ def row_from_summary(
         "config_hash": s["config_hash"],
         "run_dir": str(run_dir),
         "score_kind": scores.kind.describe(),
-        # Not in the CSV; used for the nats conversion and the guard check.
+        # Not in the CSV; used for the nats conversion, the guard check and the ladder.
+        "params": int(s["params"]),
         "val_tokens": scores.val_tokens,
         "val_bytes": scores.val_bytes,
     }
 
 
-def write_runs_csv(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
+def write_runs_csv(rows: Sequence[Mapping[str, Any]], path: Path, columns: Sequence[str] = CSV_COLUMNS) -> None:
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    w = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
     w.writeheader()
     for r in rows:
         w.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in r.items()})
@@ -655,10 +662,25 @@ def ablation_markdown(
     return "\n".join(lines) + "\n"
 
 
-def finalize(rows: Sequence[dict[str, Any]], plan: AblationPlan, out: Path) -> str:
-    """runs.csv, plots, ablation.md; returns the printed tables."""
+def finalize(rows: Sequence[dict[str, Any]], plan: AblationPlan, out: Path, plots_wanted: bool = True) -> str:
+    """runs.csv, plots (unless not wanted), ablation.md; returns the printed tables."""
     write_runs_csv(rows, out / "runs.csv")
     comps, nats_per_bpb, warnings = compare(rows, plan)
+    plots: list[Path] = []
+    if plots_wanted:
+        plots, warnings = _plot_ablation(rows, plan, out, warnings)
+    atomic_write_text(out / "ablation.md", ablation_markdown(rows, plan, comps, nats_per_bpb, warnings, plots, out))
+    tables = summary_tables(rows, plan, comps)
+    for c in comps:
+        tables += "\n\n" + c.sentence(plan.control.name).replace("**", "")
+    for w in warnings:
+        tables += f"\nwarning: {w}"
+    return tables
+
+
+def _plot_ablation(
+    rows: Sequence[Mapping[str, Any]], plan: AblationPlan, out: Path, warnings: list[str]
+) -> tuple[list[Path], list[str]]:
     plots: list[Path] = []
     try:
         from jepagolf.report import plot_ablation
@@ -667,13 +689,7 @@ def finalize(rows: Sequence[dict[str, Any]], plan: AblationPlan, out: Path) -> s
         plots = plot_ablation(groups, out / "plots")
     except ImportError as e:  # matplotlib is optional: the numbers do not depend on it
         warnings = [*warnings, f"plots skipped: {e}"]
-    atomic_write_text(out / "ablation.md", ablation_markdown(rows, plan, comps, nats_per_bpb, warnings, plots, out))
-    tables = summary_tables(rows, plan, comps)
-    for c in comps:
-        tables += "\n\n" + c.sentence(plan.control.name).replace("**", "")
-    for w in warnings:
-        tables += f"\nwarning: {w}"
-    return tables
+    return plots, warnings
 
 
 def ignored_environment(environ: Mapping[str, str] | None = None) -> list[str]:
@@ -692,6 +708,28 @@ def _load_calibration(path: Path, rt: Any) -> dict[str, Any]:
         dist.broadcast_object_list(holder, src=0)
         saved = holder[0]
     return saved
+
+
+def plan_calibrated(
+    preset: str, arms: Sequence[Arm], seeds: Sequence[int], match: str, common: Mapping[str, str], out: Path,
+    rt: Any, log: Callable[[str], None] = print, **plan_kwargs: Any,
+) -> AblationPlan:
+    """``plan_ablation`` with the step timer of this machine and the calibration saved in (and reused
+    from) ``out/calibration.json``, so that rerunning the same command plans the same step counts."""
+
+    def timer(cfg: Config, steps: int) -> float:
+        log(f"calibrating step time of {cfg.hash()} over {steps} steps ...")
+        return measure_step_seconds(cfg, steps, rt)
+
+    saved = _load_calibration(out / "calibration.json", rt)
+    plan = plan_ablation(preset, arms, seeds, match, common, step_timer=timer, saved_calibration=saved,
+                         **plan_kwargs)
+    if rt.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        if plan.calibration is not None:
+            merged = {**saved, **plan.calibration["arms"]}
+            atomic_write_text(out / "calibration.json", json.dumps(merged, indent=2, sort_keys=True) + "\n")
+    return plan
 
 
 def main_ablate(
@@ -713,19 +751,8 @@ def main_ablate(
     first = build_config(preset, {**_canonical(common), **_canonical(arms[0].overrides)}, environ={})
     rt = rt or setup_runtime(first.train.device)
     log = print if rt.is_main else (lambda _msg: None)
-
-    def timer(cfg: Config, steps: int) -> float:
-        log(f"calibrating step time of {cfg.hash()} over {steps} steps ...")
-        return measure_step_seconds(cfg, steps, rt)
-
-    saved = _load_calibration(out / "calibration.json", rt)
-    plan = plan_ablation(preset, arms, seeds, match, common, step_timer=timer, saved_calibration=saved,
-                         calib_steps=calib_steps, wallclock_slack=wallclock_slack)
-    if rt.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        if plan.calibration is not None:
-            merged = {**saved, **plan.calibration["arms"]}
-            atomic_write_text(out / "calibration.json", json.dumps(merged, indent=2, sort_keys=True) + "\n")
+    plan = plan_calibrated(preset, arms, seeds, match, common, out, rt, log, calib_steps=calib_steps,
+                           wallclock_slack=wallclock_slack)
     for a in plan.arms:
         log(f"arm {a.name}: {a.spec()}  budget: {plan.notes[a.name]}")
     rows = run_ablation(plan, out, rt, train_fn=train_fn, log=log)
@@ -736,5 +763,5 @@ def main_ablate(
 
 __all__ = [
     "AblationError", "AblationPlan", "Arm", "compare", "finalize", "main_ablate", "measure_step_seconds",
-    "parse_arm", "parse_seeds", "plan_ablation", "run_ablation",
+    "parse_arm", "parse_seeds", "plan_ablation", "plan_calibrated", "run_ablation",
 ]

@@ -1,4 +1,4 @@
-"""Command line: ``jepagolf train | eval | data | export | size | bench | ablate | report``.
+"""Command line: ``jepagolf train | eval | data | export | size | bench | ablate | ladder | report``.
 
 Expected failures (bad config, bad data, corrupt artifact, divergence) print one clear line and exit
 with status 2; anything else is a bug and keeps its traceback.
@@ -228,6 +228,24 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ladder(args: argparse.Namespace) -> int:
+    from jepagolf.ladder import DEFAULT_SEEDS, main_ladder
+
+    common = parse_set_args(args.overrides)
+    if args.tokenizer:
+        common["tokenizer_path"] = str(Path(args.tokenizer).resolve())
+    out = Path(args.out) if args.out else Path("runs") / ("ladder-smoke" if args.smoke else "ladder")
+    text = main_ladder(args.arm, args.rung, args.seeds or DEFAULT_SEEDS, common, out, data=args.data, smoke=args.smoke,
+                       match=args.match, calib_steps=args.calib_steps, max_epochs=args.max_epochs,
+                       add_points=[Path(p) for p in args.add_points], plan_only=args.plan_only,
+                       val_tokens=args.val_tokens, wallclock_slack=args.wallclock_slack)
+    if text:
+        print()
+        print(text)
+        print(f"\nladder folder: {out}  ({'plan.md' if args.plan_only else 'ladder.md, ladder.png, runs.csv'})")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from jepagolf.report import plot_runs
 
@@ -404,6 +422,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wallclock-slack", type=float, default=0.25,
                    help="--match wallclock: the time cap is budget x (1 + slack), a guard only")
     p.set_defaults(func=cmd_ablate)
+
+    p = sub.add_parser("ladder", help="compute ladder: arms x rungs x seeds, the effect's trend against compute and "
+                                      "its extrapolation to the challenge")
+    p.add_argument("--arm", action="append", default=None, metavar="NAME:KEY=VAL,...",
+                   help="an arm (repeat; the first is the control; default: ce, v3 and fast, see the README)")
+    p.add_argument("--rung", action="append", default=None, metavar="NAME:KEY=VAL,...,seconds=S,seeds=N",
+                   help="a rung: shape overrides, wall-clock seconds per run and seeds (repeat; default: r1..r4)")
+    p.add_argument("--smoke", action="store_true",
+                   help="the smoke preset, two tiny rungs and the demo corpus: the whole ladder in seconds")
+    p.add_argument("--data", help="dataset folder (default: the research corpus, `jepagolf data research`)")
+    p.add_argument("--tokenizer", help="SentencePiece model (default: the dataset's own)")
+    p.add_argument("--seeds", default=None, help="seed list; a rung with N seeds uses the first N (default: "
+                   "1337,42,2025,1,2,...)")
+    p.add_argument("--match", choices=["wallclock", "flops"], default="wallclock",
+                   help="what every arm of a rung gets the same of (default: wallclock)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field in every run (repeatable); environment variables are ignored")
+    p.add_argument("--out", help="ladder folder (default: runs/ladder, or runs/ladder-smoke); rerun to resume")
+    p.add_argument("--calib-steps", type=int, default=10, help="timed steps per arm and rung to calibrate")
+    p.add_argument("--max-epochs", type=float, default=1.0, help="refuse a rung reading more of the corpus")
+    p.add_argument("--wallclock-slack", type=float, default=1.0,
+                   help="each run's time cap is its budget x (1 + slack): a guard against a stalled machine, not "
+                        "the budget (the calibrated step count is); a run it stops is flagged")
+    p.add_argument("--val-tokens", type=int, default=262_144,
+                   help="score every run on the first N validation tokens (a linked copy in OUT/data; 0: all)")
+    p.add_argument("--add-points", action="append", default=[], metavar="RUNS_CSV",
+                   help="merge another ladder's runs.csv (e.g. GPU rungs) into the fit (repeatable)")
+    p.add_argument("--plan-only", action="store_true",
+                   help="calibrate, print the plan and the estimated wall time, train nothing")
+    p.set_defaults(func=cmd_ladder)
 
     p = sub.add_parser("report", help="PNG plots of one or more run folders (needs matplotlib)")
     p.add_argument("runs", nargs="+", metavar="RUN_DIR")

@@ -5,11 +5,15 @@ the regularised incomplete beta function (evaluated by its continued fraction wi
 Lentz algorithm), and its quantile by bisection on the CDF. tests/test_stats.py checks every
 function against scipy.
 
+Also: the power and minimal detectable effect of the paired t-test (noncentral t), and a weighted
+least-squares line with confidence and prediction intervals (the compute ladder's fit).
+
 Conventions: ``d = arm - control``; for val_bpb lower is better, so an improvement is d < 0.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -209,3 +213,141 @@ def welch_t_test(
     else:
         raise ValueError(f"alternative={alternative!r}: use less, greater or two-sided")
     return WelchTest(diff, se, t, df, p, alternative, margin)
+
+
+# ----- power of the paired t-test -------------------------------------------------------------------
+
+
+def _norm_cdf(z: np.ndarray) -> np.ndarray:
+    return 0.5 * np.array([math.erfc(-v / math.sqrt(2.0)) for v in z.ravel()]).reshape(z.shape)
+
+
+@functools.lru_cache(maxsize=8)
+def _legendre(n: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.polynomial.legendre.leggauss(n)
+
+
+def _two_sided_power(delta: float, df: int, c: float) -> float:
+    """P(|T'| > c) for T' noncentral t with df degrees of freedom and noncentrality delta.
+
+    T' = (Z + delta) / S with S = sqrt(V / df), V ~ chi^2(df), so P(|T'| > c) = E_S[P(Z > c S - delta) +
+    P(Z < -c S - delta)]; the expectation over S is a Gauss-Legendre sum over S's density,
+    2 (df/2)^(df/2) / Gamma(df/2) s^(df-1) exp(-df s^2 / 2), on an interval that holds all but a
+    negligible part of it.
+    """
+    half = 14.0 / math.sqrt(df)
+    lo, hi = max(0.0, 1.0 - half), 1.0 + 3.0 * half
+    nodes, weights = _legendre(400)
+    s = 0.5 * (hi - lo) * nodes + 0.5 * (hi + lo)
+    w = 0.5 * (hi - lo) * weights
+    log_pdf = (math.log(2.0) + (df / 2.0) * math.log(df / 2.0) - math.lgamma(df / 2.0)
+               + (df - 1) * np.log(s) - df * s * s / 2.0)
+    p = _norm_cdf(delta - c * s) + _norm_cdf(-c * s - delta)
+    return float(np.clip(np.sum(w * np.exp(log_pdf) * p), 0.0, 1.0))
+
+
+def paired_t_power(effect: float, sd: float, n: int, alpha: float = 0.05) -> float:
+    """Power of the two-sided paired t-test at level ``alpha`` with ``n`` pairs when the true mean
+    difference is ``effect`` and the sd of a difference is ``sd``: the statistic is noncentral t with
+    df = n - 1 and noncentrality effect sqrt(n) / sd."""
+    if n < 2:
+        return math.nan
+    if not sd > 0:
+        raise ValueError(f"the paired sd must be > 0 (got {sd})")
+    return _two_sided_power(abs(effect) * math.sqrt(n) / sd, n - 1, t_ppf(1.0 - alpha / 2.0, n - 1))
+
+
+def paired_mde(sd: float, n: int, power: float = 0.8, alpha: float = 0.05) -> float:
+    """Minimal detectable effect of the two-sided paired t-test: the smallest |mean difference| found
+    with probability ``power`` at level ``alpha`` with ``n`` pairs of difference sd ``sd`` (same units
+    as sd; nan with fewer than 2 pairs or no spread)."""
+    if n < 2 or not sd > 0:
+        return math.nan
+    df, c = n - 1, t_ppf(1.0 - alpha / 2.0, n - 1)
+    lo, hi = 0.0, 4.0  # noncentrality
+    while _two_sided_power(hi, df, c) < power:
+        lo, hi = hi, hi * 2.0
+    for _ in range(50):
+        mid = 0.5 * (lo + hi)
+        if _two_sided_power(mid, df, c) < power:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi) * sd / math.sqrt(n)
+
+
+# ----- weighted straight-line fit -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LineFit:
+    """y = intercept + slope * x by weighted least squares (weights 1 / se^2).
+
+    ``cov`` is the parameter covariance (XᵀWX)⁻¹ multiplied by ``scale`` = max(1, chi²/df): the
+    standard errors are trusted as given, and inflated when the points scatter about the line more
+    than they allow (the Birge ratio). Intervals use Student's t with max(df, 1) degrees of freedom.
+    """
+
+    intercept: float
+    slope: float
+    cov: tuple[tuple[float, float], tuple[float, float]]
+    chi2: float
+    df: int
+    scale: float
+    mean_se2: float  # mean squared standard error of the points: a new point's variance in intervals
+
+    @property
+    def intercept_se(self) -> float:
+        return math.sqrt(self.cov[0][0])
+
+    @property
+    def slope_se(self) -> float:
+        return math.sqrt(self.cov[1][1])
+
+    def predict(self, x: float) -> float:
+        return self.intercept + self.slope * x
+
+    def se_line(self, x: float) -> float:
+        """Standard error of the fitted line at x."""
+        (a, b), (_, d) = self.cov
+        return math.sqrt(max(0.0, a + 2.0 * b * x + d * x * x))
+
+    def t_quantile(self, confidence: float = 0.95) -> float:
+        return t_ppf(0.5 + confidence / 2.0, max(self.df, 1))
+
+    def confidence_interval(self, x: float, confidence: float = 0.95) -> tuple[float, float]:
+        """Interval for the line's value at x (the trend itself)."""
+        h = self.t_quantile(confidence) * self.se_line(x)
+        return self.predict(x) - h, self.predict(x) + h
+
+    def prediction_interval(self, x: float, confidence: float = 0.95) -> tuple[float, float]:
+        """Interval for a new point at x measured as precisely as the fitted points on average:
+        the line's uncertainty plus that point's own (scale x mean se²)."""
+        h = self.t_quantile(confidence) * math.sqrt(self.se_line(x) ** 2 + self.scale * self.mean_se2)
+        return self.predict(x) - h, self.predict(x) + h
+
+
+def wls_line(x: Sequence[float], y: Sequence[float], se: Sequence[float]) -> LineFit:
+    """Weighted least-squares line through (x, y) with per-point standard errors se (all > 0)."""
+    xs, ys, ses = (np.asarray(v, dtype=np.float64) for v in (x, y, se))
+    if not (xs.shape == ys.shape == ses.shape and xs.ndim == 1):
+        raise ValueError("x, y and se must be 1-D and of equal length")
+    if xs.size < 2 or np.ptp(xs) == 0:
+        raise ValueError("a line needs at least two distinct x")
+    if not np.all(np.isfinite(ses)) or np.any(ses <= 0):
+        raise ValueError("every standard error must be finite and > 0")
+    w = 1.0 / ses**2
+    design = np.stack([np.ones_like(xs), xs], axis=1)  # (k, 2)
+    normal = design.T @ (w[:, None] * design)  # (2, 2) = XᵀWX
+    base_cov = np.linalg.inv(normal)
+    beta = base_cov @ (design.T @ (w * ys))
+    resid = ys - design @ beta
+    chi2 = float(np.sum(w * resid**2))
+    df = int(xs.size - 2)
+    scale = max(1.0, chi2 / df) if df > 0 else 1.0
+    cov = base_cov * scale
+    return LineFit(
+        intercept=float(beta[0]), slope=float(beta[1]),
+        cov=((float(cov[0, 0]), float(cov[0, 1])), (float(cov[1, 0]), float(cov[1, 1]))),
+        chi2=chi2, df=df, scale=scale, mean_se2=float(np.mean(ses**2)),
+    )

@@ -38,3 +38,22 @@ def demo_data(_isolated_cache: Path):
     from jepagolf.data.corpus import ensure_demo_corpus
 
     return ensure_demo_corpus(progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_data(demo_data, tmp_path_factory) -> Path:
+    """The demo corpus cut down (60k train, 4k validation tokens) so that each smoke run's three exact
+    evaluations take a fraction of a second (the ablation and ladder tests)."""
+    import shutil
+
+    import numpy as np
+
+    from jepagolf.data.shards import list_shards, load_tokens, write_shard
+
+    out = tmp_path_factory.mktemp("tiny_data")
+    train = load_tokens(list_shards(demo_data.data_dir, "train"), 1024)
+    val = load_tokens(list_shards(demo_data.data_dir, "val"), 1024)
+    write_shard(out / "tiny_train_000000.bin", np.asarray(train[:60_000]))
+    write_shard(out / "tiny_val_000000.bin", np.asarray(val[: 64 * 64 + 1]))
+    shutil.copy(demo_data.tokenizer, out / "tokenizer.model")
+    return out

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import shutil
 import sys
 from pathlib import Path
 
@@ -21,26 +20,12 @@ from jepagolf.ablate import AblationError, Arm, measure_step_seconds, parse_arm,
 from jepagolf.cli import main
 from jepagolf.config import ConfigError, build_config
 from jepagolf.data.corpus import DatasetPaths
-from jepagolf.data.shards import list_shards, load_tokens, write_shard
 from jepagolf.flops import train_flops_per_token
 from jepagolf.train.runtime import Runtime
 
 SEEDS = "1337,42,2025"
 DIAG_KEYS = {"pred_std_min", "target_std_min", "pred_erank", "target_erank", "pred_target_cos",
              "ce_grad_norm", "jepa_grad_norm", "jepa_grad_share", "grad_cos_ce_jepa"}
-
-
-@pytest.fixture(scope="module")
-def tiny_data(demo_data, tmp_path_factory) -> Path:
-    """The demo corpus cut down (4k validation tokens) so that each smoke run's three exact
-    evaluations take a fraction of a second."""
-    out = tmp_path_factory.mktemp("tiny_data")
-    train = load_tokens(list_shards(demo_data.data_dir, "train"), 1024)
-    val = load_tokens(list_shards(demo_data.data_dir, "val"), 1024)
-    write_shard(out / "tiny_train_000000.bin", np.asarray(train[:60_000]))
-    write_shard(out / "tiny_val_000000.bin", np.asarray(val[: 64 * 64 + 1]))
-    shutil.copy(demo_data.tokenizer, out / "tokenizer.model")
-    return out
 
 
 def smoke_cfg(data: Path, **over):

@@ -8,10 +8,20 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scipy import special
+from scipy import optimize, special
 from scipy import stats as sps
 
-from jepagolf.stats import betainc, mean_std, paired_t_test, t_cdf, t_ppf, welch_t_test
+from jepagolf.stats import (
+    betainc,
+    mean_std,
+    paired_mde,
+    paired_t_power,
+    paired_t_test,
+    t_cdf,
+    t_ppf,
+    welch_t_test,
+    wls_line,
+)
 
 DFS = [0.5, 1, 2, 2.5, 3, 4.7, 10, 30, 100, 1e4]
 TS = [-80.0, -6.0, -2.5, -1.0, -0.1, 0.0, 0.3, 1.7, 4.0, 25.0]
@@ -98,3 +108,77 @@ def test_degenerate_samples_are_reported_not_hidden():
     assert (m, s) == (2.0, 1.0)
     with pytest.raises(ValueError):
         paired_t_test([1.0, 2.0], [1.0])
+
+
+# ----- power, minimal detectable effect, weighted line --------------------------------------------
+
+
+def _scipy_power(effect: float, sd: float, n: int, alpha: float = 0.05) -> float:
+    df, nc = n - 1, effect * math.sqrt(n) / sd
+    c = sps.t.ppf(1 - alpha / 2, df)
+    # scipy answers nan far in the lower tail, where the probability is ~0.
+    return float(sps.nct.sf(c, df, nc) + np.nan_to_num(sps.nct.cdf(-c, df, nc)))
+
+
+@pytest.mark.parametrize("n", [2, 3, 5, 8, 12, 30, 200])
+@pytest.mark.parametrize("effect", [0.0, 0.3, 1.0, 2.5])
+def test_paired_power_matches_scipy_noncentral_t(n, effect):
+    assert paired_t_power(effect, 1.0, n) == pytest.approx(_scipy_power(effect, 1.0, n), abs=2e-6)
+
+
+@pytest.mark.parametrize("n", [3, 4, 8, 16, 40])
+def test_paired_mde_matches_scipy_power_calculation(n):
+    sd = 0.0123
+    mde = paired_mde(sd, n)
+    # scipy's root of the same power equation, and the textbook normal approximation as a sanity bound.
+    ref = optimize.brentq(lambda d: _scipy_power(d, sd, n) - 0.8, 1e-9, 8 * sd)
+    assert mde == pytest.approx(ref, rel=1e-5)
+    z = (sps.norm.ppf(0.975) + sps.norm.ppf(0.8)) * sd / math.sqrt(n)
+    assert mde > z  # the t test's heavier tails need a larger effect than the z approximation
+    assert math.isnan(paired_mde(sd, 1)) and math.isnan(paired_mde(0.0, 5))
+
+
+def test_paired_mde_known_value():
+    # The rule of thumb: 10 pairs detect an effect of about one sd with 80% power (exactly 0.996 sd).
+    assert paired_mde(1.0, 10) == pytest.approx(0.996, abs=1e-3)
+    assert paired_t_power(0.996, 1.0, 10) == pytest.approx(0.8, abs=1e-3)
+
+
+def test_wls_line_recovers_a_known_slope_and_matches_numpy():
+    x = np.array([10.0, 10.5, 11.0, 11.5, 12.0])
+    se = np.array([0.001, 0.002, 0.002, 0.003, 0.004])
+    exact = wls_line(x, 0.02 - 0.003 * x, se)
+    assert exact.slope == pytest.approx(-0.003, abs=1e-12) and exact.intercept == pytest.approx(0.02, abs=1e-10)
+    assert exact.chi2 == pytest.approx(0.0, abs=1e-12) and exact.scale == 1.0
+    rng = np.random.default_rng(5)
+    y = 0.02 - 0.003 * x + rng.normal(0.0, se)
+    fit = wls_line(x, y, se)
+    coef, cov = np.polyfit(x, y, 1, w=1 / se, cov="unscaled")  # numpy weights are 1/sigma
+    assert fit.slope == pytest.approx(coef[0], rel=1e-9) and fit.intercept == pytest.approx(coef[1], rel=1e-9)
+    scale = max(1.0, fit.chi2 / 3)
+    assert fit.slope_se == pytest.approx(math.sqrt(cov[0, 0] * scale), rel=1e-9)
+    assert abs(fit.slope + 0.003) < 4 * fit.slope_se
+
+
+def test_wls_line_scatter_inflates_the_errors():
+    x, se = [1.0, 2.0, 3.0, 4.0], [0.01] * 4
+    tight = wls_line(x, [0.0, 0.01, 0.02, 0.03], se)
+    loose = wls_line(x, [0.0, 0.05, -0.03, 0.03], se)
+    assert tight.scale == 1.0 and loose.scale > 1.0 and loose.slope_se > tight.slope_se
+
+
+def test_intervals_widen_away_from_the_data():
+    x = [11.0, 11.5, 12.0, 12.5]
+    fit = wls_line(x, [0.001, -0.002, 0.0, -0.003], [0.002, 0.002, 0.003, 0.003])
+    widths = [np.subtract(*fit.prediction_interval(x0)[::-1]) for x0 in (11.75, 13.0, 15.0, 18.0)]
+    assert all(a < b for a, b in zip(widths, widths[1:], strict=False))
+    for x0 in (11.75, 18.0):
+        ci, pi = fit.confidence_interval(x0), fit.prediction_interval(x0)
+        assert pi[0] < ci[0] < fit.predict(x0) < ci[1] < pi[1]
+
+
+def test_wls_line_rejects_bad_input():
+    with pytest.raises(ValueError, match="two distinct"):
+        wls_line([1.0, 1.0], [0.0, 1.0], [1.0, 1.0])
+    with pytest.raises(ValueError, match="standard error"):
+        wls_line([1.0, 2.0], [0.0, 1.0], [1.0, 0.0])

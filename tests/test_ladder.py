@@ -1,0 +1,177 @@
+"""The compute ladder: rung specs, budgets, the epoch guard, the per-rung analysis and fit, --add-points,
+and a two-rung smoke ladder end to end (with its resume)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from jepagolf import ladder
+from jepagolf.ablate import Arm
+from jepagolf.cli import main
+from jepagolf.config import ConfigError
+from jepagolf.ladder import LadderError, Rung, parse_rung
+from jepagolf.train.runtime import Runtime
+
+
+def test_parse_rung():
+    r = parse_rung("big:num_layers=6,model_dim=256,seconds=90,seeds=4")
+    assert r == Rung("big", {"num_layers": "6", "model_dim": "256"}, 90.0, 4)
+    assert parse_rung(r.spec()) == r
+    f = parse_rung("g:num_layers=2,flops=3e13,seeds=2")
+    assert f.flops == 3e13 and parse_rung(f.spec()) == f
+    for bad in ("r:num_layers=2,seeds=3", "r:seconds=5,flops=1e9,seeds=3", "r:seconds=5,seeds=1",
+                "r:seconds=x,seeds=3", "r:seconds=5"):
+        with pytest.raises(LadderError):
+            parse_rung(bad)
+    with pytest.raises(ConfigError, match="did you mean"):
+        parse_rung("r:num_layer=2,seconds=5,seeds=3")
+
+
+def _fake_timer(cfg, steps):
+    return 0.02 if cfg.jepa.active else 0.01
+
+
+def _plan(rung: Rung, tmp_path: Path, monkeypatch, match: str = "wallclock") -> ladder.RungPlan:
+    monkeypatch.setattr(ladder, "plan_calibrated", lambda *a, **k: ladder.plan_ablation(
+        *a[:5], step_timer=_fake_timer, calib_steps=k["calib_steps"], warmdown_fraction=k["warmdown_fraction"],
+        wallclock_slack=k["wallclock_slack"]))
+    arms = [Arm("ce", {"jepa": "false"}), Arm("v3")]
+    return ladder.plan_rung("smoke", arms, rung, [1, 2, 3], {}, match, tmp_path, None, print, 3, 1.0)
+
+
+def test_rung_budgets_wallclock_flops_and_matching(tmp_path, monkeypatch):
+    rp = _plan(Rung("a", {"num_layers": "2"}, 2.0, 2), tmp_path, monkeypatch)
+    assert (rp.steps("ce"), rp.steps("v3")) == (200, 100)  # 2 s / step time
+    assert rp.config("v3").optim.warmdown_iters == 25 and rp.config("ce").optim.warmdown_mode == "steps"
+    assert rp.plan.seeds == [1, 2] and rp.seconds == 2.0
+    assert rp.config("ce").train.max_wallclock_seconds == 4.0  # a guard at twice the budget, not the budget
+    # A FLOP budget: the control gets the steps holding those FLOPs, every arm the time they take.
+    per_step = rp.plan.flops_per_step["ce"]
+    fr = _plan(Rung("b", {"num_layers": "2"}, 1.0, 2, flops=150 * per_step), tmp_path, monkeypatch)
+    assert fr.steps("ce") == 150 and fr.steps("v3") == 75
+    assert fr.control_flops() == pytest.approx(150 * per_step)
+    # Matching by FLOPs: the control keeps its calibrated steps, JEPA gets fewer of its costlier steps.
+    mf = _plan(Rung("c", {"num_layers": "2"}, 2.0, 2), tmp_path, monkeypatch, match="flops")
+    ratio = mf.plan.flops_per_step["ce"] / mf.plan.flops_per_step["v3"]
+    assert mf.steps("ce") == 200 and mf.steps("v3") == round(200 * ratio)
+    with pytest.raises(LadderError, match="seeds"):
+        _plan(Rung("d", {}, 2.0, 5), tmp_path, monkeypatch)
+
+
+def test_epoch_guard_refuses_a_rung_longer_than_the_corpus(tmp_path, monkeypatch):
+    rp = _plan(Rung("a", {"num_layers": "2"}, 2.0, 2), tmp_path, monkeypatch)
+    tokens = rp.tokens("ce")  # the control reads the most
+    assert "0.500 epochs" in ladder.check_epochs([rp], 2 * tokens, 1.0)[0]
+    with pytest.raises(LadderError, match="epochs of the corpus"):
+        ladder.check_epochs([rp], tokens - 1, 1.0)
+
+
+def _rows(deltas_by_rung: dict[str, tuple[float, list[float]]], sd_noise: float = 0.0) -> list[dict]:
+    rows = []
+    for rung, (flops, deltas) in deltas_by_rung.items():
+        for seed, d in enumerate(deltas):
+            base = 3.0 - 0.1 * math.log10(flops) + 0.01 * seed
+            for arm, loss in (("ce", base), ("v3", base + d)):
+                rows.append({"rung": rung, "arm": arm, "seed": seed, "val_loss": loss, "val_bpb": loss / 1.7,
+                             "prequant_val_bpb": loss / 1.7, "steps": 100, "tokens": int(flops / 1e6),
+                             "seconds": 1.0, "params": 1000, "train_flops": flops, "artifact_bytes": 1,
+                             "config_hash": "x", "run_dir": "-"})
+    return rows
+
+
+def test_rung_results_pair_by_seed_and_the_fit_finds_the_trend():
+    # Δ = 0.01 - 0.002 * log10(F) exactly in the mean, with paired noise of known sd.
+    noise = [-0.002, 0.0, 0.002]
+    spec = {f"r{k}": (10.0**x, [0.01 - 0.002 * x + e for e in noise]) for k, x in enumerate((10, 11, 12, 13))}
+    results = ladder.rung_results(_rows(spec), "ce")
+    assert [r.rung for r in results] == ["r0", "r1", "r2", "r3"] and all(r.n == 3 for r in results)
+    r0 = results[0]
+    assert r0.test.mean == pytest.approx(0.01 - 0.02) and r0.test.sd == pytest.approx(0.002)
+    assert r0.tokens_per_param == pytest.approx(1e10 / 1e6 / 1000)
+    assert r0.mde == pytest.approx(ladder.stats.paired_mde(0.002, 3))
+    (e,) = ladder.extrapolate(results, x0=18.0)
+    assert e.fit.slope == pytest.approx(-0.002, abs=1e-9) and e.prediction == pytest.approx(0.01 - 0.036)
+    lo, hi = e.interval
+    assert lo < e.prediction < hi
+    assert "below −0.005" in ladder.verdict(e, "ce")
+
+
+def test_a_wide_interval_is_called_too_wide():
+    spec = {"a": (1e10, [0.01, -0.01, 0.03]), "b": (1e11, [-0.02, 0.01, 0.0])}
+    (e,) = ladder.extrapolate(ladder.rung_results(_rows(spec), "ce"))
+    assert "too wide to say anything" in ladder.verdict(e, "ce") and "two rungs" in e.note
+    one = ladder.extrapolate(ladder.rung_results(_rows({"a": spec["a"]}), "ce"))[0]
+    assert one.fit is None and "no prediction" in ladder.verdict(one, "ce")
+
+
+def test_analyse_writes_the_report_and_add_points_reads_it_back(tmp_path):
+    spec = {"r1": (1e11, [0.001, 0.003, 0.002]), "r2": (1e12, [0.0, 0.002, -0.001]),
+            "r3": (1e13, [-0.001, 0.0, -0.003])}
+    text = ladder.analyse(_rows(spec), "ce", tmp_path, arm_overrides={"ce": {"jepa": "false"}, "v3": {}})
+    md = (tmp_path / "ladder.md").read_text()
+    assert "## What it predicts" in md and "tokens/param" in md and "MDE" in md and "v3" in text
+    assert (tmp_path / "ladder.png").stat().st_size > 10_000
+    doc = json.loads((tmp_path / "ladder.json").read_text())
+    assert doc["challenge"]["train_flops"] == pytest.approx(8 * 600 * 0.2292 * 989.4e12)
+    tokens, params, tpp = doc["challenge"]["tokens_params_per_arm"]["ce"]
+    assert 20e6 < params < 35e6 and 5e9 < tokens < 6e9 and 150 < tpp < 250  # v3: ~10,700 steps x 524,288
+    assert doc["challenge"]["tokens_params_per_arm"]["v3"][0] < tokens / 2  # JEPA v3 costs > 2x the FLOPs
+    back = ladder.load_points(tmp_path / "runs.csv")
+    assert len(back) == 18 and back[0]["train_flops"] == 1e11 and back[0]["seed"] == 0
+    bad = tmp_path / "bad.csv"
+    bad.write_text("rung,arm\nx,y\n")
+    with pytest.raises(LadderError, match="missing columns"):
+        ladder.load_points(bad)
+    rows = list(csv.DictReader((tmp_path / "runs.csv").open()))
+    rows[0]["val_loss"] = "nan"
+    with bad.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    with pytest.raises(LadderError, match="non-finite"):
+        ladder.load_points(bad)
+
+
+def test_missing_research_corpus_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("JEPAGOLF_CACHE", str(tmp_path))
+    assert main(["ladder", "--out", str(tmp_path / "l")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "jepagolf data research" in err
+
+
+def test_smoke_ladder_end_to_end_and_resume(tiny_data, tmp_path, capsys):
+    out = tmp_path / "ladder"
+    args = ["ladder", "--smoke", "--data", str(tiny_data), "--arm", "ce:jepa=false", "--arm", "v3:",
+            "--out", str(out), "--calib-steps", "2"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "estimated wall time" in printed and "rung s2" in printed
+    rows = list(csv.DictReader((out / "runs.csv").open()))
+    assert len(rows) == 8 and {r["rung"] for r in rows} == {"s1", "s2"}
+    flops = {r["rung"]: float(r["train_flops"]) for r in rows if r["arm"] == "ce"}
+    assert flops["s2"] > flops["s1"] > 0
+    md = (out / "ladder.md").read_text()
+    assert "| s1 | v3 | 2 |" in md and "prediction interval" in md
+    assert (out / "ladder.png").is_file() and (out / "rungs" / "s1" / "ablation.md").is_file()
+    # Rerunning the same command trains nothing and gives the same numbers.
+    before = (out / "ladder.json").read_text()
+    assert main(args) == 0
+    again = capsys.readouterr().out
+    assert again.count("finished earlier, skipped") == 8 and "calibrating" not in again
+    assert (out / "ladder.json").read_text() == before
+
+
+def test_plan_only_trains_nothing(tiny_data, tmp_path, monkeypatch):
+    monkeypatch.setattr(ladder, "plan_calibrated", lambda *a, **k: ladder.plan_ablation(
+        *a[:5], step_timer=_fake_timer, calib_steps=k["calib_steps"], warmdown_fraction=k["warmdown_fraction"],
+        wallclock_slack=k["wallclock_slack"]))
+    text = ladder.main_ladder(["ce:jepa=false", "v3:"], ["s1:num_layers=2,model_dim=32,seconds=0.5,seeds=2"],
+                              "1,2", {}, tmp_path, data=str(tiny_data), smoke=True, calib_steps=1, plan_only=True,
+                              rt=Runtime(device=torch.device("cpu")))
+    assert "| s1 |" in text and (tmp_path / "plan.md").is_file() and not (tmp_path / "runs.csv").exists()
