@@ -56,7 +56,7 @@ from typing import Any
 
 from jepagolf import stats
 from jepagolf.config import Config, build_config, field_index, resolve_key
-from jepagolf.flops import train_flops_per_token
+from jepagolf.flops import mask_setting, train_flops_per_token
 from jepagolf.train.logger import atomic_write_text
 
 MATCH_MODES = ("steps", "flops", "wallclock")
@@ -573,6 +573,8 @@ def ablation_markdown(
         f"match: **{plan.match}**",
         f"- data: `{base.data.data_path or 'offline demo corpus'}`; common overrides: "
         f"`{json.dumps(plan.common, sort_keys=True)}`",
+        *[f"- JEPA masks of `{a.name}`: {mask_setting(plan.config(a, plan.seeds[0]))}"
+          for a in plan.arms if plan.config(a, plan.seeds[0]).jepa.active],
         "- score: `val_bpb` = round-trip val_bpb of each run's final (post-warmdown) quantised artifact over the whole "
         "validation split; `pre-quant` = the same EMA weights before quantisation",
         "",

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, get_type_hints
 
-from jepagolf.jepa.masking import check_span_settings
+from jepagolf.jepa.masking import SpanPlan, check_span_settings, span_plan
 
 
 class ConfigError(ValueError):
@@ -94,12 +94,21 @@ class JepaConfig:
     """Weight of the JEPA loss in ce + lambda*jepa (0 runs the plain-CE path)."""
     jepa_lambda_warmup_steps: int = 100
     """Lambda rises linearly from 0 to jepa_lambda over this many steps."""
-    jepa_num_spans: int = 4
-    """Masked spans per sequence (exactly this many, disjoint)."""
+    jepa_mask_frac: float = 1.0 / 16
+    """Target fraction of each sequence masked, the same at every train_seq_len: m = frac * T tokens in
+    round(m * jepa_span_p) spans (>= 1; or jepa_num_spans if set) of mean length m / count, which is 1/p
+    at T = 1024 (v3: 4 spans of Geometric(1/16), 6.4% after the clamps) and shorter, with the lower clamp
+    scaled alike, where a sequence is too short for one span of 1/p (T = 256: 1 span, mean 16; T = 64:
+    1 span, mean 4, clamp 1). 0 = the fixed rule of runs before this key existed: jepa_num_spans spans of
+    Geometric(p) clamped to [jepa_span_min, T // (2 * spans)] at every T (22% masked at T = 256, ~40% at 64)."""
+    jepa_num_spans: int = 0
+    """Masked spans per sequence (exactly this many, disjoint); 0 = derived from jepa_mask_frac."""
     jepa_span_p: float = 1.0 / 16
-    """Span lengths ~ Geometric(p) on {1,2,...} (mean 1/p), then clamped."""
+    """Span lengths ~ Geometric(p) on {1,2,...} (mean 1/p) where the sequence is long enough (see
+    jepa_mask_frac), then clamped."""
     jepa_span_min: int = 4
-    """Lower clamp of span lengths; the upper clamp is max(min, seq_len // (2*num_spans))."""
+    """Lower clamp of span lengths (scaled down with the mean on short sequences); the upper clamp is
+    max(min, seq_len // (2*num_spans))."""
     jepa_span_per_sequence: bool = False
     """Sample a span set per sequence instead of one per micro-batch."""
     jepa_pred_hidden: int = 256
@@ -123,7 +132,11 @@ class JepaConfig:
     """Run the CE rows and the masked context rows through the network as one concatenated batch."""
 
     def __post_init__(self) -> None:
-        _positive(self, "jepa_num_spans", "jepa_span_min", "jepa_pred_hidden", "jepa_every")
+        _positive(self, "jepa_span_min", "jepa_pred_hidden", "jepa_every")
+        if not 0.0 <= self.jepa_mask_frac <= 0.5:
+            raise ConfigError(f"jepa_mask_frac={self.jepa_mask_frac} must be in [0, 0.5] (0: fixed span count)")
+        if self.jepa_num_spans < 0 or (self.jepa_num_spans == 0 and self.jepa_mask_frac == 0):
+            raise ConfigError(f"jepa_num_spans={self.jepa_num_spans} must be > 0 (or 0 with jepa_mask_frac > 0)")
         if not 0.0 < self.jepa_batch_fraction <= 1.0:
             raise ConfigError(f"jepa_batch_fraction={self.jepa_batch_fraction} must be in (0, 1]")
         if self.jepa_target not in ("ema", "online"):
@@ -140,6 +153,10 @@ class JepaConfig:
     def active(self) -> bool:
         """Whether the JEPA passes run at all (lambda 0 takes the plain-CE path)."""
         return self.jepa and self.jepa_lambda > 0
+
+    def span_plan(self, seq_len: int) -> SpanPlan:
+        """Span count, geometric p and lower clamp at ``seq_len`` (see jepa_mask_frac)."""
+        return span_plan(seq_len, self.jepa_mask_frac, self.jepa_num_spans, self.jepa_span_p, self.jepa_span_min)
 
 
 @dataclass
@@ -306,7 +323,8 @@ class Config:
             raise ConfigError("warmdown_mode=wallclock needs max_wallclock_seconds > 0; use auto or steps")
         if j.active:
             try:
-                check_span_settings(t.train_seq_len, j.jepa_num_spans, j.jepa_span_min)
+                plan = j.span_plan(t.train_seq_len)
+                check_span_settings(t.train_seq_len, plan.num_spans, plan.span_min)
             except ValueError as e:
                 raise ConfigError(str(e)) from None
 
@@ -431,7 +449,10 @@ def config_from_dict(d: Mapping[str, Any]) -> Config:
         extra = set(d.get(s, {})) - known
         if extra:
             raise ConfigError(f"config section {s!r} has unknown keys {sorted(extra)}")
-        sections[s] = cls(**d.get(s, {}))
+        values = dict(d.get(s, {}))
+        if s == "jepa" and values and "jepa_mask_frac" not in values:
+            values["jepa_mask_frac"] = 0.0  # written before the key existed: the fixed span rule
+        sections[s] = cls(**values)
     return Config(preset=d.get("preset", "custom"), **sections)
 
 

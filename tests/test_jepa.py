@@ -8,13 +8,15 @@ from helpers import live_model
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jepagolf.config import build_config
+from jepagolf.config import ConfigError, build_config, config_from_dict
+from jepagolf.flops import expected_mask_fraction
 from jepagolf.jepa.losses import jepa_loss, vicreg_covariance, vicreg_variance
 from jepagolf.jepa.masking import sample_mask, sample_spans, span_bounds, span_generator, spans_to_mask
 from jepagolf.jepa.objective import JepaLM
 from jepagolf.jepa.target import WeightEMA, lerp_towards, make_target_encoder, update_target
 from jepagolf.model.gpt import GPT, bigram_hash, rms_norm
 from jepagolf.optim.groups import build_optimizers, check_groups, route_params
+from jepagolf.train.batches import micro_batch_mask
 
 
 def smoke_cfg(**over):
@@ -83,6 +85,41 @@ def test_shared_and_per_sequence_masks():
     assert shared.shape == (4, 128) and all(torch.equal(shared[0], r) for r in shared)
     per = sample_mask(4, 128, 4, 1 / 16, 4, True, torch.Generator().manual_seed(1))
     assert not all(torch.equal(per[0], r) for r in per)
+
+
+def runs_of(row: torch.Tensor) -> int:
+    """Number of maximal runs of True in a (T,) bool mask."""
+    return int((row & ~torch.nn.functional.pad(row[:-1], (1, 0), value=False)).sum())
+
+
+@pytest.mark.parametrize("seq_len", [64, 256, 1024])
+@pytest.mark.parametrize("per_sequence", [False, True])
+def test_masked_fraction_is_about_six_percent_at_every_length(seq_len, per_sequence):
+    cfg = smoke_cfg(train_seq_len=seq_len, micro_batch_tokens=4 * seq_len, train_batch_tokens=4 * seq_len,
+                    jepa_span_per_sequence=per_sequence)
+    plan = cfg.jepa.span_plan(seq_len)
+    masks = torch.cat([micro_batch_mask(cfg, step, 0, 4, torch.device("cpu"))[0] for step in range(300)])
+    frac = masks.float().mean().item()
+    assert 0.05 <= frac <= 0.08, (seq_len, plan, frac)
+    assert frac == pytest.approx(expected_mask_fraction(cfg), abs=0.006)
+    assert all(runs_of(row) == plan.num_spans for row in masks)  # exactly n distinct, non-adjacent spans
+    same_rows = all(torch.equal(m[0], r) for m in masks.view(300, 4, seq_len) for r in m)
+    assert same_rows != per_sequence
+
+
+def test_v3_spans_at_1024_are_as_specified_and_the_fixed_rule_is_a_switch():
+    v3 = build_config("v3", {}, environ={})
+    assert v3.jepa.span_plan(1024) == (4, 1 / 16, 4)  # 4 spans, Geometric(1/16), clamp 4: ~6%
+    assert expected_mask_fraction(v3) == pytest.approx(0.064, abs=0.001)
+    # The fixed rule (jepa_mask_frac=0), what the committed cpu-demo ablation used: 22% at T = 256.
+    old = build_config("cpu-demo", {"jepa_mask_frac": "0", "jepa_num_spans": "4"}, environ={})
+    assert old.jepa.span_plan(256) == (4, 1 / 16, 4) and 0.2 < expected_mask_fraction(old) < 0.24
+    # A config.json written before jepa_mask_frac existed describes the fixed rule.
+    d = old.to_dict()
+    del d["jepa"]["jepa_mask_frac"]
+    assert config_from_dict(d).jepa.span_plan(256) == (4, 1 / 16, 4)
+    with pytest.raises(ConfigError, match="jepa_num_spans"):
+        build_config("smoke", {"jepa_mask_frac": "0"}, environ={})
 
 
 # ----- no leak --------------------------------------------------------------------------------------

@@ -10,9 +10,39 @@ from __future__ import annotations
 
 import hashlib
 import math
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
+
+
+class SpanPlan(NamedTuple):
+    """What ``sample_spans`` draws at one sequence length: the span count, the geometric's p and the
+    lower clamp of the lengths (the upper clamp follows from ``span_bounds``)."""
+
+    num_spans: int
+    p: float
+    span_min: int
+
+
+def span_plan(seq_len: int, mask_frac: float, num_spans: int, p: float, span_min: int) -> SpanPlan:
+    """The spans that mask ~``mask_frac`` of a sequence of ``seq_len`` tokens (DESIGN section 3).
+
+    ``mask_frac`` = 0 is the fixed rule: ``num_spans`` spans of Geometric(p) clamped to [span_min, ...] at
+    every length (~6% masked at T = 1024, 22% at 256, ~40% at 64). Otherwise the masked tokens per
+    sequence are m = mask_frac * T: the span count is ``num_spans`` if positive, else round(m * p) (at
+    least 1), and the mean span length is m / count, capped below at 1 token, so it stays 1/p wherever
+    count = m * p exactly (v3: 4 spans of Geometric(1/16) at T = 1024); where it must shrink below 1/p
+    (short sequences) the lower clamp shrinks in proportion. The lower clamp lifts the expected fraction
+    a little above mask_frac (6.4% at T = 1024 for 1/16).
+    """
+    if mask_frac <= 0:
+        return SpanPlan(num_spans, p, span_min)
+    masked = mask_frac * seq_len
+    n = num_spans if num_spans > 0 else max(1, round(masked * p))
+    mean = max(1.0, masked / n)
+    shrink = min(1.0, mean * p)  # < 1 only where spans must be shorter than 1/p on average
+    return SpanPlan(n, min(1.0, 1.0 / mean), max(1, min(span_min, round(span_min * shrink))))
 
 
 def span_bounds(seq_len: int, num_spans: int, span_min: int) -> tuple[int, int]:
@@ -33,11 +63,13 @@ def check_span_settings(seq_len: int, num_spans: int, span_min: int) -> None:
 def sample_spans(seq_len: int, num_spans: int, p: float, span_min: int, generator: torch.Generator) -> Tensor:
     """Return (num_spans, 2) int64 [start, end) spans, sorted, disjoint and non-adjacent.
 
-    Lengths ~ Geometric(p) on {1, 2, ...}, clamped to ``span_bounds``.
+    Lengths ~ Geometric(p) on {1, 2, ...} (p = 1: all 1), clamped to ``span_bounds``.
     """
     check_span_settings(seq_len, num_spans, span_min)
     lo, hi = span_bounds(seq_len, num_spans, span_min)
-    lengths = torch.empty(num_spans, dtype=torch.float64).geometric_(p, generator=generator)
+    lengths = torch.empty(num_spans, dtype=torch.float64)
+    # p = 1 (every span one token long: span_plan on a very short sequence) is outside geometric_'s range.
+    lengths = lengths.fill_(1.0) if p >= 1.0 else lengths.geometric_(p, generator=generator)
     lengths = lengths.clamp_(lo, hi).long()  # (n,)
     free = seq_len - int(lengths.sum()) - (num_spans - 1)
     # n sorted cut points in [0, free] give the unmasked gap before each span (stars and bars).
