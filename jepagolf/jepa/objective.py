@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from jepagolf.config import Config
-from jepagolf.jepa.diagnostics import representation_diagnostics
+from jepagolf.jepa.diagnostics import predictiveness, representation_diagnostics, term_shares
 from jepagolf.jepa.losses import jepa_loss
 from jepagolf.model.gpt import GPT, rms_norm
 
@@ -90,12 +90,15 @@ class JepaLM(nn.Module):
         if mask_pos is None:
             mask_pos = mask.reshape(-1).nonzero().squeeze(1)  # (N,)
         D = z.size(-1)
-        pred = self.predictor(z_ctx.reshape(r * T, D).index_select(0, mask_pos))  # (N, D)
+        ctx = z_ctx.reshape(r * T, D).index_select(0, mask_pos)  # (N, D)
+        pred = self.predictor(ctx)  # (N, D)
         tgt = target_z.reshape(r * T, D).index_select(0, mask_pos)  # (N, D)
         jl, jstats = jepa_loss(pred, tgt, self.cfg.jepa.jepa_var_weight, self.cfg.jepa.jepa_cov_weight)
         stats = {"ce_loss": ce.detach(), **jstats, "mask_frac": mask.float().mean()}
         if diagnostics:
             stats.update(representation_diagnostics(pred, tgt))
+            stats.update(predictiveness(pred, tgt, ctx, torch.div(mask_pos, T, rounding_mode="floor")))
+            stats.update(term_shares(jstats, self.cfg.jepa.jepa_var_weight, self.cfg.jepa.jepa_cov_weight))
         return ce, jl, stats
 
     def exported_state_dict(self) -> dict[str, Tensor]:
