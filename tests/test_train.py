@@ -16,7 +16,7 @@ from jepagolf.data.bytes import build_byte_tables
 from jepagolf.data.shards import list_shards, load_tokens
 from jepagolf.data.tokenizer import load_tokenizer
 from jepagolf.eval import evaluate
-from jepagolf.export.artifact import ARTIFACT_NAME, load_gpt_from_artifact
+from jepagolf.export.artifact import ARTIFACT_NAME
 from jepagolf.export.container import load_artifact
 from jepagolf.model.gpt import GPT
 from jepagolf.train.loop import train
@@ -89,18 +89,6 @@ def test_eval_command_reproduces_the_roundtrip_score(smoke_run, demo_data, capsy
     assert rc == 0
     res = json.loads(capsys.readouterr().out)
     assert res["val_bpb"] == pytest.approx(summary["roundtrip_val_bpb"], abs=1e-9)
-
-
-def test_artifact_ema_is_not_dominated_by_the_init(tmp_path, demo_data):
-    # Defect 3: with decay 0.9999 from step 0 a short run would export (almost) the random init.
-    cfg = build_config("smoke", {"artifact_ema_decay": 0.9999, "iterations": 30}, environ={})
-    torch.manual_seed(cfg.train.seed)
-    init = GPT(cfg.model, cfg.train.train_seq_len).state_dict()
-    run_smoke(tmp_path, artifact_ema_decay=0.9999, iterations=30)
-    exported = load_gpt_from_artifact(tmp_path / ARTIFACT_NAME).state_dict()
-    moved = [k for k in init if k.endswith("fc.weight")]
-    for k in moved:
-        assert not torch.allclose(exported[k], init[k], atol=1e-3), k
 
 
 def test_plain_ce_path(tmp_path, demo_data):

@@ -100,7 +100,3 @@ class JepaLM(nn.Module):
             stats.update(predictiveness(pred, tgt, ctx, torch.div(mask_pos, T, rounding_mode="floor")))
             stats.update(term_shares(jstats, self.cfg.jepa.jepa_var_weight, self.cfg.jepa.jepa_cov_weight))
         return ce, jl, stats
-
-    def exported_state_dict(self) -> dict[str, Tensor]:
-        """Weights needed for evaluation only: the GPT's. Predictor and mask_emb never ship (defect 5)."""
-        return {k: v for k, v in self.gpt.state_dict().items()}
