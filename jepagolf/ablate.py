@@ -58,7 +58,8 @@ from typing import Any
 
 from jepagolf import stats
 from jepagolf.config import Config, build_config, field_index, resolve_key
-from jepagolf.flops import train_flops_per_token
+from jepagolf.flops import mask_setting, train_flops_per_token
+from jepagolf.jepa.diagnostics import share_group_order
 from jepagolf.outputs import is_locked
 from jepagolf.summary import read_scores, score_kind
 from jepagolf.train.logger import atomic_write_text
@@ -567,7 +568,8 @@ def summary_tables(rows: Sequence[Mapping[str, Any]], plan: AblationPlan, comps:
 
 
 DIAG_COLUMNS = ("pred_std", "target_std", "pred_erank", "target_erank", "pred_target_cos", "jepa_mse",
-                "jepa_grad_share", "grad_cos_ce_jepa")
+                "jepa_grad_share", "grad_cos_ce_jepa", "r2_pred", "r2_const", "r2_identity", "jepa_share_mse",
+                "jepa_share_var", "jepa_share_cov")
 
 
 def last_diagnostics(run_dir: Path) -> dict[str, float] | None:
@@ -589,9 +591,17 @@ def diagnostics_table(rows: Sequence[Mapping[str, Any]], plan: AblationPlan) -> 
         found = [d for d in (last_diagnostics(Path(r["run_dir"])) for r in rows if r["arm"] == arm.name) if d]
         if found:
             steps = "/".join(sorted({str(d["step"]) for d in found}))
-            body.append([arm.name, steps] + [f"{stats.mean_std([d[k] for d in found])[0]:.4g}"
-                                             for k in DIAG_COLUMNS])
-    return _md_table(["arm", "step", *DIAG_COLUMNS], body) if body else ""
+            blocks = sorted({k for d in found for k in d if k.startswith("jepa_grad_share_")}, key=share_group_order)
+            by_block = " / ".join(f"{_mean_of(found, k):.3g}" for k in blocks)
+            body.append([arm.name, steps] + [f"{_mean_of(found, k):.4g}" for k in DIAG_COLUMNS] + [by_block])
+    blocks_col = "jepa_grad_share by group (embed / block0 / ... / other)"
+    return _md_table(["arm", "step", *DIAG_COLUMNS, blocks_col], body) if body else ""
+
+
+def _mean_of(rows: Sequence[Mapping[str, float]], key: str) -> float:
+    """Mean over the rows that logged ``key`` (runs from before a diagnostic existed lack it): NaN if none."""
+    values = [d[key] for d in rows if key in d]
+    return stats.mean_std(values)[0] if values else math.nan
 
 
 def ablation_markdown(
@@ -608,6 +618,8 @@ def ablation_markdown(
         f"match: **{plan.match}**",
         f"- data: `{base.data.data_path or 'offline demo corpus'}`; common overrides: "
         f"`{json.dumps(plan.common, sort_keys=True)}`",
+        *[f"- JEPA masks of `{a.name}`: {mask_setting(plan.config(a, plan.seeds[0]))}"
+          for a in plan.arms if plan.config(a, plan.seeds[0]).jepa.active],
         "- score: `val_bpb` = the number the challenge would score (`score_val_bpb`): each run's final "
         "(post-warmdown) quantised artifact, round-tripped, over the whole validation split, "
         f"{kinds or score_kind(base).describe()}; "

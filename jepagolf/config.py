@@ -17,7 +17,7 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, get_type_hints
+from typing import Any, NamedTuple, get_type_hints
 
 from jepagolf.recipes import recipe_values
 
@@ -114,6 +114,35 @@ class ModelConfig:
 
 
 # JEPA span lengths (jepagolf.jepa.masking samples them); here so the config can validate them.
+class SpanPlan(NamedTuple):
+    """What ``sample_spans`` draws at one sequence length: the span count, the geometric's p and the
+    lower clamp of the lengths (the upper clamp follows from ``span_bounds``)."""
+
+    num_spans: int
+    p: float
+    span_min: int
+
+
+def span_plan(seq_len: int, mask_frac: float, num_spans: int, p: float, span_min: int) -> SpanPlan:
+    """The spans that mask ~``mask_frac`` of a sequence of ``seq_len`` tokens (DESIGN section 3).
+
+    ``mask_frac`` = 0 is the fixed rule: ``num_spans`` spans of Geometric(p) clamped to [span_min, ...] at
+    every length (~6% masked at T = 1024, 22% at 256, ~40% at 64). Otherwise the masked tokens per
+    sequence are m = mask_frac * T: the span count is ``num_spans`` if positive, else round(m * p) (at
+    least 1), and the mean span length is m / count, capped below at 1 token, so it stays 1/p wherever
+    count = m * p exactly (v3: 4 spans of Geometric(1/16) at T = 1024); where it must shrink below 1/p
+    (short sequences) the lower clamp shrinks in proportion. The lower clamp lifts the expected fraction
+    a little above mask_frac (6.4% at T = 1024 for 1/16).
+    """
+    if mask_frac <= 0:
+        return SpanPlan(num_spans, p, span_min)
+    masked = mask_frac * seq_len
+    n = num_spans if num_spans > 0 else max(1, round(masked * p))
+    mean = max(1.0, masked / n)
+    shrink = min(1.0, mean * p)  # < 1 only where spans must be shorter than 1/p on average
+    return SpanPlan(n, min(1.0, 1.0 / mean), max(1, min(span_min, round(span_min * shrink))))
+
+
 def span_bounds(seq_len: int, num_spans: int, span_min: int) -> tuple[int, int]:
     """(min, max) span length: lengths are clamped to [min, max(min, T // (2 * num_spans))]."""
     return span_min, max(span_min, seq_len // (2 * num_spans))
@@ -138,12 +167,21 @@ class JepaConfig:
     """Weight of the JEPA loss in ce + lambda*jepa (0 runs the plain-CE path)."""
     jepa_lambda_warmup_steps: int = 100
     """Lambda rises linearly from 0 to jepa_lambda over this many steps."""
-    jepa_num_spans: int = 4
-    """Masked spans per sequence (exactly this many, disjoint)."""
+    jepa_mask_frac: float = 1.0 / 16
+    """Target fraction of each sequence masked, the same at every train_seq_len: m = frac * T tokens in
+    round(m * jepa_span_p) spans (>= 1; or jepa_num_spans if set) of mean length m / count, which is 1/p
+    at T = 1024 (v3: 4 spans of Geometric(1/16), 6.4% after the clamps) and shorter, with the lower clamp
+    scaled alike, where a sequence is too short for one span of 1/p (T = 256: 1 span, mean 16; T = 64:
+    1 span, mean 4, clamp 1). 0 = the fixed rule of runs before this key existed: jepa_num_spans spans of
+    Geometric(p) clamped to [jepa_span_min, T // (2 * spans)] at every T (22% masked at T = 256, ~40% at 64)."""
+    jepa_num_spans: int = 0
+    """Masked spans per sequence (exactly this many, disjoint); 0 = derived from jepa_mask_frac."""
     jepa_span_p: float = 1.0 / 16
-    """Span lengths ~ Geometric(p) on {1,2,...} (mean 1/p), then clamped."""
+    """Span lengths ~ Geometric(p) on {1,2,...} (mean 1/p) where the sequence is long enough (see
+    jepa_mask_frac), then clamped."""
     jepa_span_min: int = 4
-    """Lower clamp of span lengths; the upper clamp is max(min, seq_len // (2*num_spans))."""
+    """Lower clamp of span lengths (scaled down with the mean on short sequences); the upper clamp is
+    max(min, seq_len // (2*num_spans))."""
     jepa_span_per_sequence: bool = False
     """Sample a span set per sequence instead of one per micro-batch."""
     jepa_pred_hidden: int = 256
@@ -230,7 +268,7 @@ class JepaConfig:
 
     def __post_init__(self) -> None:
         _check_types(self)
-        _positive(self, "jepa_num_spans", "jepa_span_min", "jepa_pred_hidden", "jepa_every", "jepa_horizons",
+        _positive(self, "jepa_span_min", "jepa_pred_hidden", "jepa_every", "jepa_horizons",
                   "jepa_chunk_size", "jepa_target_top_k", "jepa_sigreg_projections", "jepa_pred_layers",
                   "jepa_pred_heads", "jepa_var_gamma_scale", "jepa_horizon_decay")
         choices = {
@@ -266,6 +304,10 @@ class JepaConfig:
                               "mode the future is the target itself)")
         if self.jepa_mode != "span" and self.jepa_batched:
             raise ConfigError(f"jepa_batched=true batches the masked context pass; jepa_mode={self.jepa_mode} has none")
+        if not 0.0 <= self.jepa_mask_frac <= 0.5:
+            raise ConfigError(f"jepa_mask_frac={self.jepa_mask_frac} must be in [0, 0.5] (0: fixed span count)")
+        if self.jepa_num_spans < 0 or (self.jepa_num_spans == 0 and self.jepa_mask_frac == 0):
+            raise ConfigError(f"jepa_num_spans={self.jepa_num_spans} must be > 0 (or 0 with jepa_mask_frac > 0)")
         if not 0.0 < self.jepa_batch_fraction <= 1.0:
             raise ConfigError(f"jepa_batch_fraction={self.jepa_batch_fraction} must be in (0, 1]")
         if self.jepa_target not in ("ema", "online"):
@@ -282,6 +324,10 @@ class JepaConfig:
     def active(self) -> bool:
         """Whether the JEPA passes run at all (lambda 0 takes the plain-CE path)."""
         return self.jepa and self.jepa_lambda > 0
+
+    def span_plan(self, seq_len: int) -> SpanPlan:
+        """Span count, geometric p and lower clamp at ``seq_len`` (see jepa_mask_frac)."""
+        return span_plan(seq_len, self.jepa_mask_frac, self.jepa_num_spans, self.jepa_span_p, self.jepa_span_min)
 
 
 @dataclass
@@ -498,7 +544,8 @@ class Config:
         if j.active:
             try:
                 if j.jepa_mode == "span":
-                    check_span_settings(t.train_seq_len, j.jepa_num_spans, j.jepa_span_min)
+                    plan = j.span_plan(t.train_seq_len)
+                    check_span_settings(t.train_seq_len, plan.num_spans, plan.span_min)
             except ValueError as e:
                 raise ConfigError(str(e)) from None
             L = self.model.num_layers
@@ -706,6 +753,9 @@ def config_from_dict(d: Mapping[str, Any]) -> Config:
     unknown = set(d) - set(SECTIONS) - {"preset"}
     if unknown:
         raise ConfigError(f"config has unknown sections {sorted(map(str, unknown))}")
+    jepa = d.get("jepa", {})
+    if isinstance(jepa, Mapping) and jepa and "jepa_mask_frac" not in jepa:
+        d = {**d, "jepa": {**jepa, "jepa_mask_frac": 0.0}}  # written before the key existed: the fixed span rule
     sections = {s: section_from_dict(s, d.get(s, {})) for s in SECTIONS}
     return Config(preset=d.get("preset", "custom"), **sections)
 

@@ -52,11 +52,24 @@ class FlopBreakdown:
 def expected_mask_fraction(cfg: Config) -> float:
     """E[masked tokens]/T for the clamped geometric span lengths."""
     j, T = cfg.jepa, cfg.train.train_seq_len
-    lo, hi = span_bounds(T, j.jepa_num_spans, j.jepa_span_min)
-    p = j.jepa_span_p
+    n, p, lo = j.span_plan(T)
+    lo, hi = span_bounds(T, n, lo)
+    if p >= 1.0:
+        return min(1.0, n * lo / T)
     pmf = lambda k: (1 - p) ** (k - 1) * p
     mean = lo * sum(pmf(k) for k in range(1, lo)) + sum(k * pmf(k) for k in range(lo, hi)) + hi * (1 - p) ** (hi - 1)
-    return min(1.0, j.jepa_num_spans * mean / T)
+    return min(1.0, n * mean / T)
+
+
+def mask_setting(cfg: Config) -> str:
+    """One line that says which span masks a run used, to print beside its results."""
+    j, T = cfg.jepa, cfg.train.train_seq_len
+    n, p, lo = j.span_plan(T)
+    hi = span_bounds(T, n, lo)[1]
+    rule = f"jepa_mask_frac={j.jepa_mask_frac:g}" if j.jepa_mask_frac else "fixed span rule, jepa_mask_frac=0"
+    rows = "one mask per row" if j.jepa_span_per_sequence else "one mask shared by the micro-batch"
+    return (f"{n} spans of Geometric({p:.4g}) clamped to [{lo}, {hi}] at T={T}, {expected_mask_fraction(cfg):.1%} "
+            f"masked expected ({rule}; {rows})")
 
 
 def flops_per_token(cfg: Config, seq_len: int = 0) -> FlopBreakdown:

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from jepagolf.jepa.diagnostics import share_group_order
+
 
 class ReportError(RuntimeError):
     """A run folder cannot be plotted (missing or empty metrics), or matplotlib is missing."""
@@ -134,7 +136,21 @@ DIAG_PANELS: list[Panel] = [
     ("mean cosine(prediction, target)", [("train", "pred_target_cos", "", "-")], False),
     ("JEPA share of the GPT's gradient norm", [("train", "jepa_grad_share", "", "-")], False),
     ("cosine(CE gradient, JEPA gradient)", [("train", "grad_cos_ce_jepa", "", "-")], False),
+    ("R^2 of the targets (solid: predictor; dashed: constant, the other rows' mean; dotted: identity, "
+     "the context state)", [("train", "r2_pred", "", "-"), ("train", "r2_const", "", "--"),
+                            ("train", "r2_identity", "", ":")], False),
+    ("share of the JEPA loss (solid: mse; dashed: var hinge; dotted: cov)",
+     [("train", "jepa_share_mse", "", "-"), ("train", "jepa_share_var", "", "--"),
+      ("train", "jepa_share_cov", "", ":")], False),
 ]
+
+
+def block_share_panels(data: Mapping[str, Sequence[RunData]]) -> list[Panel]:
+    """One panel per parameter group whose JEPA gradient share the runs logged (embed, block0, ...)."""
+    keys = {k for runs in data.values() for run in runs for row in run.rows for k in row
+            if k.startswith("jepa_grad_share_")}
+    return [(f"JEPA share of the gradient norm: {k.removeprefix('jepa_grad_share_')}", [("train", k, "", "-")], False)
+            for k in sorted(keys, key=share_group_order)]
 
 
 def _colors(n: int) -> list[Any]:
@@ -334,7 +350,10 @@ def plot_groups(groups: Mapping[str, Sequence[Path]], out: Path, paired: bool = 
     for name, panels, title in (
         ("jepa_terms", JEPA_PANELS, "JEPA loss terms vs step"),
         ("diagnostics", DIAG_PANELS, "collapse diagnostics at masked positions (diagnostic steps) vs step"),
+        ("grad_share_blocks", block_share_panels(data), "JEPA share of each block's gradient norm (diagnostic steps)"),
     ):
+        if not panels:
+            continue
         p = _panel_figure(data, panels, title, out / f"{name}.png")
         if p is not None:
             written.append(p)

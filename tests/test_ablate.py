@@ -25,7 +25,9 @@ from jepagolf.train.runtime import Runtime
 
 SEEDS = "1337,42,2025"
 DIAG_KEYS = {"pred_std_min", "target_std_min", "pred_erank", "target_erank", "pred_target_cos",
-             "ce_grad_norm", "jepa_grad_norm", "jepa_grad_share", "grad_cos_ce_jepa"}
+             "ce_grad_norm", "jepa_grad_norm", "jepa_grad_share", "grad_cos_ce_jepa", "r2_pred", "r2_const",
+             "r2_identity", "jepa_share_mse", "jepa_share_var", "jepa_share_cov", "jepa_grad_share_embed",
+             "jepa_grad_share_block0", "jepa_grad_share_block1", "jepa_grad_share_block2"}
 
 
 def smoke_cfg(data: Path, **over):
@@ -165,6 +167,9 @@ def test_diagnostics_are_logged_and_do_not_change_training(tiny_data, tmp_path):
             assert 0 < r["jepa_grad_share"] < 1 and -1 <= r["grad_cos_ce_jepa"] <= 1
             assert 1 <= r["pred_erank"] <= 64 and 1 <= r["target_erank"] <= 64
             assert -1 <= r["pred_target_cos"] <= 1 and r["target_std_min"] > 0
+            assert r["r2_pred"] <= 1 and r["r2_identity"] <= 1 and r["r2_const"] <= 0
+            assert sum(r[f"jepa_share_{k}"] for k in ("mse", "var", "cov")) == pytest.approx(1.0)
+            assert all(0 <= r[f"jepa_grad_share_{g}"] <= 1 for g in ("embed", "block0", "block1", "block2"))
     assert not any(DIAG_KEYS & set(r) for r in read_rows(tmp_path / "b"))
 
 
@@ -227,7 +232,8 @@ def test_ablation_end_to_end_with_resume(tiny_data, tmp_path, monkeypatch, capsy
     assert ("**MET**" in md) == met and ("**NOT met**" in md) == (not met)
     assert "## Collapse diagnostics" in md and "\n| jepa | 4 |" in md and "\n| ce | 4 |" not in md
     assert "jepa − ce" in printed and "Challenge bar" in printed and "val_bpb (score, round-trip)" in printed
-    for name in ("val_bpb", "jepa_terms", "diagnostics", "final_val_bpb"):
+    assert "r2_identity" in md and "jepa_share_var" in md and "jepa_grad_share by group" in md
+    for name in ("val_bpb", "jepa_terms", "diagnostics", "grad_share_blocks", "final_val_bpb"):
         png = out / "plots" / f"{name}.png"
         assert png.is_file() and png.read_bytes()[:4] == b"\x89PNG", name
 
@@ -295,7 +301,7 @@ def test_report_overlays_runs_and_fails_clearly(tiny_data, tmp_path, monkeypatch
     capsys.readouterr()
     assert main(["report", str(tmp_path / "jepa"), str(tmp_path / "ce"), "--out", str(tmp_path / "rep")]) == 0
     names = {Path(p).name for p in capsys.readouterr().out.split()}
-    assert names == {"val_bpb.png", "jepa_terms.png", "diagnostics.png"}
+    assert names == {"val_bpb.png", "jepa_terms.png", "diagnostics.png", "grad_share_blocks.png"}
     assert main(["report", str(tmp_path / "nope")]) == 2
     assert "no metrics.jsonl" in capsys.readouterr().err
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if it were not installed

@@ -116,7 +116,8 @@ def test_validation_split_shorter_than_one_sequence(tmp_path, demo_data, capsys)
 
 
 CONFIG_CASES = [
-    (["train_seq_len=16"], "train_seq_len=16 is too short for jepa_num_spans=4 spans of up to 4 tokens with gaps"),
+    (["train_seq_len=16", "jepa_mask_frac=0", "jepa_num_spans=4"],
+     "train_seq_len=16 is too short for jepa_num_spans=4 spans of up to 4 tokens with gaps"),
     (["model_dim=66"], "model_dim=66 is not divisible by num_heads=4"),
     (["num_kv_heads=3"], "num_heads=4 is not divisible by num_kv_heads=3"),
     (["model_dim=36"], "head dim model_dim/num_heads=9 is odd"),

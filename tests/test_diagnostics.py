@@ -8,7 +8,17 @@ import pytest
 import torch
 
 from jepagolf.config import ConfigError, build_config
-from jepagolf.jepa.diagnostics import gradient_share, representation_diagnostics
+from jepagolf.jepa.diagnostics import (
+    explained_variance,
+    gradient_share,
+    other_rows_mean,
+    predictiveness,
+    representation_diagnostics,
+    share_group_order,
+    term_shares,
+)
+from jepagolf.jepa.objective import JepaLM
+from jepagolf.jepa.target import make_target_encoder
 from jepagolf.train import schedules
 
 
@@ -79,3 +89,76 @@ def test_warmdown_modes():
     with pytest.raises(ConfigError, match="diag_every"):
         _cfg(diag_every=-2)
     assert not math.isnan(schedules.lr_scale(steps, 0, 0.0))
+
+
+# ----- inert or useful: R^2, loss-term shares, per-block gradient shares --------------------------
+
+def test_explained_variance_of_known_predictors():
+    g = torch.Generator().manual_seed(1)
+    signal = torch.randn(4096, 8, generator=g) * 3.0 + 5.0  # an offset shared by all rows, as in z
+    target = signal + torch.randn(4096, 8, generator=g)  # noise variance 1 of 10 in total
+    assert float(explained_variance(target, target)) == 1.0
+    assert float(explained_variance(signal, target)) == pytest.approx(0.9, abs=0.01)
+    assert float(explained_variance(target.mean(0).expand_as(target), target)) == pytest.approx(0.0, abs=1e-6)
+    # Right direction and scale of the shared offset, nothing of the variation: R^2 near 0 despite cosine ~1.
+    assert float(explained_variance(torch.full_like(target, 5.0), target)) == pytest.approx(0.0, abs=0.01)
+    assert float(explained_variance(-signal, target)) < -1  # worse than the mean
+    assert math.isnan(float(explained_variance(target[:10], torch.ones(10, 8))))  # targets that do not vary
+
+
+def test_constant_reference_is_out_of_sample_and_near_zero():
+    g = torch.Generator().manual_seed(2)
+    target = torch.randn(2000, 8, generator=g) + 3.0
+    rows = torch.arange(2000) // 100  # 20 rows of 100 masked positions
+    const = other_rows_mean(target, rows)
+    odd = rows % 2 == 1
+    assert torch.allclose(const[~odd], target[odd].mean(0).expand(int((~odd).sum()), 8))
+    r2 = float(explained_variance(const, target))
+    assert -0.02 < r2 < 0  # out of sample: a little below the in-sample mean's 0
+    one_row = other_rows_mean(target, torch.zeros(2000, dtype=torch.long))  # halves by position parity
+    assert torch.allclose(one_row[0], target[1::2].mean(0))
+
+
+def test_predictiveness_references():
+    g = torch.Generator().manual_seed(3)
+    context = torch.randn(512, 8, generator=g)
+    target = context @ torch.randn(8, 8, generator=g)  # a linear function of the context
+    out = predictiveness(target, target, context, torch.arange(512) // 64)
+    assert float(out["r2_pred"]) == 1.0
+    assert float(out["r2_identity"]) < 0.5 and abs(float(out["r2_const"])) < 0.05
+
+
+def test_term_shares_sum_to_one():
+    stats = {"jepa_mse": torch.tensor(0.03), "jepa_var": torch.tensor(0.9), "jepa_cov": torch.tensor(0.5)}
+    shares = term_shares(stats, 0.15, 0.02)
+    total = 0.03 + 0.135 + 0.01
+    assert float(shares["jepa_share_mse"]) == pytest.approx(0.03 / total)
+    assert float(shares["jepa_share_var"]) == pytest.approx(0.135 / total)
+    assert float(sum(shares.values())) == pytest.approx(1.0)
+
+
+def test_gradient_share_per_block():
+    # Block 0 gets only CE gradient, block 1 only JEPA, the embedding both equally.
+    e, w0, w1 = (torch.nn.Parameter(torch.ones(2)) for _ in range(3))
+    ce = (e * torch.tensor([3.0, 4.0])).sum() + (w0 * 2.0).sum()
+    jepa = (e * torch.tensor([4.0, 3.0])).sum() + (w1 * 1.0).sum()
+    names = ["tok_emb.weight", "blocks.0.attn.c_q.weight", "blocks.1.mlp.fc.weight"]
+    out = gradient_share(ce, jepa, [e, w0, w1], names)
+    assert out["jepa_grad_share_embed"] == pytest.approx(0.5)
+    assert out["jepa_grad_share_block0"] == 0.0 and out["jepa_grad_share_block1"] == 1.0
+    order = ["jepa_grad_share_embed", "jepa_grad_share_block2", "jepa_grad_share_block10", "jepa_grad_share_other"]
+    assert sorted(reversed(order), key=share_group_order) == order
+
+
+def test_untrained_predictor_is_the_identity_predictor():
+    # W2 is zero-initialised: the predictor returns its input, so its R^2 is exactly the identity's.
+    cfg = build_config("smoke", {}, environ={})
+    torch.manual_seed(0)
+    model = JepaLM(cfg)
+    x = torch.randint(0, cfg.model.vocab_size, (2, 64))
+    mask = torch.zeros(2, 64, dtype=torch.bool)
+    mask[:, 10:30] = True
+    _, jl, stats = model(x, x, mask, make_target_encoder(model.gpt).encode(x), diagnostics=True)
+    assert float(stats["r2_pred"]) == float(stats["r2_identity"])
+    shares = [float(stats[f"jepa_share_{k}"]) for k in ("mse", "var", "cov")]
+    assert sum(shares) == pytest.approx(1.0) and min(shares) >= 0

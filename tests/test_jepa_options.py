@@ -128,7 +128,7 @@ def test_trainer_feeds_the_first_rows_and_host_computed_positions(tmp_path, demo
         B = x.size(0)
         r = math.ceil(0.25 * B)
         assert mask.shape == (r, 64) and target_z.shape == (r, 64, 64)
-        full = sample_mask(B, 64, 4, 1 / 16, 4, True, span_generator(tr.cfg.train.seed, 0, a))
+        full = sample_mask(B, 64, *tr.cfg.jepa.span_plan(64), True, span_generator(tr.cfg.train.seed, 0, a))
         assert torch.equal(mask, full[:r])
         assert torch.equal(pos, mask.reshape(-1).nonzero().squeeze(1))
         with torch.no_grad():

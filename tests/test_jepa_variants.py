@@ -189,7 +189,7 @@ def test_target_normalisation():
     assert torch.allclose(out.mean(-1), torch.zeros(2, 5), atol=1e-5)
     assert torch.allclose(out.var(-1, unbiased=False), torch.ones(2, 5), atol=1e-3)
     run = live_model(smoke_cfg(jepa_target_norm="running", jepa_target_norm_momentum=0.5))
-    assert "target_mean" not in run.exported_state_dict() and "target_mean" in run.state_dict()
+    assert "target_mean" not in run.gpt.state_dict() and "target_mean" in run.state_dict()
     a = (torch.randn(4, 8, 64) * 0.1 + 2.0).requires_grad_()
     out = run._normalise(a)  # first batch: its own statistics
     flat = a.detach().reshape(-1, 64)
@@ -432,7 +432,7 @@ def test_each_variant_trains_and_ships_only_the_gpt(over):
     assert {n for n, _ in g.matrices} >= {n for n, p in model.named_parameters()
                                           if n.startswith("predictor.") and p.ndim == 2}
     assert not any(k.startswith(("predictor", "mask_emb", "chunk_start", "target_"))
-                   for k in model.exported_state_dict())
+                   for k in model.gpt.state_dict())
     span = cfg.jepa.jepa_mode == "span"
     target = make_target_encoder(model.gpt) if cfg.jepa.jepa_target == "ema" else None
     before = {n: p.detach().clone() for n, p in model.named_parameters()}

@@ -12,7 +12,8 @@ LAYERS: dict[str, int] = {
     "ladder": 6,  # rungs of seed-paired ablations
     "bench": 5, "ablate": 5,
     "train": 4, "flops": 4,
-    "export": 3, "jepa": 3, "eval": 3, "report": 3,
+    "report": 4,  # plots; reads the JEPA diagnostics' names
+    "export": 3, "jepa": 3, "eval": 3,
     "optim": 2, "model": 2,
     "summary": 2,  # reads a run's score for train, export, ablate: above config
     "data": 1, "config": 1, "stats": 1, "sources": 1, "tensor_bytes": 1,

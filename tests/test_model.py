@@ -76,7 +76,8 @@ def test_unet_skip_weights_are_used():
         ({"model_dim": 60, "num_heads": 4}, "head dim"),
         ({"train_batch_tokens": 0}, "train_batch_tokens"),
         ({"micro_batch_tokens": 100}, "micro_batch_tokens"),
-        ({"train_seq_len": 16, "micro_batch_tokens": 256, "train_batch_tokens": 512}, "train_seq_len"),
+        ({"train_seq_len": 16, "micro_batch_tokens": 256, "train_batch_tokens": 512, "jepa_mask_frac": 0,
+          "jepa_num_spans": 4}, "train_seq_len"),  # 4 spans of >= 4 tokens: the fixed span rule
     ],
 )
 def test_inconsistent_shapes_are_rejected_with_the_field_name(over, field):

@@ -281,12 +281,14 @@ def technique_summary(config: dict[str, Any]) -> str:
         + (f", BigramHash {m['bigram_buckets']}" if m["bigram_buckets"] else ""),
     ]
     variants = jepa_variant_settings(j)
+    frac = j.get("jepa_mask_frac", 0)
+    spans = f"spans masking ~{frac:.2%} of each sequence" if frac else f"{j['jepa_num_spans']} spans"
     if j["jepa"] and j["jepa_lambda"] > 0 and variants:
         parts.append(f"JEPA auxiliary loss, lambda {j['jepa_lambda']:g}, variant of v3: "
                      + ", ".join(f"{k}={v}" for k, v in variants.items()))
     elif j["jepa"] and j["jepa_lambda"] > 0:
         parts.append(
-            f"span-masked I-JEPA auxiliary loss (lambda {j['jepa_lambda']:g}, {j['jepa_num_spans']} spans, "
+            f"span-masked I-JEPA auxiliary loss (lambda {j['jepa_lambda']:g}, {spans}, "
             f"EMA target {j['jepa_ema_start']:g}->{j['jepa_ema_end']:g}, residual predictor) regularised by VICReg "
             f"(var {j['jepa_var_weight']:g}, cov {j['jepa_cov_weight']:g})"
         )

@@ -20,11 +20,13 @@ from jepagolf.config import check_span_settings, span_bounds
 def sample_spans(seq_len: int, num_spans: int, p: float, span_min: int, generator: torch.Generator) -> Tensor:
     """Return (num_spans, 2) int64 [start, end) spans, sorted, disjoint and non-adjacent.
 
-    Lengths ~ Geometric(p) on {1, 2, ...}, clamped to ``span_bounds``.
+    Lengths ~ Geometric(p) on {1, 2, ...} (p = 1: all 1), clamped to ``span_bounds``.
     """
     check_span_settings(seq_len, num_spans, span_min)
     lo, hi = span_bounds(seq_len, num_spans, span_min)
-    lengths = torch.empty(num_spans, dtype=torch.float64).geometric_(p, generator=generator)
+    lengths = torch.empty(num_spans, dtype=torch.float64)
+    # p = 1 (every span one token long: span_plan on a very short sequence) is outside geometric_'s range.
+    lengths = lengths.fill_(1.0) if p >= 1.0 else lengths.geometric_(p, generator=generator)
     lengths = lengths.clamp_(lo, hi).long()  # (n,)
     free = seq_len - int(lengths.sum()) - (num_spans - 1)
     # n sorted cut points in [0, free] give the unmasked gap before each span (stars and bars).

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from jepagolf.config import Config
-from jepagolf.jepa.diagnostics import representation_diagnostics
+from jepagolf.jepa.diagnostics import predictiveness, representation_diagnostics, term_shares
 from jepagolf.jepa.losses import VAR_EPS, LossSpec, jepa_loss
 from jepagolf.jepa.masking import jepa_rows
 from jepagolf.jepa.predictors import Predictor, build_predictor
@@ -192,7 +192,14 @@ class JepaLM(nn.Module):
         frac = mask.float().mean() if mask is not None else z.new_zeros((), dtype=torch.float32)
         stats = {"ce_loss": ce.detach(), **jstats, "mask_frac": frac}
         if diagnostics:
-            stats.update(representation_diagnostics(*pairs[0][:2]))
+            pred0, tgt0, _ = pairs[0]
+            stats.update(representation_diagnostics(pred0, tgt0))
+            stats.update(term_shares(jstats, j.jepa_var_weight, j.jepa_cov_weight))
+            if j.jepa_mode == "span":  # R^2 against the constant and identity references (issue 15)
+                assert mask is not None
+                pos = mask_pos if mask_pos is not None else mask.reshape(-1).nonzero().squeeze(1)
+                ctx_at = ctx.reshape(-1, ctx.size(-1)).index_select(0, pos)  # (N, D): the predictor's input
+                stats.update(predictiveness(pred0, tgt0, ctx_at, torch.div(pos, T, rounding_mode="floor")))
         return ce, jl, stats
 
     def prediction_pairs(self, ctx: Tensor, tgt: Tensor, mask: Tensor | None,
@@ -250,8 +257,3 @@ class JepaLM(nn.Module):
         assert loss is not None
         stats["jepa_loss"] = loss.detach()
         return loss, stats
-
-    def exported_state_dict(self) -> dict[str, Tensor]:
-        """Weights needed for evaluation only: the GPT's. Predictors, mask_emb, chunk_start and the running
-        target statistics never ship (defect 5)."""
-        return {k: v for k, v in self.gpt.state_dict().items()}

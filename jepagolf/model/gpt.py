@@ -255,7 +255,9 @@ class GPT(nn.Module):
 
     def embed(self, idx: Tensor, mask: Tensor | None = None, mask_emb: Tensor | None = None) -> Tensor:
         """idx (B, T) -> x0 (B, T, D). At masked positions the token embedding is replaced by
-        ``mask_emb`` and the BigramHash term is zeroed, so nothing of the hidden token leaks in."""
+        ``mask_emb``; the BigramHash term is zeroed there and at the first position after each span,
+        whose hash pairs the span's last (hidden) token with the next one (DESIGN defect 7): every
+        later position attends to it, so nothing of a hidden token may reach it."""
         x = self.tok_emb(idx)  # (B, T, D)
         if mask is not None:
             assert mask_emb is not None
@@ -263,7 +265,8 @@ class GPT(nn.Module):
         if self.bigram is not None:
             big = self.bigram(bigram_hash(idx, self.cfg.bigram_buckets))  # (B, T, D)
             if mask is not None:
-                big = big.masked_fill(mask[..., None], 0.0)
+                hides = mask | F.pad(mask[..., :-1], (1, 0), value=False)  # (B, T): masked, or just after
+                big = big.masked_fill(hides[..., None], 0.0)
             x = x + big
         return rms_norm(x)
 

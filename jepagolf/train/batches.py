@@ -67,7 +67,7 @@ def micro_batch_mask(cfg: Config, step: int, index: int, batch: int,
     """
     t, j = cfg.train, cfg.jepa
     rows = jepa_rows(batch, j.jepa_batch_fraction)
-    mask = sample_mask(rows, t.train_seq_len, j.jepa_num_spans, j.jepa_span_p, j.jepa_span_min,
-                       j.jepa_span_per_sequence, span_generator(t.seed, step, index))
+    mask = sample_mask(rows, t.train_seq_len, *j.span_plan(t.train_seq_len), j.jepa_span_per_sequence,
+                       span_generator(t.seed, step, index))
     positions = mask.reshape(-1).nonzero().squeeze(1)  # row-major, like mask[...] boolean indexing
     return to_device(mask, device), to_device(positions, device)

@@ -234,7 +234,8 @@ class Trainer(ReliabilityMixin):
                 with ctx:
                     ce, jl, stats = self.forward_module(x, y, mask, target_z, mask_pos, **extra)
                 if diag and a == 0 and jl is not None:  # first micro-batch only: it is a sample
-                    grad_stats = gradient_share(ce, weight * jl, list(self.model.gpt.parameters()))
+                    names, params = zip(*self.model.gpt.named_parameters(), strict=True)
+                    grad_stats = gradient_share(ce, weight * jl, list(params), list(names))
                 loss = ce if jl is None else ce + weight * jl
                 (loss / self.grad_accum).backward()
             for k, v in stats.items():
