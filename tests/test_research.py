@@ -198,6 +198,7 @@ def test_unserved_pin_says_which_and_how_to_update(tmp_path: Path, monkeypatch, 
         fetch_with_registry_client(src, tmp_path)
     msg = str(e.value)
     assert "gone-doc=9.9" in msg and "was not found" in msg and "SOURCES" in msg and "apt-cache show gone-doc" in msg
+    assert "run `apt-get update` first" in msg  # a fresh machine has no package lists
     monkeypatch.setattr(research, "SOURCES", (src,))
     assert main(["data", "research", "--out", str(tmp_path / "r"), "--packages", str(tmp_path / "p")]) == 2
     err = capsys.readouterr().err.strip().splitlines()

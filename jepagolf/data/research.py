@@ -166,10 +166,12 @@ def fetch_with_registry_client(source: Source, dest: Path) -> None:
         cmd = ["apt-get", "download", f"{source.name}={source.version}"]
         update = (f"`apt-get update`, then `apt-cache show {source.name}` gives the served Version and SHA256 "
                   "to pin")
+        first = "on a fresh machine run `apt-get update` first (apt's package lists are empty there); "
     elif source.registry == "pypi":
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--disable-pip-version-check",
                "-d", str(dest), f"{source.name}=={source.version}"]
         update = f"`pip download --no-deps {source.name}` and sha256sum give a served version to pin"
+        first = ""
     else:
         raise ResearchError(f"{source.name}: unknown registry {source.registry!r}")
     try:
@@ -179,8 +181,8 @@ def fetch_with_registry_client(source: Source, dest: Path) -> None:
     if res.returncode != 0:
         lines = [ln for ln in (res.stderr + res.stdout).splitlines() if ln.strip() and "WARNING" not in ln]
         why = lines[-1].strip() if lines else f"exit status {res.returncode}"
-        raise ResearchError(f"{source.name}={source.version} could not be downloaded ({why}); if that version is "
-                            f"no longer served, update its pin in jepagolf/data/research.py SOURCES: {update}")
+        raise ResearchError(f"{source.name}={source.version} could not be downloaded ({why}); {first}if that version "
+                            f"is no longer served, update its pin in jepagolf/data/research.py SOURCES: {update}")
 
 
 def ensure_package(source: Source, packages_dir: Path, fetch: Fetcher = fetch_with_registry_client) -> Path:
