@@ -470,7 +470,10 @@ def verdict(e: Extrapolation, control: str) -> str:
     decades = e.x0 - max(math.log10(r.flops) for r in e.points)
     head = (f"`{e.arm}` − `{control}` at the challenge's compute ({decades:.1f} decades above the largest rung): "
             f"predicted {p:+.4f} nats/token, 95% prediction interval [{lo:+.4f}, {hi:+.4f}]. ")
-    if hi < -BAR_NATS:
+    if e.fit.df == 0:
+        body = ("With two rungs the line has no degrees of freedom left: it is a line through two points, not a "
+                "prediction, and no verdict is drawn from it.")
+    elif hi < -BAR_NATS:
         body = (f"The whole interval is below −{BAR_NATS}: if the trend holds, `{e.arm}` beats `{control}` by at "
                 "least the challenge's bar.")
     elif hi < 0:
@@ -609,6 +612,27 @@ def plot_ladder(extrapolations: Sequence[Extrapolation], path: Path) -> Path:
     return path
 
 
+def unequal_time_warnings(rows: Sequence[Mapping[str, Any]], control: str, tolerance: float = 0.10) -> list[str]:
+    """A rung whose arms' mean training seconds differ from the control's by more than ``tolerance``: its
+    step counts came from a calibration the runs did not bear out, so its Δ is not at equal wall-clock."""
+    out = []
+    for rung in dict.fromkeys(r["rung"] for r in rows):
+        secs: dict[str, list[float]] = {}
+        for r in rows:
+            if r["rung"] == rung:
+                secs.setdefault(r["arm"], []).append(float(r["seconds"]))
+        if control not in secs:
+            continue
+        base = sum(secs[control]) / len(secs[control])
+        for arm, v in secs.items():
+            mean = sum(v) / len(v)
+            if arm != control and base > 0 and abs(mean / base - 1) > tolerance:
+                out.append(f"rung {rung}, arm {arm}: trained {mean:.1f} s on average against the control's "
+                           f"{base:.1f} s ({mean / base - 1:+.0%}): the calibrated step counts missed, so this rung's "
+                           "Δ is not an equal-wall-clock comparison")
+    return out
+
+
 def analyse(
     rows: Sequence[Mapping[str, Any]], control: str, out: Path, plan_notes: Sequence[str] = (),
     arm_overrides: Mapping[str, Mapping[str, str]] | None = None, warnings: Sequence[str] = (),
@@ -626,6 +650,7 @@ def analyse(
         plots.append(plot_ladder(extrapolations, out / "ladder.png").name)
     except ImportError as e:  # matplotlib is optional
         warnings.append(f"plot skipped: {e}")
+    warnings += unequal_time_warnings(rows, control)
     smallest = min(results, key=lambda r: r.flops).rung if results else None
     for r in results:
         if r.rung == smallest and not r.mde < BAR_NATS:

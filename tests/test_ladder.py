@@ -102,10 +102,15 @@ def test_rung_results_pair_by_seed_and_the_fit_finds_the_trend():
     assert "below −0.005" in ladder.verdict(e, "ce")
 
 
-def test_a_wide_interval_is_called_too_wide():
-    spec = {"a": (1e10, [0.01, -0.01, 0.03]), "b": (1e11, [-0.02, 0.01, 0.0])}
+def test_a_wide_interval_is_called_too_wide_and_two_rungs_give_no_verdict():
+    spec = {"a": (1e10, [0.01, -0.01, 0.03]), "b": (1e11, [-0.02, 0.01, 0.0]), "c": (1e12, [0.02, -0.01, 0.0])}
     (e,) = ladder.extrapolate(ladder.rung_results(_rows(spec), "ce"))
-    assert "too wide to say anything" in ladder.verdict(e, "ce") and "two rungs" in e.note
+    assert "too wide to say anything" in ladder.verdict(e, "ce")
+    # Two rungs with tight, opposite-looking points: a line through two points is no prediction.
+    two = {"a": (1e10, [0.100, 0.101, 0.099]), "b": (1e11, [0.050, 0.051, 0.049])}
+    (e2,) = ladder.extrapolate(ladder.rung_results(_rows(two), "ce"))
+    text = ladder.verdict(e2, "ce")
+    assert "two rungs" in e2.note and "not a prediction" in text and "beats" not in text and "hurts" not in text
     one = ladder.extrapolate(ladder.rung_results(_rows({"a": spec["a"]}), "ce"))[0]
     assert one.fit is None and "no prediction" in ladder.verdict(one, "ce")
 
@@ -175,3 +180,14 @@ def test_plan_only_trains_nothing(tiny_data, tmp_path, monkeypatch):
                               "1,2", {}, tmp_path, data=str(tiny_data), smoke=True, calib_steps=1, plan_only=True,
                               rt=Runtime(device=torch.device("cpu")))
     assert "| s1 |" in text and (tmp_path / "plan.md").is_file() and not (tmp_path / "runs.csv").exists()
+
+
+def test_a_rung_whose_arms_trained_unequal_seconds_is_flagged():
+    rows = _rows({"a": (1e10, [0.0, 0.0]), "b": (1e11, [0.0, 0.0])})
+    for r in rows:
+        if r["rung"] == "b" and r["arm"] == "v3":
+            r["seconds"] = 1.35  # the calibration missed: 35% more time than the control
+        if r["rung"] == "a" and r["arm"] == "v3":
+            r["seconds"] = 1.05  # within tolerance
+    (w,) = ladder.unequal_time_warnings(rows, "ce")
+    assert w.startswith("rung b, arm v3:") and "+35%" in w and "not an equal-wall-clock comparison" in w
