@@ -623,9 +623,9 @@ def unequal_time_warnings(rows: Sequence[Mapping[str, Any]], control: str, toler
                 secs.setdefault(r["arm"], []).append(float(r["seconds"]))
         if control not in secs:
             continue
-        base = sum(secs[control]) / len(secs[control])
+        base = stats.mean_std(secs[control])[0]
         for arm, v in secs.items():
-            mean = sum(v) / len(v)
+            mean = stats.mean_std(v)[0]
             if arm != control and base > 0 and abs(mean / base - 1) > tolerance:
                 out.append(f"rung {rung}, arm {arm}: trained {mean:.1f} s on average against the control's "
                            f"{base:.1f} s ({mean / base - 1:+.0%}): the calibrated step counts missed, so this rung's "

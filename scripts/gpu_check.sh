@@ -24,12 +24,7 @@
 # are left out by default).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROOT=$(pwd)
-if [[ -z "${PYTHON:-}" ]]; then
-  if [[ -x .venv/bin/python ]]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
-fi
-export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
-export PYTHONUNBUFFERED=1
+source scripts/python_env.sh
 SECS=${SECONDS_PER_RUN:-60}
 CONFIGS=${CONFIGS-"baseline:off baseline:on v3:on v3:off"}
 BENCH=${BENCH-"eager compiled"}

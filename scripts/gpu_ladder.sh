@@ -25,12 +25,7 @@
 # Dry run on CPU:  DEVICE=cpu SMALL=1 R4_FLOPS=5e9 SEEDS_PER_RUNG=2 VAL_TOKENS=16384 scripts/gpu_ladder.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROOT=$(pwd)
-if [[ -z "${PYTHON:-}" ]]; then
-  if [[ -x .venv/bin/python ]]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
-fi
-export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
-export PYTHONUNBUFFERED=1
+source scripts/python_env.sh
 DATA=${DATA:-gpu_data}
 
 if [[ "${1:-}" == prepare ]]; then
