@@ -48,6 +48,7 @@ import math
 import os
 import re
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -68,6 +69,7 @@ MATCH_MODES = ("steps", "flops", "wallclock")
 BAR_NATS = 0.005  # the challenge's record bar: >= 0.005 nats better ...
 BAR_P = 0.01  # ... at p < 0.01
 CALIB_WARMUP_STEPS = 2
+CALIB_ROUNDS = 5  # the timed steps are split into this many interleaved rounds (see measure_step_seconds)
 CSV_COLUMNS = ("arm", "seed", "val_bpb", "prequant_val_bpb", "val_loss", "steps", "tokens", "seconds",
                "artifact_bytes", "config_hash", "run_dir", "score_kind")
 _ARM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
@@ -156,7 +158,8 @@ class AblationPlan:
         }
 
 
-StepTimer = Callable[[Config, int], float]
+StepTimer = Callable[[Sequence[Config], int], list[float]]
+"""Seconds per optimizer step of each config, measured together (``measure_step_seconds``)."""
 
 
 def plan_ablation(
@@ -167,14 +170,14 @@ def plan_ablation(
     common: Mapping[str, str] | None = None,
     step_timer: StepTimer | None = None,
     saved_calibration: Mapping[str, Any] | None = None,
-    calib_steps: int = 10,
+    calib_steps: int = 20,
     wallclock_slack: float = 0.25,
     warmdown_fraction: float | None = None,
 ) -> AblationPlan:
     """Resolve every arm's configuration and derive its step budget from the matching rule.
 
-    ``--match wallclock`` calls ``step_timer(config, steps)`` for every arm that has no entry with the
-    same config hash and step count in ``saved_calibration`` (the ``arms`` of an earlier plan's
+    ``--match wallclock`` calls ``step_timer(configs, steps)`` once, with every arm that has no entry with
+    the same config hash and step count in ``saved_calibration`` (the ``arms`` of an earlier plan's
     calibration), so a resumed ablation plans the same step counts. ``warmdown_fraction`` (wallclock
     only) makes each arm's warmdown that share of its calibrated steps instead of the preset's count.
     """
@@ -249,19 +252,30 @@ def _plan_wallclock(
         if base[a.name].train.max_wallclock_seconds != budget:
             raise AblationError(f"arm {a.name!r} sets max_wallclock_seconds; --match wallclock gives every arm "
                                 f"the control's {budget:g} s")
+
+    def saved_entry(a: Arm) -> Any:
+        entry = saved.get(a.name)
+        return entry if entry and entry.get("config_hash") == base[a.name].hash() and \
+            entry.get("steps") == calib_steps else None
+
+    pending = [a for a in plan.arms if saved_entry(a) is None]
+    measured: dict[str, float] = {}
+    if pending:
+        if step_timer is None:
+            raise AblationError("--match wallclock needs a step timer to calibrate arm " + repr(pending[0].name))
+        measured = dict(zip([a.name for a in pending], step_timer([base[a.name] for a in pending], calib_steps),
+                            strict=True))
     calib: dict[str, Any] = {}
     for a in plan.arms:
         c = base[a.name]
-        key = c.hash()
-        entry = saved.get(a.name)
-        if not (entry and entry.get("config_hash") == key and entry.get("steps") == calib_steps):
-            if step_timer is None:
-                raise AblationError("--match wallclock needs a step timer to calibrate arm " + repr(a.name))
-            step_s = step_timer(c, calib_steps)
+        entry = saved_entry(a)
+        if entry is None:
+            step_s = measured[a.name]
             if not step_s > 0:
                 raise AblationError(f"calibration of arm {a.name!r} measured a step time of {step_s}")
-            entry = {"config_hash": key, "steps": calib_steps, "warmup_steps": CALIB_WARMUP_STEPS,
-                     "step_seconds": step_s, "measured_at": time.strftime("%Y-%m-%d %H:%M:%S")}
+            entry = {"config_hash": c.hash(), "steps": calib_steps, "warmup_steps": CALIB_WARMUP_STEPS,
+                     "rounds": min(CALIB_ROUNDS, calib_steps), "step_seconds": step_s,
+                     "measured_at": time.strftime("%Y-%m-%d %H:%M:%S")}
         calib[a.name] = entry
         step_s = float(entry["step_seconds"])
         iters = max(1, min(c.train.iterations, math.floor(budget / step_s)))
@@ -273,11 +287,36 @@ def _plan_wallclock(
     plan.calibration = {"budget_seconds": budget, "slack": slack, "arms": calib}
 
 
-def measure_step_seconds(cfg: Config, steps: int, rt: Any = None) -> float:
-    """Mean seconds per optimizer step of ``cfg`` on this machine (after warm-up steps), for --match wallclock.
+def interleaved_step_seconds(
+    step_fns: Sequence[Callable[[], None]], steps: int, rounds: int = CALIB_ROUNDS,
+    clock: Callable[[], float] = time.perf_counter,
+) -> list[float]:
+    """Seconds per call of each of ``step_fns`` (each one optimizer step, synchronised), interleaved.
 
-    The trainer is built exactly as for a run (compile, DDP), in a scratch folder that is then removed.
-    Under DDP every rank measures and rank 0's figure is used, so all ranks plan the same step count.
+    The ``steps`` timed calls per function are split into ``min(rounds, steps)`` rounds; in each round
+    every function runs its share in turn, and a function's figure is the median of its per-round means.
+    A slow spell of a shared machine then lands on every arm alike, and one that hits a single round is
+    dropped, where timing the arms one after the other charged it to whichever arm ran then (the pilot
+    ladder's rung r2 missed equal time by 35% that way).
+    """
+    rounds = max(1, min(rounds, steps))
+    shares = [steps // rounds + (1 if r < steps % rounds else 0) for r in range(rounds)]
+    per_round: list[list[float]] = [[] for _ in step_fns]
+    for share in shares:
+        for i, fn in enumerate(step_fns):
+            t0 = clock()
+            for _ in range(share):
+                fn()
+            per_round[i].append((clock() - t0) / share)
+    return [statistics.median(r) for r in per_round]
+
+
+def measure_step_seconds(cfgs: Sequence[Config], steps: int, rt: Any = None) -> list[float]:
+    """Seconds per optimizer step of each of ``cfgs`` on this machine, for --match wallclock.
+
+    Every trainer is built exactly as for a run (compile, DDP), in a scratch folder that is then removed,
+    and warmed up (``CALIB_WARMUP_STEPS``) before any is timed; then ``interleaved_step_seconds``.
+    Under DDP every rank measures and rank 0's figures are used, so all ranks plan the same step counts.
     """
     import torch
 
@@ -285,31 +324,40 @@ def measure_step_seconds(cfg: Config, steps: int, rt: Any = None) -> float:
     from jepagolf.train.loop import Trainer
     from jepagolf.train.runtime import setup_runtime
 
-    rt = rt or setup_runtime(cfg.train.device)
-    paths = resolve_dataset(cfg.data.data_path or None, cfg.data.tokenizer_path or None, announce=False)
+    if not cfgs:
+        return []
+    rt = rt or setup_runtime(cfgs[0].train.device)
+    sync = torch.cuda.synchronize if rt.device.type == "cuda" else (lambda: None)
     with tempfile.TemporaryDirectory(prefix="jepagolf-calib-") as tmp:
-        trainer = Trainer(cfg, rt, Path(tmp), paths)
+        trainers: list[Trainer] = []
         try:
-            sync = torch.cuda.synchronize if rt.device.type == "cuda" else (lambda: None)
-            t0 = 0.0
-            for i in range(CALIB_WARMUP_STEPS + steps):
-                if i == CALIB_WARMUP_STEPS:
+            for i, cfg in enumerate(cfgs):
+                paths = resolve_dataset(cfg.data.data_path or None, cfg.data.tokenizer_path or None, announce=False)
+                trainers.append(Trainer(cfg, rt, Path(tmp) / f"arm{i}", paths))
+
+            def stepper(trainer: Trainer) -> Callable[[], None]:
+                def step() -> None:
+                    trainer.train_step()
+                    trainer.apply_update()
+                    trainer.step += 1
                     sync()
-                    t0 = time.perf_counter()
-                trainer.train_step()
-                trainer.apply_update()
-                trainer.step += 1
-            sync()
-            step_s = (time.perf_counter() - t0) / steps
+                return step
+
+            fns = [stepper(t) for t in trainers]
+            for fn in fns:
+                for _ in range(CALIB_WARMUP_STEPS):
+                    fn()
+            times = interleaved_step_seconds(fns, steps)
         finally:
-            trainer.logger.close()
+            for t in trainers:
+                t.logger.close()
     if rt.distributed:
         import torch.distributed as dist
 
-        holder = [step_s]
+        holder = [times]
         dist.broadcast_object_list(holder, src=0)
-        step_s = float(holder[0])
-    return step_s
+        times = [float(x) for x in holder[0]]
+    return times
 
 
 # ----- running ----------------------------------------------------------------------------------
@@ -729,9 +777,9 @@ def plan_calibrated(
     """``plan_ablation`` with the step timer of this machine and the calibration saved in (and reused
     from) ``out/calibration.json``, so that rerunning the same command plans the same step counts."""
 
-    def timer(cfg: Config, steps: int) -> float:
-        log(f"calibrating step time of {cfg.hash()} over {steps} steps ...")
-        return measure_step_seconds(cfg, steps, rt)
+    def timer(cfgs: Sequence[Config], steps: int) -> list[float]:
+        log(f"calibrating step times of {', '.join(c.hash() for c in cfgs)}: {steps} steps each, interleaved ...")
+        return measure_step_seconds(cfgs, steps, rt)
 
     saved = _load_calibration(out / "calibration.json", rt)
     plan = plan_ablation(preset, arms, seeds, match, common, step_timer=timer, saved_calibration=saved,
@@ -746,7 +794,7 @@ def plan_calibrated(
 
 def main_ablate(
     preset: str, arm_specs: Sequence[str], seeds_text: str, match: str, common: Mapping[str, str], out: Path,
-    calib_steps: int = 10, wallclock_slack: float = 0.25, train_fn: TrainFn | None = None, rt: Any = None,
+    calib_steps: int = 20, wallclock_slack: float = 0.25, train_fn: TrainFn | None = None, rt: Any = None,
 ) -> str:
     """The whole ``jepagolf ablate`` command; returns the printed tables."""
     from jepagolf.train.runtime import setup_runtime

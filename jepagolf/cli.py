@@ -418,7 +418,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field for every arm (repeatable); environment variables are ignored")
     p.add_argument("--out", help="ablation folder (default: runs/ablate-<preset>-<time>); rerun to resume")
-    p.add_argument("--calib-steps", type=int, default=10, help="timed steps per arm for --match wallclock")
+    p.add_argument("--calib-steps", type=int, default=20,
+                   help="timed steps per arm for --match wallclock (in 5 rounds, the arms taking turns)")
     p.add_argument("--wallclock-slack", type=float, default=0.25,
                    help="--match wallclock: the time cap is budget x (1 + slack), a guard only")
     p.set_defaults(func=cmd_ablate)
@@ -440,7 +441,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field in every run (repeatable); environment variables are ignored")
     p.add_argument("--out", help="ladder folder (default: runs/ladder, or runs/ladder-smoke); rerun to resume")
-    p.add_argument("--calib-steps", type=int, default=10, help="timed steps per arm and rung to calibrate")
+    p.add_argument("--calib-steps", type=int, default=20,
+                   help="timed steps per arm and rung to calibrate (in 5 rounds, the arms taking turns)")
     p.add_argument("--max-epochs", type=float, default=1.0, help="refuse a rung reading more of the corpus")
     p.add_argument("--wallclock-slack", type=float, default=1.0,
                    help="each run's time cap is its budget x (1 + slack): a guard against a stalled machine, not "

@@ -4,7 +4,8 @@ to the challenge's compute.
 ``jepagolf ladder [--data DIR] [--out DIR]`` runs every arm (the first is the control) with every seed
 of every rung, where a rung is a model shape and a wall-clock budget. Each rung is a seed-paired ablation
 (``jepagolf/ablate.py``) in ``OUT/rungs/<rung>/``, matched by wall-clock (every arm the rung's seconds,
-steps calibrated on this machine, step-based warmdown over the last ``WARMDOWN_FRACTION`` of them) or,
+steps calibrated on this machine with the arms timed in interleaved rounds (``ablate.measure_step_seconds``),
+step-based warmdown over the last ``WARMDOWN_FRACTION`` of them) or,
 with ``--match flops``, by training FLOPs (the control gets the calibrated steps, the other arms the
 same FLOPs). Rerunning the same command resumes: finished runs are kept, calibrations reused.
 
@@ -205,9 +206,8 @@ def plan_rung(
         measured = [float(plan.calibration["arms"][a.name]["step_seconds"]) for a in arms]  # type: ignore[index]
         ctrl_steps = max(1, round(rung.flops / plan.flops_per_step[arms[0].name]))
         over["max_wallclock_seconds"] = f"{(ctrl_steps + 0.5) * measured[0]:.6g}"
-        times = iter(measured)
         plan = plan_ablation(preset, arms, seeds[: rung.seeds], "wallclock", over,
-                             step_timer=lambda _c, _s: next(times), calib_steps=calib_steps,
+                             step_timer=lambda _c, _s: measured, calib_steps=calib_steps,
                              warmdown_fraction=WARMDOWN_FRACTION, wallclock_slack=wallclock_slack)
     if match == "flops":
         ctrl = plan.config(plan.control, plan.seeds[0])
@@ -693,7 +693,7 @@ def _num(v: float) -> float | None:
 
 def main_ladder(
     arm_specs: Sequence[str] | None, rung_specs: Sequence[str] | None, seeds_text: str, common: Mapping[str, str],
-    out: Path, *, data: str | None, smoke: bool = False, match: str = "wallclock", calib_steps: int = 10,
+    out: Path, *, data: str | None, smoke: bool = False, match: str = "wallclock", calib_steps: int = 20,
     max_epochs: float = 1.0, add_points: Sequence[Path] = (), plan_only: bool = False, train_fn: Any = None,
     rt: Any = None, val_tokens: int = DEFAULT_VAL_TOKENS, wallclock_slack: float = 1.0,
 ) -> str:

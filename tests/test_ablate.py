@@ -16,7 +16,14 @@ from scipy import stats as sps
 
 import jepagolf.train.batches as batches
 import jepagolf.train.loop as loop
-from jepagolf.ablate import AblationError, Arm, measure_step_seconds, parse_arm, plan_ablation
+from jepagolf.ablate import (
+    AblationError,
+    Arm,
+    interleaved_step_seconds,
+    measure_step_seconds,
+    parse_arm,
+    plan_ablation,
+)
 from jepagolf.cli import main
 from jepagolf.config import ConfigError, build_config
 from jepagolf.data.corpus import DatasetPaths
@@ -80,9 +87,9 @@ def test_wallclock_matching_calibrates_once_and_warms_down_by_steps():
     arms = [Arm("ce", {"jepa": "false"}), Arm("jepa")]
     calls = []
 
-    def timer(cfg, steps):
-        calls.append(cfg.jepa.active)
-        return 0.25 if cfg.jepa.active else 0.125
+    def timer(cfgs, steps):
+        calls.extend(c.jepa.active for c in cfgs)
+        return [0.25 if c.jepa.active else 0.125 for c in cfgs]
 
     common = {"max_wallclock_seconds": "3", "iterations": "1000"}
     plan = plan_ablation("smoke", arms, [1], "wallclock", common, step_timer=timer, calib_steps=5)
@@ -105,8 +112,27 @@ def test_wallclock_matching_calibrates_once_and_warms_down_by_steps():
 
 
 def test_measure_step_seconds(tiny_data):
-    cfg = smoke_cfg(tiny_data, iterations=4)
-    assert 0 < measure_step_seconds(cfg, 1, Runtime(device=torch.device("cpu"))) < 60
+    cfgs = [smoke_cfg(tiny_data, iterations=4), smoke_cfg(tiny_data, iterations=4, jepa=True)]
+    times = measure_step_seconds(cfgs, 2, Runtime(device=torch.device("cpu")))
+    assert len(times) == 2 and all(0 < t < 60 for t in times)
+
+
+def test_interleaved_calibration_charges_a_busy_spell_to_no_arm():
+    """Two arms take 1 and 2 time units per step; the machine turns 10x slower for the last 40% of the
+    calibration's 30 steps. The arms take turns inside each of 5 rounds, so the spell falls on the last
+    two rounds of both and the median over rounds drops it: both figures come out exact. Timing the arms
+    one after the other (the old calibration) put the spell on 4 of the second arm's 5 rounds."""
+    now, calls = [0.0], [0]
+
+    def arm(cost: float):
+        def step() -> None:
+            now[0] += cost * (10 if calls[0] >= 18 else 1)
+            calls[0] += 1
+        return step
+
+    assert interleaved_step_seconds([arm(1.0), arm(2.0)], 15, rounds=5, clock=lambda: now[0]) == [1.0, 2.0]
+    now[0], calls[0] = 0.0, 0
+    assert interleaved_step_seconds([arm(1.0)], 2, rounds=5, clock=lambda: now[0]) == [1.0]  # 2 rounds of 1
 
 
 # ----- pairing ----------------------------------------------------------------------------------

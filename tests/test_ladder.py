@@ -33,8 +33,8 @@ def test_parse_rung():
         parse_rung("r:num_layer=2,seconds=5,seeds=3")
 
 
-def _fake_timer(cfg, steps):
-    return 0.02 if cfg.jepa.active else 0.01
+def _fake_timer(cfgs, steps):
+    return [0.02 if c.jepa.active else 0.01 for c in cfgs]
 
 
 def _plan(rung: Rung, tmp_path: Path, monkeypatch, match: str = "wallclock") -> ladder.RungPlan:
