@@ -379,6 +379,8 @@ class RungResult:
     tokens: float  # the control's mean training tokens
     test: stats.PairedTest
     mde: float
+    control_loss: float = math.nan  # the control's mean val_loss on these seeds, nats/token
+    control_se: float = math.nan  # its standard error over the seeds
 
     @property
     def n(self) -> int:
@@ -408,8 +410,9 @@ def rung_results(rows: Sequence[Mapping[str, Any]], control: str) -> list[RungRe
             c, a = [ctrl[s]["val_loss"] for s in seeds], [by[s]["val_loss"] for s in seeds]
             test = stats.paired_t_test(c, a)
             mde = stats.paired_mde(test.sd, test.n) if test.n >= 2 and test.sd > 0 else math.nan
+            c_mean, c_sd = stats.mean_std(c)
             out.append(RungResult(rung, arm, seeds, [y - x for x, y in zip(c, a, strict=True)], flops, params,
-                                  tokens, test, mde))
+                                  tokens, test, mde, c_mean, c_sd / math.sqrt(len(c)) if len(c) > 1 else math.nan))
     return sorted(out, key=lambda r: (r.arm, r.flops))
 
 
@@ -450,6 +453,135 @@ def extrapolate(results: Sequence[RungResult], x0: float | None = None) -> list[
                 note = "two rungs: the line goes through both points, nothing checks it"
         out.append(Extrapolation(arm, pts, fit, x0, note))
     return out
+
+
+# ----- a second model: effective compute ----------------------------------------------------------
+#
+# A line in Δ against log compute has no bound: a cost that shrinks with compute crosses zero and keeps going.
+# The second model reads each arm as a compute multiplier instead: the arm's loss at compute C is the control's
+# at m·C, on the control's own curve ln L = α + β·log10 C fitted over the rungs. m < 1 means the arm is worth
+# less than its wall-clock of control training, m > 1 more; Δ keeps the sign of ln m at every scale and can
+# never exceed the control's whole loss. log10 m is then fitted against log10 C like Δ above and carried to
+# the challenge, where Δ* = L*·(exp(β·log10 m*) − 1) with L* the control curve's value there.
+
+
+@dataclass
+class ComputeModel:
+    curve: stats.LineFit | None  # ln(control loss) against log10 FLOPs
+    arm: str = ""
+    points: list[tuple[RungResult, float, float, float]] = field(default_factory=list)  # (rung, log10 m, lo, hi)
+    fit: stats.LineFit | None = None  # log10 m against log10 FLOPs
+    x0: float = math.nan
+    note: str = ""
+
+    def log_m_to_delta(self, log_m: float, x: float) -> float:
+        """Δ nats/token of an arm worth 10**log_m times the control's compute, at log10 FLOPs x."""
+        assert self.curve is not None
+        return math.exp(self.curve.predict(x)) * math.expm1(self.curve.slope * log_m)
+
+    @property
+    def prediction(self) -> tuple[float, float, float]:
+        """log10 m* at the challenge's compute and its 95% prediction interval: (log10 m*, lo, hi)."""
+        if self.fit is None:
+            return math.nan, math.nan, math.nan
+        return self.fit.predict(self.x0), *self.fit.prediction_interval(self.x0)
+
+    @property
+    def delta(self) -> tuple[float, float, float]:
+        """Δ* and its 95% prediction interval (the endpoints of log10 m*'s, mapped; β held at its estimate)."""
+        lm, lo, hi = self.prediction
+        if math.isnan(lm):
+            return math.nan, math.nan, math.nan
+        ends = sorted(self.log_m_to_delta(v, self.x0) for v in (lo, hi))
+        return self.log_m_to_delta(lm, self.x0), ends[0], ends[1]
+
+
+def control_curve(results: Sequence[RungResult]) -> stats.LineFit | None:
+    """ln(control loss) against log10 FLOPs over the rungs (one point per rung; weights from the seed SE)."""
+    by_rung: dict[str, RungResult] = {}
+    for r in results:
+        by_rung.setdefault(r.rung, r)
+    pts = [r for r in by_rung.values() if r.control_se > 0 and math.isfinite(r.control_se)]
+    if len({r.flops for r in pts}) < 2:
+        return None
+    return stats.wls_line([math.log10(r.flops) for r in pts], [math.log(r.control_loss) for r in pts],
+                          [r.control_se / r.control_loss for r in pts])
+
+
+def _log_m(control_loss: float, delta: float, beta: float) -> float:
+    return (math.log(control_loss + delta) - math.log(control_loss)) / beta
+
+
+def compute_models(results: Sequence[RungResult], x0: float | None = None) -> list[ComputeModel]:
+    """Per arm: each rung's multiplier log10 m (with the interval its Δ CI maps to) and the line through them.
+
+    log10 m = (ln(L_c + Δ) − ln L_c) / β, with β the control curve's slope: the shift along the control's
+    curve that the arm's loss amounts to. Its standard error is SE(Δ) / ((L_c + Δ)·|β|) (β's own error is
+    left out: it moves every rung's m together, which the fit across rungs cannot tell from a trend).
+    """
+    x0 = math.log10(challenge_flops()) if x0 is None else x0
+    curve = control_curve(results)
+    out = []
+    for arm in dict.fromkeys(r.arm for r in results):
+        model = ComputeModel(curve, arm, x0=x0)
+        out.append(model)
+        if curve is None:
+            model.note = "fewer than two rungs with a measured control: no control curve"
+            continue
+        if not curve.slope < 0:
+            model.note = f"the control's loss does not fall with compute on these rungs (β = {curve.slope:+.4f})"
+            continue
+        beta = curve.slope
+        for r in results:
+            if r.arm != arm or r.test.n < 2 or not r.test.se > 0:
+                continue
+            ends = sorted((_log_m(r.control_loss, r.test.ci_low, beta), _log_m(r.control_loss, r.test.ci_high, beta)))
+            model.points.append((r, _log_m(r.control_loss, r.test.mean, beta), ends[0], ends[1]))
+        if len({p[0].flops for p in model.points}) < 2:
+            model.note = "fewer than two rungs with two or more paired seeds: no line"
+            continue
+        model.fit = stats.wls_line([math.log10(p[0].flops) for p in model.points], [p[1] for p in model.points],
+                                   [p[0].test.se / ((p[0].control_loss + p[0].test.mean) * -beta)
+                                    for p in model.points])
+        if model.fit.df == 0:
+            model.note = "two rungs: the line goes through both points, nothing checks it"
+    return out
+
+
+def compute_model_markdown(models: Sequence[ComputeModel], control: str) -> list[str]:
+    """The effective-compute section of ladder.md."""
+    curve = next((m.curve for m in models if m.curve is not None), None)
+    lines = ["## A second model: effective compute", "",
+             "The line above has no bound: a cost that shrinks with compute crosses zero and keeps falling. Read "
+             f"instead as a compute multiplier, an arm's loss is `{control}`'s at m times the compute, on "
+             f"`{control}`'s own curve ln L = α + β·log10 FLOPs fitted over the rungs; m < 1: the arm is worth less "
+             f"than that much `{control}` training, m > 1: more. log10 m is fitted against log10 FLOPs (weights "
+             "1/SE²) and carried to the challenge's compute, where Δ* = L*·(exp(β·log10 m*) − 1), L* the curve's "
+             "value there. This Δ* keeps the sign of log m and cannot exceed the whole loss; it shares the first "
+             "model's weak part (a trend carried six decades).", ""]
+    if curve is None:
+        return lines + ["No control curve: fewer than two rungs with two or more seeds of the control.", ""]
+    lines += [f"Control curve: ln L = {curve.intercept:+.4f} {curve.slope:+.4f}·log10 FLOPs "
+              f"(β ± {curve.slope_se:.4f}; chi²/df = {curve.chi2:.2f} / {curve.df}); at the challenge's compute it "
+              f"gives L* = {math.exp(curve.predict(models[0].x0)):.3f} nats/token.", ""]
+    body = []
+    for m in models:
+        for r, lm, lo, hi in m.points:
+            body.append([r.rung, m.arm, f"{10**lm:.3f}", f"[{10**lo:.3f}, {10**hi:.3f}]"])
+    if body:
+        lines += [_md_table(["rung", "arm", "m (worth m x the control's compute)", "95% CI"], body), ""]
+    body = []
+    for m in models:
+        if m.fit is None:
+            body.append([m.arm, "n/a", "n/a", "n/a", "n/a", m.note])
+            continue
+        lm, lo, hi = m.prediction
+        d, dlo, dhi = m.delta
+        body.append([m.arm, f"{m.fit.slope:+.4f} ± {m.fit.slope_se:.4f}", f"{m.fit.chi2:.2f} / {m.fit.df}",
+                     f"{10**lm:.3f} [{10**lo:.3f}, {10**hi:.3f}]", f"{d:+.4f} [{dlo:+.4f}, {dhi:+.4f}]", m.note])
+    lines += [_md_table(["arm", "log10 m per decade", "chi² / df", "m at the challenge (95% PI)",
+                         "Δ* nats/token (95% PI)", "note"], body), ""]
+    return lines
 
 
 def challenge_tokens_per_param(arm_overrides: Mapping[str, str] | None = None) -> tuple[float, int, float]:
@@ -497,6 +629,7 @@ def verdict(e: Extrapolation, control: str) -> str:
 def ladder_markdown(
     results: Sequence[RungResult], extrapolations: Sequence[Extrapolation], control: str, plan_notes: Sequence[str],
     challenge: Mapping[str, tuple[float, int, float]], plots: Sequence[str], warnings: Sequence[str],
+    models: Sequence[ComputeModel] = (),
 ) -> str:
     x0 = challenge_flops()
     lines = [
@@ -548,6 +681,8 @@ def ladder_markdown(
                      f"[{tlo:+.4f}, {thi:+.4f}] / [{lo:+.4f}, {hi:+.4f}]", e.note])
     lines += [_md_table(["arm", "rungs", "a", "b per decade", "chi² / df", "Δ at challenge",
                          "95% trend CI / prediction interval", "note"], body), ""]
+    if models:
+        lines += compute_model_markdown(models, control)
     lines += ["Tokens per parameter at the challenge's compute (v3 shape, tokens = challenge FLOPs / the arm's "
               "training FLOPs per token):", ""]
     lines += [_md_table(["arm", "training tokens", "params", "tokens/param"],
@@ -562,15 +697,21 @@ def ladder_markdown(
     return "\n".join(lines) + "\n"
 
 
-def plot_ladder(extrapolations: Sequence[Extrapolation], path: Path) -> Path:
+def plot_ladder(extrapolations: Sequence[Extrapolation], path: Path, models: Sequence[ComputeModel] = ()) -> Path:
     """Δ against training FLOPs (log x): rung means with 95% CIs, the fit with its 95% band, and the
-    extrapolated point with its prediction interval."""
+    extrapolated point with its prediction interval; with ``models``, a second panel of the effective-compute
+    multipliers m (log y), their line and its value at the challenge."""
     import numpy as np
 
     from jepagolf.report import _colors, _pyplot
 
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(8, 5))
+    fitted = [m for m in models if m.points]
+    if fitted:
+        fig, (ax, ax2) = plt.subplots(1, 2, figsize=(14, 5))
+        _plot_multipliers(ax2, fitted, _colors(len(fitted)))
+    else:
+        fig, ax = plt.subplots(figsize=(8, 5))
     x0 = challenge_flops()
     colors = _colors(len(extrapolations))
     for k, (e, color) in enumerate(zip(extrapolations, colors, strict=True)):
@@ -612,6 +753,34 @@ def plot_ladder(extrapolations: Sequence[Extrapolation], path: Path) -> Path:
     return path
 
 
+def _plot_multipliers(ax: Any, models: Sequence[ComputeModel], colors: Sequence[Any]) -> None:
+    import numpy as np
+
+    for k, (m, color) in enumerate(zip(models, colors, strict=True)):
+        jitter = 10 ** (0.02 * (k - (len(models) - 1) / 2))
+        xs = [r.flops * jitter for r, *_ in m.points]
+        ys = [10**lm for _, lm, _, _ in m.points]
+        err = [[10**lm - 10**lo for _, lm, lo, _ in m.points], [10**hi - 10**lm for _, lm, _, hi in m.points]]
+        ax.errorbar(xs, ys, yerr=err, fmt="o", color=color, capsize=3, label=f"{m.arm} (rungs, 95% CI)")
+        if m.fit is None:
+            continue
+        lx = np.linspace(min(math.log10(r.flops) for r, *_ in m.points) - 0.2, m.x0 + 0.2, 200)
+        band = np.array([m.fit.confidence_interval(v) for v in lx])
+        ax.plot(10**lx, 10 ** np.array([m.fit.predict(v) for v in lx]), color=color, lw=1)
+        ax.fill_between(10**lx, 10 ** band[:, 0], 10 ** band[:, 1], color=color, alpha=0.15)
+        lm, lo, hi = m.prediction
+        ax.errorbar([10**m.x0 * jitter], [10**lm], yerr=[[10**lm - 10**lo], [10**hi - 10**lm]], fmt="D",
+                    color=color, capsize=5, mfc="white", label=f"{m.arm} at the challenge (95% PI)")
+    ax.axhline(1.0, color="black", lw=0.8)
+    ax.axvline(10 ** models[0].x0, color="gray", lw=0.8, ls=":")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("training FLOPs of the control (log scale)")
+    ax.set_ylabel("m: the arm is worth m x the control's compute")
+    ax.set_title("Effective compute (m > 1: the arm helps)")
+    ax.legend(fontsize=7, loc="best")
+
+
 def unequal_time_warnings(rows: Sequence[Mapping[str, Any]], control: str, tolerance: float = 0.10) -> list[str]:
     """A rung whose arms' mean training seconds differ from the control's by more than ``tolerance``: its
     step counts came from a calibration the runs did not bear out, so its Δ is not at equal wall-clock."""
@@ -641,13 +810,14 @@ def analyse(
     write_runs_csv(rows, out / "runs.csv", CSV_COLUMNS)
     results = rung_results(rows, control)
     extrapolations = extrapolate(results)
+    models = compute_models(results)
     arms = [control] + list(dict.fromkeys(r.arm for r in results))
     over = arm_overrides or {}
     challenge = {a: challenge_tokens_per_param(over[a]) for a in arms if a in over}
     warnings = list(warnings)
     plots: list[str] = []
     try:
-        plots.append(plot_ladder(extrapolations, out / "ladder.png").name)
+        plots.append(plot_ladder(extrapolations, out / "ladder.png", models).name)
     except ImportError as e:  # matplotlib is optional
         warnings.append(f"plot skipped: {e}")
     warnings += unequal_time_warnings(rows, control)
@@ -656,7 +826,7 @@ def analyse(
         if r.rung == smallest and not r.mde < BAR_NATS:
             warnings.append(f"rung {r.rung}, arm {r.arm}: MDE {r.mde:.4f} nats is not below {BAR_NATS} with "
                             f"{r.n} seeds (paired sd {r.test.sd:.4f}); more seeds would be needed")
-    md = ladder_markdown(results, extrapolations, control, plan_notes, challenge, plots, warnings)
+    md = ladder_markdown(results, extrapolations, control, plan_notes, challenge, plots, warnings, models)
     atomic_write_text(out / "ladder.md", md)
     doc = {
         "control": control,
@@ -672,6 +842,15 @@ def analyse(
                       "df": e.fit.df, "scale": e.fit.scale, "x0": e.x0, "prediction": e.prediction,
                       "prediction_interval": list(e.interval), "trend_interval": list(e.trend_interval)}
                      if e.fit else {})} for e in extrapolations],
+        "compute_models": [
+            {"arm": m.arm, "note": m.note,
+             "control_curve": None if m.curve is None else {
+                 "intercept": m.curve.intercept, "slope": m.curve.slope, "cov": m.curve.cov, "chi2": m.curve.chi2,
+                 "df": m.curve.df},
+             "log10_m": [{"rung": r.rung, "mean": lm, "ci": [lo, hi]} for r, lm, lo, hi in m.points],
+             **({"slope": m.fit.slope, "intercept": m.fit.intercept, "cov": m.fit.cov, "chi2": m.fit.chi2,
+                 "df": m.fit.df, "log10_m_at_challenge": list(m.prediction), "delta_at_challenge": list(m.delta)}
+                if m.fit else {})} for m in models],
         "warnings": warnings,
     }
     atomic_write_text(out / "ladder.json", json.dumps(doc, indent=2, sort_keys=True) + "\n")
@@ -680,6 +859,12 @@ def analyse(
         lines.append(f"rung {r.rung} arm {r.arm}: Δ {r.test.mean:+.4f} nats/token over {r.n} seeds, 95% CI "
                      f"[{r.test.ci_low:+.4f}, {r.test.ci_high:+.4f}], MDE {r.mde:.4f}, FLOPs {r.flops:.3g}")
     lines += [verdict(e, control).replace("`", "") for e in extrapolations]
+    for m in models:
+        if m.fit is not None:
+            lm, lo, hi = m.prediction
+            d, dlo, dhi = m.delta
+            lines.append(f"effective compute: {m.arm} is worth {10**lm:.3f}x {control}'s compute at the challenge "
+                         f"(95% PI [{10**lo:.3f}, {10**hi:.3f}]): Δ* {d:+.4f} nats/token [{dlo:+.4f}, {dhi:+.4f}]")
     lines += [f"warning: {w}" for w in warnings]
     return "\n".join(lines)
 

@@ -191,3 +191,35 @@ def test_a_rung_whose_arms_trained_unequal_seconds_is_flagged():
             r["seconds"] = 1.05  # within tolerance
     (w,) = ladder.unequal_time_warnings(rows, "ce")
     assert w.startswith("rung b, arm v3:") and "+35%" in w and "not an equal-wall-clock comparison" in w
+
+
+def test_effective_compute_recovers_a_constant_multiplier():
+    """The control follows ln L = 2 - 0.05 log10 C exactly; the arm is worth half the control's compute at
+    every rung (its loss is the control's at C/2), with paired noise that cancels in the mean. The second
+    model finds m = 0.5 at every rung, a flat line, and Δ* = L*(exp(β log10 0.5) - 1) at the challenge: a
+    cost that does not change sign, where the first model's line through these Δ (which shrink as the
+    loss falls) runs on unbounded."""
+    alpha, beta = 2.0, -0.05
+
+    def loss(logc: float) -> float:
+        return math.exp(alpha + beta * logc)
+
+    rows = []
+    for k, x in enumerate((11.0, 12.0, 13.0, 14.0)):
+        for seed, e in enumerate((-0.002, 0.0, 0.002)):
+            for arm, value in (("ce", loss(x) + e), ("v3", loss(x + math.log10(0.5)) + e + (0.001 if seed == 1 else
+                                                                                              -0.0005))):
+                rows.append({"rung": f"r{k}", "arm": arm, "seed": seed, "val_loss": value, "tokens": 1000,
+                             "params": 10, "train_flops": 10.0**x})
+    results = ladder.rung_results(rows, "ce")
+    (m,) = ladder.compute_models(results, x0=18.0)
+    assert m.curve.slope == pytest.approx(beta, rel=1e-6) and m.curve.intercept == pytest.approx(alpha, rel=1e-6)
+    for _, lm, lo, hi in m.points:
+        assert lm == pytest.approx(math.log10(0.5), abs=1e-6) and lo < lm < hi
+    assert m.fit.slope == pytest.approx(0.0, abs=1e-6)
+    lm, lo, hi = m.prediction
+    assert 10**lm == pytest.approx(0.5, rel=1e-5) and lo < lm < hi
+    d, dlo, dhi = m.delta
+    assert d == pytest.approx(loss(18.0) * math.expm1(beta * math.log10(0.5)), rel=1e-5) and dlo < d < dhi and d > 0
+    md = "\n".join(ladder.compute_model_markdown([m], "ce"))
+    assert "0.500 [" in md and "effective compute" in md
