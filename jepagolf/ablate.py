@@ -433,9 +433,13 @@ def run_ablation(
             run_dir = run_dir_for(out, arm.name, seed)
             summary = finished_summary(run_dir, cfg)
             label = f"[{len(rows) + 1}/{total}] arm:{arm.name} seed:{seed}"
+            if summary is not None and _cut_short(plan, summary, cfg):
+                log(f"{label} stopped at step {summary.get('steps')} of {cfg.train.iterations} by the guard cap "
+                    "earlier (a busy machine): rerunning it")
+                summary = None
             if summary is not None:
                 log(f"{label} finished earlier, skipped ({run_dir})")
-            else:
+            for attempt in range(2 if summary is None else 0):
                 if run_dir.exists():
                     if is_locked(run_dir):
                         raise AblationError(f"{run_dir} is being trained by another running process (is the same "
@@ -446,8 +450,19 @@ def run_ablation(
                 _barrier(rt)
                 log(f"{label} training -> {run_dir}")
                 summary = train_fn(cfg, rt, run_dir)
+                if not _cut_short(plan, summary, cfg):
+                    break
+                log(f"{label} the guard cap stopped it at step {summary.get('steps')} of {cfg.train.iterations} "
+                    f"(a busy machine){': once more' if attempt == 0 else '; kept, and flagged in the report'}")
+            assert summary is not None
             rows.append(row_from_summary(arm.name, seed, summary, run_dir, cfg.train.train_seq_len))
     return rows
+
+
+def _cut_short(plan: AblationPlan, summary: Mapping[str, Any], cfg: Config) -> bool:
+    """A wall-clock-matched run that the guard cap stopped before its calibrated steps: not at equal time
+    (its warmdown never ran), so a resume trains it again rather than keep it."""
+    return plan.match == "wallclock" and int(summary.get("steps", 0)) < cfg.train.iterations
 
 
 def _barrier(rt: Any) -> None:

@@ -23,6 +23,7 @@ from jepagolf.ablate import (
     measure_step_seconds,
     parse_arm,
     plan_ablation,
+    run_ablation,
 )
 from jepagolf.cli import main
 from jepagolf.config import ConfigError, build_config
@@ -136,6 +137,48 @@ def test_interleaved_calibration_charges_a_busy_spell_to_no_arm():
 
 
 # ----- pairing ----------------------------------------------------------------------------------
+
+
+def test_a_run_the_guard_cap_cut_short_is_trained_again(tmp_path):
+    """Under --match wallclock a run that the guard cap stopped before its calibrated steps (the machine
+    was busy) is not at equal time: it is trained once more at once, and a resume retrains one left over
+    from before; a second short attempt is kept (and flagged by compare)."""
+    arms = [Arm("ce", {"jepa": "false"}), Arm("v3")]
+    plan = plan_ablation("smoke", arms, [1], "wallclock", {"max_wallclock_seconds": "2", "iterations": "1000"},
+                         step_timer=lambda cfgs, _s: [0.1 for _ in cfgs], calib_steps=2)
+    steps = {"ce": 20, "v3": 20}
+    calls: list[tuple[str, int]] = []
+    short_left = {"v3": 1}
+
+    def fake_train(cfg, _rt, run_dir):
+        arm = "v3" if cfg.jepa.active else "ce"
+        got = steps[arm] - 5 if short_left.get(arm, 0) > 0 else steps[arm]
+        short_left[arm] = short_left.get(arm, 0) - 1
+        calls.append((arm, got))
+        run_dir.mkdir(parents=True, exist_ok=True)
+        seq = cfg.train.train_seq_len
+        summary = {"summary_version": 2, "steps": got, "config_hash": cfg.hash(), "train_seconds": 1.0,
+                   "tokens_seen": 1, "params": 1, "artifact_bytes": 1, "score_seq_len": seq, "score_stride": seq,
+                   "val_tokens": 10, "val_bytes": 20, **{f"{k}_val_{m}": 2.0 for k in ("score", "roundtrip",
+                                                                                       "prequant")
+                                                         for m in ("bpb", "loss")}}
+        (run_dir / "summary.json").write_text(json.dumps(summary))
+        (run_dir / "config.json").write_text(json.dumps(cfg.to_dict()))
+        return summary
+
+    rt = Runtime(device=torch.device("cpu"))
+    rows = run_ablation(plan, tmp_path / "abl", rt, train_fn=fake_train, log=lambda _m: None)
+    assert calls == [("ce", 20), ("v3", 15), ("v3", 20)] and [r["steps"] for r in rows] == [20, 20]
+    # A short run left from before (e.g. an older version kept it) is trained again on resume.
+    short_left["v3"] = 2
+    (tmp_path / "abl" / "runs" / "v3-seed1" / "summary.json").unlink()
+    calls.clear()
+    rows = run_ablation(plan, tmp_path / "abl", rt, train_fn=fake_train, log=lambda _m: None)
+    assert calls == [("v3", 15), ("v3", 15)] and rows[1]["steps"] == 15  # two short attempts: kept
+    calls.clear()
+    short_left["v3"] = 0
+    rows = run_ablation(plan, tmp_path / "abl", rt, train_fn=fake_train, log=lambda _m: None)
+    assert calls == [("v3", 20)] and rows[1]["steps"] == 20
 
 
 def test_arms_share_init_data_and_masks_for_a_seed(tiny_data, tmp_path, monkeypatch):
