@@ -61,6 +61,7 @@ from jepagolf import stats
 from jepagolf.config import Config, build_config, field_index, resolve_key
 from jepagolf.flops import mask_setting, train_flops_per_token
 from jepagolf.jepa.diagnostics import share_group_order
+from jepagolf.jsonfile import read_json_object
 from jepagolf.outputs import is_locked
 from jepagolf.summary import read_scores, score_kind
 from jepagolf.train.logger import atomic_write_text
@@ -391,9 +392,9 @@ def finished_summary(run_dir: Path, cfg: Config) -> dict[str, Any] | None:
     summary_path = run_dir / "summary.json"
     if not summary_path.is_file():
         return None
-    summary = json.loads(summary_path.read_text())
+    summary = read_json_object(summary_path)
     config_path = run_dir / "config.json"
-    data = json.loads(config_path.read_text()).get("data") if config_path.is_file() else None
+    data = read_json_object(config_path).get("data") if config_path.is_file() else None
     if summary.get("config_hash") != cfg.hash() or data != cfg.to_dict()["data"]:
         raise AblationError(
             f"{run_dir} holds a finished run with another configuration (config hash "
@@ -775,7 +776,7 @@ def ignored_environment(environ: Mapping[str, str] | None = None) -> list[str]:
 
 def _load_calibration(path: Path, rt: Any) -> dict[str, Any]:
     """Rank 0's saved calibration, shared with every rank so that all of them calibrate the same arms."""
-    saved = json.loads(path.read_text()) if rt.is_main and path.is_file() else {}
+    saved = read_json_object(path) if rt.is_main and path.is_file() else {}
     if getattr(rt, "distributed", False):
         import torch.distributed as dist
 

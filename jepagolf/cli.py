@@ -559,6 +559,7 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     from jepagolf.data.tokenizer import TokenizerError
     from jepagolf.export.container import ArtifactError
     from jepagolf.export.records import ExportError
+    from jepagolf.jsonfile import JsonFileError
     from jepagolf.outputs import OutputError
     from jepagolf.report import ReportError
     from jepagolf.sources import BundleError
@@ -568,7 +569,7 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
 
     return (ConfigError, ShardError, ArtifactError, TrainingDiverged, FileNotFoundError, DataError,
             TokenizerError, CheckpointError, AblationError, ReportError, ExportError, BundleError, SummaryError,
-            OutputError)
+            JsonFileError, OutputError)
 
 
 def _preempted() -> type[Preempted]:

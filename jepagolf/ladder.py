@@ -55,6 +55,7 @@ from jepagolf.ablate import (
 )
 from jepagolf.config import Config, build_config
 from jepagolf.flops import flops_per_token, train_flops_per_token
+from jepagolf.jsonfile import read_json_object
 from jepagolf.train.logger import atomic_write_text
 
 # ----- the challenge's compute (docs/results/gpu-h200/gpu_check.jsonl: the v3 trainer on a lent H200) -----
@@ -258,7 +259,7 @@ def data_view(data_dir: Path, tokenizer: Path, out: Path, val_tokens: int) -> Pa
     meta = {"source": str(data_dir.resolve()), "tokenizer": str(tokenizer.resolve()), "val_tokens": val_tokens}
     stamp = view / "view.json"
     if view.exists():
-        if stamp.is_file() and json.loads(stamp.read_text()) == meta:
+        if stamp.is_file() and read_json_object(stamp) == meta:
             return view
         raise LadderError(f"{view} exists but is not this ladder's view of {data_dir} with {val_tokens} validation "
                           "tokens; use another --out")

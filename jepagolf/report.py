@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from jepagolf.jepa.diagnostics import share_group_order
+from jepagolf.jsonfile import read_json_object
 
 
 class ReportError(RuntimeError):
@@ -68,7 +69,7 @@ def load_run(path: Path) -> RunData:
     if not rows:
         raise ReportError(f"{metrics} is empty")
     summary_path = path / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    summary = read_json_object(summary_path) if summary_path.is_file() else {}
     return RunData(path, rows, summary)
 
 

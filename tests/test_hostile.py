@@ -11,6 +11,7 @@ import errno
 import hashlib
 import json
 import lzma
+import re
 import shutil
 import struct
 from collections.abc import Callable
@@ -491,3 +492,29 @@ def test_resume_refuses_other_data_of_the_same_names_and_sizes(tmp_path, resumab
     shutil.copytree(resumable, run)
     fails(["train", "--resume", str(run), "--data", str(other)],
           f"the training data changed since the checkpoint ({shard.name} has other content", capsys)
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "more than this file can be"),  # a 5 MiB sparse file: refused by its size, never read
+    (b"\xff\xfe{}", "not valid JSON"),
+    (b"[" * 100_000 + b"]" * 100_000, "not valid JSON (nested too deeply)"),
+    (b"[1, 2]", "expected a JSON object, found list"),
+])
+def test_the_json_beside_outputs_is_read_bounded(tmp_path, content, message, capsys):
+    """Every JSON file the tool reads back (summaries, calibrations, manifests, stamps) goes through
+    jsonfile.read_json_object; a crafted one gets one line naming it, whichever command reads it."""
+    from jepagolf.jsonfile import JsonFileError, read_json_object
+
+    path = tmp_path / "summary.json"
+    if content is None:
+        with open(path, "wb") as f:
+            f.truncate(5 << 20)
+    else:
+        path.write_bytes(content)
+    with pytest.raises(JsonFileError, match=re.escape(message)):
+        read_json_object(path)
+    # A run folder whose summary.json is crafted: `report` says so in one line.
+    (tmp_path / "metrics.jsonl").write_text(json.dumps({"kind": "train", "step": 1, "train_loss": 1.0}) + "\n")
+    assert main(["report", str(tmp_path), "--out", str(tmp_path / "plots")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message.split(" (")[0] in err[0] and "summary.json" in err[0]

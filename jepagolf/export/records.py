@@ -28,6 +28,7 @@ from typing import Any
 from jepagolf.config import ConfigError, config_dict_hash, config_from_dict, jepa_variant_settings
 from jepagolf.export.artifact import ARTIFACT_NAME, artifact_meta
 from jepagolf.export.size import CAP_BYTES, SizeReport, artifact_size_report, over_cap_message
+from jepagolf.jsonfile import JsonFileError, read_json_object
 from jepagolf.outputs import check_output_dir, read_marker, replace_dir, temp_sibling
 from jepagolf.sources import SCRIPT_NAME, script_variants, source_hash
 from jepagolf.summary import read_scores
@@ -86,16 +87,10 @@ class RunRecord:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    if path.stat().st_size > MAX_JSON_BYTES:
-        raise ExportError(f"{path} is {path.stat().st_size:,} bytes, more than a run's JSON file can be "
-                          f"({MAX_JSON_BYTES:,})")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
-        raise ExportError(f"{path} is not valid JSON ({e})") from e
-    if not isinstance(data, dict):
-        raise ExportError(f"{path} must hold a JSON object")
-    return data
+        return read_json_object(path, MAX_JSON_BYTES)
+    except JsonFileError as e:
+        raise ExportError(str(e)) from None
 
 
 def load_run(run_dir: str | os.PathLike[str]) -> RunRecord:
