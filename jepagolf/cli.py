@@ -429,7 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arm", action="append", default=None, metavar="NAME:KEY=VAL,...",
                    help="an arm (repeat; the first is the control; default: ce, v3 and fast, see the README)")
     p.add_argument("--rung", action="append", default=None, metavar="NAME:KEY=VAL,...,seconds=S,seeds=N",
-                   help="a rung: shape overrides, wall-clock seconds per run and seeds (repeat; default: r1..r4)")
+                   help="a rung: shape overrides, wall-clock seconds per run and seeds (repeat; default: r0..r4)")
     p.add_argument("--smoke", action="store_true",
                    help="the smoke preset, two tiny rungs and the demo corpus: the whole ladder in seconds")
     p.add_argument("--data", help="dataset folder (default: the research corpus, `jepagolf data research`)")

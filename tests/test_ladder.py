@@ -223,3 +223,13 @@ def test_effective_compute_recovers_a_constant_multiplier():
     assert d == pytest.approx(loss(18.0) * math.expm1(beta * math.log10(0.5)), rel=1e-5) and dlo < d < dhi and d > 0
     md = "\n".join(ladder.compute_model_markdown([m], "ce"))
     assert "0.500 [" in md and "effective compute" in md
+
+
+def test_the_default_ladder_is_sized_for_its_promises():
+    """At least 4 rungs, seeds enough in DEFAULT_SEEDS for each, and at the smallest rung an MDE below the
+    0.005-nat bar for the largest paired sd measured there (0.012 nats; docs/results/ladder)."""
+    rungs = ladder.DEFAULT_RUNGS
+    seeds = ladder.parse_seeds(ladder.DEFAULT_SEEDS)
+    assert len(rungs) >= 4 and len({r.name for r in rungs}) == len(rungs)
+    assert all(r.seeds <= len(seeds) for r in rungs) and all(r.seeds >= 3 for r in rungs)
+    assert ladder.stats.paired_mde(0.012, rungs[0].seeds) < ladder.BAR_NATS
