@@ -18,7 +18,7 @@
 # ~5-7 min; the whole ladder runs under `timeout TIME_LIMIT` (default 480 s) so that the call stays under 9 minutes
 # of device time, and a ladder cut short keeps its finished rungs (runs.csv is written after each rung).
 #
-# Settings: R4_FLOPS (the CPU r4's control FLOPs: take them from the CPU ladder's plan.md; default 3.6e13, the estimate), SEEDS_PER_RUNG (3),
+# Settings: R4_FLOPS (the CPU r4's control FLOPs: take them from the CPU ladder's plan.md; default 1.03e13, docs/results/ladder/plan.md), SEEDS_PER_RUNG (3),
 # RUNGS (rung specs, replacing g4 and g5), ARMS (arm specs; default: the ladder's three), COMPILE (off),
 # TIME_LIMIT, DATA (gpu_data), DEVICE (cuda), VAL_TOKENS (262144, as the CPU ladder), EXTRA (more KEY=VALUE
 # overrides), PYTHON.
@@ -70,7 +70,7 @@ mkdir -p "$RES"
 RES=$(cd "$RES" && pwd)
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
-R4_FLOPS=${R4_FLOPS:-3.6e13}
+R4_FLOPS=${R4_FLOPS:-1.03e13}
 G5_FLOPS=$("$PYTHON" -c "print(f'{10 * float(\"$R4_FLOPS\"):.4g}')")
 S=${SEEDS_PER_RUNG:-3}
 if [[ -n "${SMALL:-}" ]]; then  # CPU dry run: tiny shapes, same code path
