@@ -162,3 +162,22 @@ def test_untrained_predictor_is_the_identity_predictor():
     assert float(stats["r2_pred"]) == float(stats["r2_identity"])
     shares = [float(stats[f"jepa_share_{k}"]) for k in ("mse", "var", "cov")]
     assert sum(shares) == pytest.approx(1.0) and min(shares) >= 0
+
+
+@pytest.mark.parametrize("over", [
+    {"jepa_mode": "nextk", "jepa_horizons": 2},
+    {"jepa_mode": "nextk", "jepa_horizons": 3, "jepa_nextk_rollout": True},
+    {"jepa_mode": "chunk", "jepa_chunk_size": 8, "jepa_target": "online"},
+])
+def test_every_mode_reports_r2_against_its_references(over):
+    """The modes without masks report R^2 too, with the identity reference being what their predictor reads
+    (the state at t for t+1; chunk c-1's pooled latent for chunk c): an untrained predictor (zero W2, the
+    identity) scores exactly the identity's R^2, and the constant reference is near 0."""
+    cfg = build_config("smoke", {"jepa": True, **over}, environ={})
+    torch.manual_seed(0)
+    model = JepaLM(cfg)
+    x = torch.randint(0, cfg.model.vocab_size, (4, 64))
+    target = None if cfg.jepa.jepa_target == "online" else make_target_encoder(model.gpt).encode(x)
+    _, _, stats = model(x, x, None, target, diagnostics=True, jepa=True)
+    assert float(stats["r2_pred"]) == float(stats["r2_identity"])
+    assert abs(float(stats["r2_const"])) < 0.5 and float(stats["r2_identity"]) <= 1

@@ -195,12 +195,36 @@ class JepaLM(nn.Module):
             pred0, tgt0, _ = pairs[0]
             stats.update(representation_diagnostics(pred0, tgt0))
             stats.update(term_shares(jstats, j.jepa_var_weight, j.jepa_cov_weight))
-            if j.jepa_mode == "span":  # R^2 against the constant and identity references (issue 15)
-                assert mask is not None
-                pos = mask_pos if mask_pos is not None else mask.reshape(-1).nonzero().squeeze(1)
-                ctx_at = ctx.reshape(-1, ctx.size(-1)).index_select(0, pos)  # (N, D): the predictor's input
-                stats.update(predictiveness(pred0, tgt0, ctx_at, torch.div(pos, T, rounding_mode="floor")))
+            # R^2 against the constant and identity references (issue 15), every mode
+            stats.update(predictiveness(pred0, tgt0, *self.reference_inputs(ctx, mask, mask_pos)))
         return ce, jl, stats
+
+    def reference_inputs(self, ctx: Tensor, mask: Tensor | None, mask_pos: Tensor | None) -> tuple[Tensor, Tensor]:
+        """For the first predicted set of ``prediction_pairs``: what the predictor reads at each predicted
+        position (N, D), which the identity reference returns as its prediction, and the row of each (N,).
+        span: the context state at the masked position; nextk: the state at t for the target at t+1;
+        chunk: chunk c-1's pooled latent (the start vector for c = 0) for chunk c's."""
+        j = self.cfg.jepa
+        r, T, D = ctx.shape
+        rows = torch.arange(r, device=ctx.device)
+        if j.jepa_mode == "span":
+            assert mask is not None
+            pos = mask_pos if mask_pos is not None else mask.reshape(-1).nonzero().squeeze(1)
+            return ctx.reshape(-1, D).index_select(0, pos), torch.div(pos, T, rounding_mode="floor")
+        if j.jepa_mode == "chunk":
+            shifted = self._chunk_inputs(ctx)
+            return shifted.reshape(-1, D), rows.repeat_interleave(shifted.size(1))
+        return ctx[:, : T - 1].reshape(-1, D), rows.repeat_interleave(T - 1)
+
+    def _chunk_inputs(self, ctx: Tensor) -> Tensor:
+        """(r, n, D): chunk c's predictor input, chunk c-1's mean-pooled context latent (a learned start
+        vector for c = 0)."""
+        r, T, D = ctx.shape
+        C = self.cfg.jepa.jepa_chunk_size
+        pooled = ctx.view(r, T // C, C, D).mean(2)  # (r, n, D) chunk latents of the context
+        assert self.chunk_start is not None
+        start = self.chunk_start.to(pooled.dtype).expand(r, 1, D)
+        return torch.cat((start, pooled[:, :-1]), dim=1)
 
     def prediction_pairs(self, ctx: Tensor, tgt: Tensor, mask: Tensor | None,
                mask_pos: Tensor | None) -> list[tuple[Tensor, Tensor, float]]:
@@ -219,11 +243,7 @@ class JepaLM(nn.Module):
             return [(pred, tgt.reshape(r * T, D).index_select(0, mask_pos), 1.0)]
         if j.jepa_mode == "chunk":
             C = j.jepa_chunk_size
-            pooled = ctx.view(r, T // C, C, D).mean(2)  # (r, n, D) chunk latents of the context
-            assert self.chunk_start is not None
-            start = self.chunk_start.to(pooled.dtype).expand(r, 1, D)
-            shifted = torch.cat((start, pooled[:, :-1]), dim=1)  # (r, n, D): chunk c sees chunk c-1's latent
-            pred = self.predictor(shifted)  # (r, n, D)
+            pred = self.predictor(self._chunk_inputs(ctx))  # (r, n, D): chunk c sees chunk c-1's latent
             tgt_chunks = tgt.view(r, T // C, C, D).mean(2)  # (r, n, D) pooled target latents
             return [(pred.reshape(-1, D), tgt_chunks.reshape(-1, D), 1.0)]
         pairs = []
