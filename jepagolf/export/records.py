@@ -28,7 +28,7 @@ from typing import Any
 from jepagolf.config import ConfigError, config_dict_hash, config_from_dict, jepa_variant_settings
 from jepagolf.export.artifact import ARTIFACT_NAME, artifact_meta
 from jepagolf.export.size import CAP_BYTES, SizeReport, artifact_size_report, over_cap_message
-from jepagolf.jsonfile import JsonFileError, read_json_object
+from jepagolf.jsonfile import MAX_JSON_BYTES, JsonFileError, read_json_object
 from jepagolf.outputs import check_output_dir, read_marker, replace_dir, temp_sibling
 from jepagolf.sources import SCRIPT_NAME, script_variants, source_hash
 from jepagolf.summary import read_scores
@@ -36,10 +36,6 @@ from jepagolf.summary import read_scores
 # Config keys that may differ between the runs of one submission: the seed is what varies, and
 # where the data sits or which device string was asked for does not change the model.
 SEED_FREE_KEYS = frozenset({"train.seed", "train.device", "train.compile", "data.data_path", "data.tokenizer_path"})
-
-
-# Largest config.json / summary.json / metrics line export reads (a run writes a few KB).
-MAX_JSON_BYTES = 1 << 22
 
 
 class ExportError(ValueError):
@@ -88,7 +84,7 @@ class RunRecord:
 
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        return read_json_object(path, MAX_JSON_BYTES)
+        return read_json_object(path)
     except JsonFileError as e:
         raise ExportError(str(e)) from None
 
