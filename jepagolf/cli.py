@@ -107,9 +107,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     import os
 
     from jepagolf.data.dataset import resolve_dataset
-    from jepagolf.eval import evaluate
     from jepagolf.export.artifact import load_gpt_from_artifact
     from jepagolf.export.container import ArtifactError
+    from jepagolf.model.eval import evaluate
     from jepagolf.summary import score_kind
     from jepagolf.train.loop import load_val_data
     from jepagolf.train.runtime import setup_runtime
@@ -209,7 +209,7 @@ def cmd_data_check(args: argparse.Namespace) -> int:
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:
-    from jepagolf.ablate import default_ablation_dir, main_ablate
+    from jepagolf.research.ablate import default_ablation_dir, main_ablate
 
     common = parse_set_args(args.overrides)
     # Absolute paths: a resumed ablation is recognised from any working directory.
@@ -229,7 +229,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 
 
 def cmd_ladder(args: argparse.Namespace) -> int:
-    from jepagolf.ladder import DEFAULT_SEEDS, main_ladder
+    from jepagolf.research.ladder import DEFAULT_SEEDS, main_ladder
 
     common = parse_set_args(args.overrides)
     if args.tokenizer:
@@ -247,7 +247,7 @@ def cmd_ladder(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from jepagolf.report import plot_runs
+    from jepagolf.research.report import plot_runs
 
     runs = [Path(r) for r in args.runs]
     out = Path(args.out) if args.out else (runs[0] / "plots" if len(runs) == 1 else Path("report"))
@@ -259,8 +259,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     import time
 
-    from jepagolf.bench import VARIANTS, format_table, is_bench_json, run_bench, write_json
     from jepagolf.outputs import check_output_file
+    from jepagolf.research.bench import VARIANTS, format_table, is_bench_json, run_bench, write_json
     from jepagolf.train.runtime import setup_runtime, teardown_runtime
 
     if args.threads:
@@ -553,7 +553,6 @@ def _add_data_tool_commands(dsub: argparse._SubParsersAction) -> None:
 
 
 def _expected_errors() -> tuple[type[BaseException], ...]:
-    from jepagolf.ablate import AblationError
     from jepagolf.data.errors import DataError
     from jepagolf.data.shards import ShardError
     from jepagolf.data.tokenizer import TokenizerError
@@ -561,7 +560,8 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     from jepagolf.export.records import ExportError
     from jepagolf.jsonfile import JsonFileError
     from jepagolf.outputs import OutputError
-    from jepagolf.report import ReportError
+    from jepagolf.research.ablate import AblationError
+    from jepagolf.research.report import ReportError
     from jepagolf.sources import BundleError
     from jepagolf.summary import SummaryError
     from jepagolf.train.checkpoint import CheckpointError

@@ -91,7 +91,7 @@ def source_hash() -> str:
 
 
 def module_name(rel_path: str) -> str:
-    """'jepagolf/data/__init__.py' -> 'jepagolf.data'; 'jepagolf/eval.py' -> 'jepagolf.eval'."""
+    """'jepagolf/data/__init__.py' -> 'jepagolf.data'; 'jepagolf/model/eval.py' -> 'jepagolf.model.eval'."""
     name = rel_path.removesuffix(".py").replace("/", ".")
     return name.removesuffix(".__init__")
 

@@ -5,7 +5,7 @@ runs the compile warm-up (which restores the initial state), then trains for ``-
 wall-clock time and reports one JSON line. It skips the final evaluation and export, which are not
 training throughput. Called once per config by scripts/gpu_check.sh.
 
-MFU = tokens/s * train_flops_per_token(cfg) / peak, where the FLOPs are jepagolf.flops' analytic
+MFU = tokens/s * train_flops_per_token(cfg) / peak, where the FLOPs are jepagolf.research.flops' analytic
 count for the configured objective (the JEPA step counts its masked context pass, EMA target pass and
 predictor) and the peak is the GPU's dense bf16 tensor-core rate: 989 TFLOP/s for an H100 SXM (and an
 H200, the same chip), NVIDIA's datasheet figure without sparsity; override with --peak-tflops. Measured
@@ -26,7 +26,7 @@ import torch
 from jepagolf.config import build_config, parse_set_args
 from jepagolf.data.corpus import DatasetPaths
 from jepagolf.data.dataset import resolve_dataset
-from jepagolf.flops import train_flops_per_token
+from jepagolf.research.flops import train_flops_per_token
 from jepagolf.train.loop import Trainer
 from jepagolf.train.runtime import Runtime, device_name, peak_memory_mib, setup_runtime
 

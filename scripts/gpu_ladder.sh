@@ -34,7 +34,7 @@ import shutil, sys
 from pathlib import Path
 import numpy as np
 from jepagolf.data.shards import HEADER_BYTES, list_shards, load_shard, read_header, write_shard
-from jepagolf.ladder import default_data_dir
+from jepagolf.research.ladder import default_data_dir
 src = Path(sys.argv[1]) if sys.argv[1] else default_data_dir()
 dst, budget = Path(sys.argv[2]), int(float(sys.argv[3]) * 2**20)
 if not src.is_dir():

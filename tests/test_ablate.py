@@ -16,7 +16,10 @@ from scipy import stats as sps
 
 import jepagolf.train.batches as batches
 import jepagolf.train.loop as loop
-from jepagolf.ablate import (
+from jepagolf.cli import main
+from jepagolf.config import ConfigError, build_config
+from jepagolf.data.corpus import DatasetPaths
+from jepagolf.research.ablate import (
     AblationError,
     Arm,
     interleaved_step_seconds,
@@ -25,10 +28,7 @@ from jepagolf.ablate import (
     plan_ablation,
     run_ablation,
 )
-from jepagolf.cli import main
-from jepagolf.config import ConfigError, build_config
-from jepagolf.data.corpus import DatasetPaths
-from jepagolf.flops import train_flops_per_token
+from jepagolf.research.flops import train_flops_per_token
 from jepagolf.train.runtime import Runtime
 
 SEEDS = "1337,42,2025"
@@ -307,7 +307,7 @@ def test_ablation_end_to_end_with_resume(tiny_data, tmp_path, monkeypatch, capsy
         assert png.is_file() and png.read_bytes()[:4] == b"\x89PNG", name
 
     # Resume: nothing left to train, the same table. (Plots were checked above; skip redrawing them.)
-    monkeypatch.setattr("jepagolf.report.plot_ablation", lambda groups, out: [])
+    monkeypatch.setattr("jepagolf.research.report.plot_ablation", lambda groups, out: [])
     trained.clear()
     assert main(ablate_args(tiny_data, out)) == 0
     assert trained == []

@@ -8,10 +8,10 @@ import json
 import pytest
 import torch
 
-from jepagolf.bench import MatmulProbe, bench_warnings, format_table, gemm_shapes, mfu_ceiling
 from jepagolf.cli import main
 from jepagolf.config import build_config
-from jepagolf.flops import flops_per_token
+from jepagolf.research.bench import MatmulProbe, bench_warnings, format_table, gemm_shapes, mfu_ceiling
+from jepagolf.research.flops import flops_per_token
 
 
 def test_bench_writes_every_figure(tmp_path, demo_data, capsys):

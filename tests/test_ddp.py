@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from jepagolf.config import ConfigError, build_config, field_index
-from jepagolf.eval import evaluate
 from jepagolf.export.artifact import ARTIFACT_NAME
+from jepagolf.model.eval import evaluate
 from jepagolf.model.gpt import GPT
 from jepagolf.train.batches import micro_batch, micro_batch_indices, micro_batch_mask
 from jepagolf.train.loop import Trainer, load_val_data, train

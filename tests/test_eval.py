@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jepagolf.config import build_config
-from jepagolf.eval import evaluate, num_eval_sequences, plan_windows
-from jepagolf.flops import eval_flops, flops_per_token
+from jepagolf.model.eval import evaluate, num_eval_sequences, plan_windows
 from jepagolf.model.gpt import GPT
+from jepagolf.research.flops import eval_flops, flops_per_token
 
 CPU = torch.device("cpu")
 V = 64  # a small vocabulary keeps the model and the head cheap

@@ -30,7 +30,7 @@ from jepagolf.data.documents import DocumentReader, discover_inputs, split_docum
 from jepagolf.data.shards import load_shard, write_shard
 from jepagolf.export.artifact import ARTIFACT_NAME
 from jepagolf.outputs import LOCK_FILE, OutputError, RunLock, check_output_dir, is_locked
-from jepagolf.report import PNG_NAMES, ReportError, is_report_png, refuse_foreign_pngs
+from jepagolf.research.report import PNG_NAMES, ReportError, is_report_png, refuse_foreign_pngs
 from jepagolf.train.entry import bundle_main
 from jepagolf.train.loop import train
 from jepagolf.train.runtime import Runtime
@@ -164,7 +164,7 @@ def test_ablate_writes_only_into_its_own_folder(tmp_path, capsys):
 
 
 def test_ablate_does_not_delete_a_run_that_is_training(tmp_path):
-    from jepagolf.ablate import AblationError, parse_arm, plan_ablation, run_ablation
+    from jepagolf.research.ablate import AblationError, parse_arm, plan_ablation, run_ablation
 
     plan = plan_ablation("smoke", [parse_arm("a:"), parse_arm("b:jepa=false")], [1], "steps", {})
     run_dir = tmp_path / "abl" / "runs" / "a-seed1"

@@ -9,13 +9,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jepagolf.config import ConfigError, build_config, config_from_dict, span_bounds
-from jepagolf.flops import expected_mask_fraction
 from jepagolf.jepa.losses import jepa_loss, vicreg_covariance, vicreg_variance
 from jepagolf.jepa.masking import sample_mask, sample_spans, span_generator, spans_to_mask
 from jepagolf.jepa.objective import JepaLM
 from jepagolf.jepa.target import WeightEMA, lerp_towards, make_target_encoder, update_target
 from jepagolf.model.gpt import GPT, bigram_hash, rms_norm
 from jepagolf.optim.groups import build_optimizers, check_groups, route_params
+from jepagolf.research.flops import expected_mask_fraction
 from jepagolf.train.batches import micro_batch_mask
 
 

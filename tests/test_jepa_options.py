@@ -20,9 +20,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from jepagolf.config import ConfigError, build_config
-from jepagolf.flops import flops_per_token, train_flops_per_token
 from jepagolf.jepa.masking import jepa_rows, sample_mask, span_generator
 from jepagolf.jepa.objective import JepaLM
+from jepagolf.research.flops import flops_per_token, train_flops_per_token
 from jepagolf.train import schedules
 from jepagolf.train.loop import Trainer, load_val_data
 from jepagolf.train.runtime import Runtime

@@ -13,15 +13,15 @@ import torch
 import torch.nn.functional as F
 from helpers import live_model
 
-from jepagolf.bench import variant_overrides
 from jepagolf.config import ConfigError, build_config, override_config
-from jepagolf.flops import flops_per_token
 from jepagolf.jepa.losses import LossSpec, jepa_loss, sigreg, vicreg_covariance, vicreg_variance
 from jepagolf.jepa.objective import JepaLM, target_taps
 from jepagolf.jepa.target import make_target_encoder
 from jepagolf.model.gpt import rms_norm
 from jepagolf.optim.groups import build_optimizers, check_groups, route_params
 from jepagolf.recipes import RECIPES
+from jepagolf.research.bench import variant_overrides
+from jepagolf.research.flops import flops_per_token
 from jepagolf.train import schedules
 from jepagolf.train.loop import Trainer, load_val_data
 from jepagolf.train.runtime import Runtime

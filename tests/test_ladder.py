@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from jepagolf import ladder
-from jepagolf.ablate import Arm
 from jepagolf.cli import main
 from jepagolf.config import ConfigError
-from jepagolf.ladder import LadderError, Rung, parse_rung
+from jepagolf.research import ladder
+from jepagolf.research.ablate import Arm
+from jepagolf.research.ladder import LadderError, Rung, parse_rung
 from jepagolf.train.runtime import Runtime
 
 

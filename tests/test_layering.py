@@ -1,5 +1,5 @@
-"""The package's import graph runs one way (DESIGN: cli on top; bench, ablate, ladder above train;
-train above export, jepa, eval; optim and model below; data, config, stats at the ground)."""
+"""The package's import graph runs one way (DESIGN: cli on top; the research instrument above train;
+train above export and jepa; optim and model (with eval) below; data and config at the ground)."""
 
 from __future__ import annotations
 
@@ -9,14 +9,12 @@ from jepagolf.sources import module_imports, module_name, package_sources
 # modules of a lower layer, or of its own part. Parts missing here fail the test: place new ones.
 LAYERS: dict[str, int] = {
     "__main__": 8, "cli": 7,
-    "ladder": 6,  # rungs of seed-paired ablations
-    "bench": 5, "ablate": 5,
-    "train": 4, "flops": 4,
-    "report": 4,  # plots; reads the JEPA diagnostics' names
-    "export": 3, "jepa": 3, "eval": 3,
-    "optim": 2, "model": 2,
+    "research": 5,  # the research instrument: ablate, ladder, bench, stats, report plots, flops
+    "train": 4,
+    "export": 3, "jepa": 3,
+    "optim": 2, "model": 2,  # model includes eval (scoring a model on validation tokens)
     "summary": 2,  # reads a run's score for train, export, ablate: above config
-    "data": 1, "config": 1, "stats": 1, "sources": 1, "tensor_bytes": 1,
+    "data": 1, "config": 1, "sources": 1, "tensor_bytes": 1,
     "jsonfile": 0,  # bounded reads of the JSON files beside outputs: no package imports
     "outputs": 0,  # output-folder rules for every writer: no package imports
     "recipes": 0,  # pure data that config expands: no imports

@@ -141,7 +141,7 @@ def test_script_bytes_are_deterministic_and_both_encodings_hold_the_same_program
 def test_bundle_ships_the_training_closure_and_nothing_for_the_cli():
     names = {module_name(p) for p in bundle_modules()}
     for needed in ("jepagolf.train.loop", "jepagolf.export.artifact", "jepagolf.jepa.objective", "jepagolf.optim.muon",
-                   "jepagolf.data.tokenizer", "jepagolf.eval", "jepagolf.train", "jepagolf"):
+                   "jepagolf.data.tokenizer", "jepagolf.model.eval", "jepagolf.train", "jepagolf"):
         assert needed in names
     assert not names & EXCLUDED_MODULES
     assert "jepagolf.export.records" not in names and "jepagolf.export.size" not in names

@@ -1,4 +1,4 @@
-"""jepagolf.stats against scipy (a dev dependency only) on known samples."""
+"""jepagolf.research.stats against scipy (a dev dependency only) on known samples."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from scipy import optimize, special
 from scipy import stats as sps
 
-from jepagolf.stats import (
+from jepagolf.research.stats import (
     betainc,
     mean_std,
     paired_mde,

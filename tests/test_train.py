@@ -16,9 +16,9 @@ from jepagolf.config import build_config
 from jepagolf.data.bytes import build_byte_tables
 from jepagolf.data.shards import list_shards, load_shard, load_tokens, write_shard
 from jepagolf.data.tokenizer import load_tokenizer
-from jepagolf.eval import evaluate
 from jepagolf.export.artifact import ARTIFACT_NAME
 from jepagolf.export.container import load_artifact
+from jepagolf.model.eval import evaluate
 from jepagolf.model.gpt import GPT
 from jepagolf.train.loop import train
 from jepagolf.train.runtime import Runtime

@@ -1,0 +1,6 @@
+"""The artifact: quantisation (int8, GPTQ int5/int6), the compressed container, size prediction and the
+challenge's records folder.
+
+Below the trainer and never above it: it may import `jepagolf.model`, `jepagolf.data`, `jepagolf.config` and
+the ground modules (`outputs`, `jsonfile`, `sources`, `summary`, `tensor_bytes`), never `jepagolf.train`.
+"""

@@ -37,13 +37,13 @@ from jepagolf.data.shards import (
     read_header,
 )
 from jepagolf.data.tokenizer import load_tokenizer
-from jepagolf.eval import EvalResult, evaluate
 from jepagolf.export.artifact import ARTIFACT_NAME, load_gpt_from_artifact, write_artifact
 from jepagolf.export.gptq import estimate_calibration_seconds, export_hessians
 from jepagolf.jepa.diagnostics import gradient_share
 from jepagolf.jepa.masking import jepa_rows
 from jepagolf.jepa.objective import JepaLM, noise_seed
 from jepagolf.jepa.target import WeightEMA, ema_momentum, make_target_encoder, update_target
+from jepagolf.model.eval import EvalResult, evaluate
 from jepagolf.model.gpt import GPT, count_params
 from jepagolf.optim.groups import build_optimizers
 from jepagolf.outputs import OutputError, RunLock

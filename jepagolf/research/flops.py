@@ -118,7 +118,7 @@ def train_flops_per_token(cfg: Config) -> float:
 def eval_flops(cfg: Config, targets: int, seq_len: int, stride: int = 0) -> float:
     """Forward FLOPs of evaluating ``targets`` scored tokens (a multiple of seq_len) by windows of
     ``seq_len`` advanced by ``stride`` (0: non-overlapping): every window runs the body over all its
-    positions, the output head only on the positions it scores (as ``jepagolf.eval`` does)."""
+    positions, the output head only on the positions it scores (as ``jepagolf.model.eval`` does)."""
     stride = stride or seq_len
     windows = 1 + -(-(targets - seq_len) // stride)  # the first window, then one per stride (the last may be short)
     f = flops_per_token(cfg, seq_len)

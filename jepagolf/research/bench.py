@@ -10,7 +10,7 @@ A step is exactly what ``Trainer`` does per optimizer step: ``forward_backward``
 pass, the one wrapped forward, backward) then ``apply_update`` (schedules, Adam + Muon, target and
 artifact EMAs). A variant with ``jepa_every = k`` is timed over whole cycles of k steps.
 
-MFU = achieved training FLOP/s (analytic, ``jepagolf.flops``; optimizer and elementwise work not
+MFU = achieved training FLOP/s (analytic, ``jepagolf.research.flops``; optimizer and elementwise work not
 counted) / the dense matmul FLOP/s of this machine, measured in the same run, at the model's
 compute dtype, as the median over the model's own GEMM shapes (its linear layers at the micro-batch's
 token count, forward and weight-gradient orientations).
@@ -42,12 +42,12 @@ from torch import Tensor
 
 from jepagolf.config import Config, ConfigError, build_config
 from jepagolf.data.dataset import resolve_dataset
-from jepagolf.eval import EvalResult, evaluate
 from jepagolf.export.artifact import load_gpt_from_artifact, write_artifact
-from jepagolf.flops import flops_per_token, train_flops_per_token
+from jepagolf.model.eval import EvalResult, evaluate
 from jepagolf.model.gpt import causal_attention, count_params
 from jepagolf.outputs import read_marker
 from jepagolf.recipes import RECIPES
+from jepagolf.research.flops import flops_per_token, train_flops_per_token
 from jepagolf.sources import source_hash
 from jepagolf.train.logger import atomic_write_text
 from jepagolf.train.loop import Trainer, load_val_data

@@ -3,7 +3,7 @@ to the challenge's compute.
 
 ``jepagolf ladder [--data DIR] [--out DIR]`` runs every arm (the first is the control) with every seed
 of every rung, where a rung is a model shape and a wall-clock budget. Each rung is a seed-paired ablation
-(``jepagolf/ablate.py``) in ``OUT/rungs/<rung>/``, matched by wall-clock (every arm the rung's seconds,
+(``jepagolf/research/ablate.py``) in ``OUT/rungs/<rung>/``, matched by wall-clock (every arm the rung's seconds,
 steps calibrated on this machine with the arms timed in interleaved rounds (``ablate.measure_step_seconds``),
 step-based warmdown over the last ``WARMDOWN_FRACTION`` of them) or,
 with ``--match flops``, by training FLOPs (the control gets the calibrated steps, the other arms the
@@ -39,8 +39,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jepagolf import stats
-from jepagolf.ablate import (
+from jepagolf.config import Config, build_config
+from jepagolf.jsonfile import read_json_object
+from jepagolf.research import stats
+from jepagolf.research.ablate import (
     AblationError,
     AblationPlan,
     Arm,
@@ -54,9 +56,7 @@ from jepagolf.ablate import (
     run_ablation,
     write_runs_csv,
 )
-from jepagolf.config import Config, build_config
-from jepagolf.flops import flops_per_token, train_flops_per_token
-from jepagolf.jsonfile import read_json_object
+from jepagolf.research.flops import flops_per_token, train_flops_per_token
 from jepagolf.train.logger import atomic_write_text
 
 # ----- the challenge's compute (docs/results/gpu-h200/gpu_check.jsonl: the v3 trainer on a lent H200) -----
@@ -69,7 +69,7 @@ CHALLENGE_PRESET = "v3"
 BAR_NATS = 0.005  # the challenge's record bar
 
 WARMDOWN_FRACTION = 0.25  # v3: 1200 of ~4,700-10,700 steps
-CONTROL_FLOPS_NOTE = "x = the control's training FLOPs in the rung's budget (jepagolf/flops.py conventions)"
+CONTROL_FLOPS_NOTE = "x = the control's training FLOPs in the rung's budget (jepagolf/research/flops.py conventions)"
 
 
 class LadderError(AblationError):
@@ -707,7 +707,7 @@ def plot_ladder(extrapolations: Sequence[Extrapolation], path: Path, models: Seq
     multipliers m (log y), their line and its value at the challenge."""
     import numpy as np
 
-    from jepagolf.report import _colors, _pyplot
+    from jepagolf.research.report import _colors, _pyplot
 
     plt = _pyplot()
     fitted = [m for m in models if m.points]

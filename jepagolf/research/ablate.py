@@ -57,12 +57,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jepagolf import stats
 from jepagolf.config import Config, build_config, field_index, resolve_key
-from jepagolf.flops import mask_setting, train_flops_per_token
 from jepagolf.jepa.diagnostics import share_group_order
 from jepagolf.jsonfile import read_json_object
 from jepagolf.outputs import is_locked
+from jepagolf.research import stats
+from jepagolf.research.flops import mask_setting, train_flops_per_token
 from jepagolf.summary import read_scores, score_kind
 from jepagolf.train.logger import atomic_write_text
 
@@ -759,7 +759,7 @@ def _plot_ablation(
 ) -> tuple[list[Path], list[str]]:
     plots: list[Path] = []
     try:
-        from jepagolf.report import plot_ablation
+        from jepagolf.research.report import plot_ablation
 
         groups = {a.name: [Path(r["run_dir"]) for r in rows if r["arm"] == a.name] for a in plan.arms}
         plots = plot_ablation(groups, out / "plots")
