@@ -7,6 +7,7 @@ import pytest
 
 from jepagolf.cli import main
 from jepagolf.config import ENV_ALIASES, REFUSED_ENV, ConfigError, build_config, field_index
+from jepagolf.config import env as config_env
 
 # The names the reference reads in its Hyperparameters class, each with a value to set it to here.
 REFERENCE_VARIABLES = {
@@ -58,3 +59,29 @@ def test_refusal_is_one_error_line_and_exit_2(monkeypatch, tmp_path, capsys):
     assert main(["train", "--preset", "smoke", "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: EMBED_LR is not supported") and "TIED_EMBED_LR" in err and err.count("\n") == 1
+
+
+COMMON_ENV = ("PATH", "HOME", "USER", "SHELL", "LANG", "PWD", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+              "CUDA_VISIBLE_DEVICES", "CUDA_HOME", "NCCL_DEBUG", "MASTER_ADDR", "MASTER_PORT", "LOCAL_WORLD_SIZE",
+              "TORCHINDUCTOR_CACHE_DIR", "PYTHONHASHSEED", "TOKENIZERS_PARALLELISM", "OUT_DIR", "JEPAGOLF_CACHE")
+
+
+def test_misspelled_key_variable_is_warned_with_the_closest_key(monkeypatch, capsys):
+    monkeypatch.setattr(config_env, "_warned", set())
+    cfg = build_config("smoke", environ={"JEPA_LAMBDAA": "0.5", "NUM_LAYER": "4", "PATH": "/bin"})
+    assert cfg.jepa.jepa_lambda == build_config("smoke", environ={}).jepa.jepa_lambda  # still ignored
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [
+        "warning: environment variable JEPA_LAMBDAA is not a jepagolf key and is ignored; did you mean JEPA_LAMBDA?",
+        "warning: environment variable NUM_LAYER is not a jepagolf key and is ignored; did you mean NUM_LAYERS?",
+    ]
+    build_config("smoke", environ={"JEPA_LAMBDAA": "0.5"})  # once per process, not once per build
+    assert capsys.readouterr().err == ""
+
+
+def test_exact_keys_aliases_and_unrelated_variables_are_not_warned(monkeypatch, capsys):
+    monkeypatch.setattr(config_env, "_warned", set())
+    env = {**dict.fromkeys(COMMON_ENV, "1"), "JEPA_LAMBDA": "0.5", "SEED": "3", "WARMUP_STEPS": "2",
+           "TIE_EMBEDDINGS": "1", "jepa_lambdaa": "0.5"}
+    assert build_config("smoke", environ=env).jepa.jepa_lambda == 0.5
+    assert capsys.readouterr().err == ""

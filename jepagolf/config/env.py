@@ -3,7 +3,9 @@ refused (``REFUSED_ENV``), and a warning for names that look like a misspelled k
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import difflib
+import sys
+from collections.abc import Iterable, Mapping
 
 from jepagolf.config.bounds import ConfigError, _parse
 
@@ -45,3 +47,35 @@ def _reference_env(env: Mapping[str, str]) -> dict[str, tuple[str, str]]:
                                   f"{name}; set only one")
             out[name] = (var, env[var])
     return out
+
+
+# Variables the tool reads besides the keys (torchrun's, the generated script's output folder, the data
+# cache): never taken for a misspelled key.
+OTHER_ENV = frozenset({"TIE_EMBEDDINGS", "OUT_DIR", "WORLD_SIZE", "RANK", "LOCAL_RANK", "JEPAGOLF_CACHE"})
+TYPO_CUTOFF = 0.85
+"""difflib ratio from which an unknown upper-case variable is taken for a misspelled key's variable."""
+_warned: set[str] = set()  # variables already warned about in this process: one line each
+
+
+def misspelled_keys(env: Iterable[str], keys: Iterable[str]) -> dict[str, str]:
+    """{variable: the variable it is probably a misspelling of} for the upper-case names in ``env`` that
+    are no key's variable (``keys`` upper-cased), alias or other known variable, but close to one."""
+    known = sorted({k.upper() for k in keys} | set(ENV_ALIASES))
+    skip = set(known) | set(REFUSED_ENV) | OTHER_ENV
+    out = {}
+    for var in env:
+        if var.isupper() and var not in skip:
+            close = difflib.get_close_matches(var, known, n=1, cutoff=TYPO_CUTOFF)
+            if close:
+                out[var] = close[0]
+    return out
+
+
+def warn_misspelled_keys(env: Mapping[str, str], keys: Iterable[str]) -> None:
+    """One line on stderr for each environment variable that looks like a misspelled key (once per process):
+    such a variable is ignored, where a misspelled ``--set`` key is refused."""
+    for var, close in sorted(misspelled_keys(env, keys).items()):
+        if var not in _warned:
+            _warned.add(var)
+            print(f"warning: environment variable {var} is not a jepagolf key and is ignored; did you mean {close}?",
+                  file=sys.stderr)

@@ -10,7 +10,7 @@ from dataclasses import fields
 from typing import Any
 
 from jepagolf.config.bounds import ConfigError, _parse
-from jepagolf.config.env import _reference_env
+from jepagolf.config.env import _reference_env, warn_misspelled_keys
 from jepagolf.config.presets import PRESETS
 from jepagolf.config.sections import SECTIONS, Config, _section_classes, field_index
 from jepagolf.recipes import recipe_values
@@ -130,10 +130,11 @@ def _apply_settings(
 ) -> set[str]:
     """Set ``values[section][name]`` from matching environment variables (NUM_LAYERS=...) and the
     reference's other spellings (``ENV_ALIASES``), then from explicit overrides, which win; every value
-    is parsed to its field's type. The reference's variables jepagolf cannot honour are refused.
-    Returns the names set."""
+    is parsed to its field's type. The reference's variables jepagolf cannot honour are refused; those
+    that look like a misspelled key are warned about. Returns the names set."""
     env = os.environ if environ is None else environ
     aliased = _reference_env(env)
+    warn_misspelled_keys(env, index)
     explicit: set[str] = set()
     for name, (section, typ) in index.items():
         if name.upper() in env:
