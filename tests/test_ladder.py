@@ -13,7 +13,7 @@ import torch
 
 from jepagolf.cli import main
 from jepagolf.config import ConfigError
-from jepagolf.research import ladder
+from jepagolf.research import ladder, ladder_plan, stats
 from jepagolf.research.ablate import Arm
 from jepagolf.research.ladder import LadderError, Rung, parse_rung
 from jepagolf.train.runtime import Runtime
@@ -38,7 +38,7 @@ def _fake_timer(cfgs, steps):
 
 
 def _plan(rung: Rung, tmp_path: Path, monkeypatch, match: str = "wallclock") -> ladder.RungPlan:
-    monkeypatch.setattr(ladder, "plan_calibrated", lambda *a, **k: ladder.plan_ablation(
+    monkeypatch.setattr(ladder_plan, "plan_calibrated", lambda *a, **k: ladder.plan_ablation(
         *a[:5], step_timer=_fake_timer, calib_steps=k["calib_steps"], warmdown_fraction=k["warmdown_fraction"],
         wallclock_slack=k["wallclock_slack"]))
     arms = [Arm("ce", {"jepa": "false"}), Arm("v3")]
@@ -94,7 +94,7 @@ def test_rung_results_pair_by_seed_and_the_fit_finds_the_trend():
     r0 = results[0]
     assert r0.test.mean == pytest.approx(0.01 - 0.02) and r0.test.sd == pytest.approx(0.002)
     assert r0.tokens_per_param == pytest.approx(1e10 / 1e6 / 1000)
-    assert r0.mde == pytest.approx(ladder.stats.paired_mde(0.002, 3))
+    assert r0.mde == pytest.approx(stats.paired_mde(0.002, 3))
     (e,) = ladder.extrapolate(results, x0=18.0)
     assert e.fit.slope == pytest.approx(-0.002, abs=1e-9) and e.prediction == pytest.approx(0.01 - 0.036)
     lo, hi = e.interval
@@ -173,7 +173,7 @@ def test_smoke_ladder_end_to_end_and_resume(tiny_data, tmp_path, capsys):
 
 
 def test_plan_only_trains_nothing(tiny_data, tmp_path, monkeypatch):
-    monkeypatch.setattr(ladder, "plan_calibrated", lambda *a, **k: ladder.plan_ablation(
+    monkeypatch.setattr(ladder_plan, "plan_calibrated", lambda *a, **k: ladder.plan_ablation(
         *a[:5], step_timer=_fake_timer, calib_steps=k["calib_steps"], warmdown_fraction=k["warmdown_fraction"],
         wallclock_slack=k["wallclock_slack"]))
     text = ladder.main_ladder(["ce:jepa=false", "v3:"], ["s1:num_layers=2,model_dim=32,seconds=0.5,seeds=2"],
@@ -234,4 +234,4 @@ def test_the_default_ladder_is_sized_for_its_promises():
     assert len(rungs) >= 4 and len({r.name for r in rungs}) == len(rungs)
     assert all(r.seeds <= len(seeds) for r in rungs) and all(r.seeds >= 3 for r in rungs)
     r2 = next(r for r in rungs if r.name == "r2")
-    assert ladder.stats.paired_mde(0.006, r2.seeds) < ladder.BAR_NATS
+    assert stats.paired_mde(0.006, r2.seeds) < ladder.BAR_NATS

@@ -1,0 +1,159 @@
+"""Running an ablation plan: every (seed, arm) pair trained or resumed in its run folder, one row per run."""
+
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from jepagolf.config import Config
+from jepagolf.jsonfile import read_json_object
+from jepagolf.outputs import is_locked
+from jepagolf.research.ablate_plan import AblationError, AblationPlan
+from jepagolf.summary import read_scores, score_kind
+from jepagolf.train.logger import atomic_write_text
+
+CSV_COLUMNS = ("arm", "seed", "val_bpb", "prequant_val_bpb", "val_loss", "steps", "tokens", "seconds",
+               "artifact_bytes", "config_hash", "run_dir", "score_kind")
+
+TrainFn = Callable[[Config, Any, Path], dict[str, Any]]
+
+def refuse_foreign_folder(out: Path) -> None:
+    """An ablation resumes, and deletes unfinished runs, only in its own folder (one holding its
+    ablation.json); any other non-empty --out is refused."""
+    if out.exists() and not out.is_dir():
+        raise AblationError(f"--out {out} is a file; give a folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / "ablation.json").is_file():
+        raise AblationError(f"--out {out} is not empty and is not an ablation folder (no ablation.json); ablate "
+                            "writes only into a new folder or resumes its own: choose another --out")
+
+
+def run_dir_for(out: Path, arm: str, seed: int) -> Path:
+    return out / "runs" / f"{arm}-seed{seed}"
+
+
+def finished_summary(run_dir: Path, cfg: Config) -> dict[str, Any] | None:
+    """The run's summary when it finished with this configuration; None when it must (re)run.
+
+    Raises when the folder holds a *finished* run of another configuration: that is someone's result.
+    """
+    summary_path = run_dir / "summary.json"
+    if not summary_path.is_file():
+        return None
+    summary = read_json_object(summary_path)
+    config_path = run_dir / "config.json"
+    data = read_json_object(config_path).get("data") if config_path.is_file() else None
+    if summary.get("config_hash") != cfg.hash() or data != cfg.to_dict()["data"]:
+        raise AblationError(
+            f"{run_dir} holds a finished run with another configuration (config hash "
+            f"{summary.get('config_hash')} vs planned {cfg.hash()}, or another dataset); use another --out, "
+            "or delete that folder to rerun it"
+        )
+    got, want = read_scores(summary, cfg.train.train_seq_len, summary_path).kind, score_kind(cfg)
+    if got != want:
+        raise AblationError(
+            f"{run_dir} holds a finished run scored by {got.describe()}, but this ablation scores by "
+            f"{want.describe()}; use another --out, or delete that folder to rerun it"
+        )
+    return summary
+
+
+def run_ablation(
+    plan: AblationPlan,
+    out: Path,
+    rt: Any,
+    train_fn: TrainFn | None = None,
+    log: Callable[[str], None] = print,
+) -> list[dict[str, Any]]:
+    """Run (or resume) every (seed, arm) pair; returns one row per run in plan order.
+
+    Runs go seed by seed, all arms within a seed, so an ablation cut short still holds complete pairs.
+    """
+    if train_fn is None:
+        from jepagolf.train.loop import train as train_fn
+    if rt.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "ablation.json", json.dumps(plan.to_dict(), indent=2, sort_keys=True) + "\n")
+    rows: list[dict[str, Any]] = []
+    total = len(plan.seeds) * len(plan.arms)
+    for seed in plan.seeds:
+        for arm in plan.arms:
+            cfg = plan.config(arm, seed)
+            run_dir = run_dir_for(out, arm.name, seed)
+            summary = finished_summary(run_dir, cfg)
+            label = f"[{len(rows) + 1}/{total}] arm:{arm.name} seed:{seed}"
+            if summary is not None and _cut_short(plan, summary, cfg):
+                log(f"{label} stopped at step {summary.get('steps')} of {cfg.train.iterations} by the guard cap "
+                    "earlier (a busy machine): rerunning it")
+                summary = None
+            if summary is not None:
+                log(f"{label} finished earlier, skipped ({run_dir})")
+            for attempt in range(2 if summary is None else 0):
+                if run_dir.exists():
+                    if is_locked(run_dir):
+                        raise AblationError(f"{run_dir} is being trained by another running process (is the same "
+                                            "ablation running twice?); wait for it, or use another --out")
+                    log(f"{label} unfinished run folder {run_dir} removed, restarting")
+                    if rt.is_main:
+                        shutil.rmtree(run_dir)
+                _barrier(rt)
+                log(f"{label} training -> {run_dir}")
+                summary = train_fn(cfg, rt, run_dir)
+                if not _cut_short(plan, summary, cfg):
+                    break
+                log(f"{label} the guard cap stopped it at step {summary.get('steps')} of {cfg.train.iterations} "
+                    f"(a busy machine){': once more' if attempt == 0 else '; kept, and flagged in the report'}")
+            assert summary is not None
+            rows.append(row_from_summary(arm.name, seed, summary, run_dir, cfg.train.train_seq_len))
+    return rows
+
+
+def _cut_short(plan: AblationPlan, summary: Mapping[str, Any], cfg: Config) -> bool:
+    """A wall-clock-matched run that the guard cap stopped before its calibrated steps: not at equal time
+    (its warmdown never ran), so a resume trains it again rather than keep it."""
+    return plan.match == "wallclock" and int(summary.get("steps", 0)) < cfg.train.iterations
+
+
+def _barrier(rt: Any) -> None:
+    if getattr(rt, "distributed", False):
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def row_from_summary(
+    arm: str, seed: int, s: Mapping[str, Any], run_dir: Path, train_seq_len: int = 0
+) -> dict[str, Any]:
+    scores = read_scores(s, train_seq_len, run_dir / "summary.json")
+    return {
+        "arm": arm,
+        "seed": seed,
+        "val_bpb": scores.val_bpb,
+        "prequant_val_bpb": scores.prequant_val_bpb,
+        "val_loss": scores.val_loss,
+        "steps": int(s["steps"]),
+        "tokens": int(s["tokens_seen"]),
+        "seconds": float(s["train_seconds"]),
+        "artifact_bytes": int(s["artifact_bytes"]),
+        "config_hash": s["config_hash"],
+        "run_dir": str(run_dir),
+        "score_kind": scores.kind.describe(),
+        # Not in the CSV; used for the nats conversion, the guard check and the ladder.
+        "params": int(s["params"]),
+        "val_tokens": scores.val_tokens,
+        "val_bytes": scores.val_bytes,
+    }
+
+
+def write_runs_csv(rows: Sequence[Mapping[str, Any]], path: Path, columns: Sequence[str] = CSV_COLUMNS) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in r.items()})
+    atomic_write_text(path, buf.getvalue())
