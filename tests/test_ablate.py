@@ -97,7 +97,8 @@ def test_wallclock_matching_calibrates_once_and_warms_down_by_steps():
     ce, jepa = plan.config(arms[0], 1), plan.config(arms[1], 1)
     assert (ce.train.iterations, jepa.train.iterations) == (24, 12)  # 3 s / step time
     for c in (ce, jepa):
-        assert c.optim.warmdown_mode == "steps" and c.train.max_wallclock_seconds == pytest.approx(3.75)
+        assert c.optim.warmdown_mode == "steps" and c.train.guard_seconds == pytest.approx(3.75)
+        assert c.train.max_wallclock_seconds == 0.0  # the guard is not the challenge's cap
         assert c.optim.warmdown_iters == 4  # the preset's, in steps
     assert calls == [False, True]
     # Resuming with the saved calibration measures nothing; a changed arm is measured again.
@@ -376,3 +377,33 @@ def test_report_overlays_runs_and_fails_clearly(tiny_data, tmp_path, monkeypatch
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if it were not installed
     assert main(["report", str(tmp_path / "ce"), "--out", str(tmp_path / "rep2")]) == 2
     assert "pip install 'jepagolf[plots]'" in capsys.readouterr().err
+
+
+def test_the_guard_is_not_the_challenges_cap(tiny_data, tmp_path, monkeypatch):
+    """A wall-clock rung of 12 s with a guard at 24 s on a machine where GPTQ calibration takes a measured
+    30.2 s: the guard is a stop of its own (guard_seconds), not max_wallclock_seconds, so the calibration
+    reserve of the challenge's cap never applies to it and the run trains its calibrated steps."""
+    monkeypatch.setattr(loop, "estimate_calibration_seconds", lambda *a, **k: 30.2)  # a slow calibration
+    arms = [Arm("ce", {"jepa": "false"}), Arm("v3")]
+    plan = plan_ablation("smoke", arms, [1], "wallclock",
+                         {"max_wallclock_seconds": "12", "iterations": "1000", "data_path": str(tiny_data)},
+                         step_timer=lambda cfgs, _s: [2.0 for _ in cfgs], calib_steps=2, wallclock_slack=1.0)
+    cfg = plan.config(arms[0], 1)
+    assert (cfg.train.iterations, cfg.train.guard_seconds, cfg.train.max_wallclock_seconds) == (6, 24.0, 0.0)
+    rt = Runtime(device=torch.device("cpu"))
+    summary = loop.train(cfg, rt, tmp_path / "run")
+    assert summary["steps"] == 6
+    # The same 24 s as the challenge's cap: the reserve check fires (the simulation bites).
+    with pytest.raises(ConfigError, match="leaves no training time"):
+        loop.train(smoke_cfg(tiny_data, max_wallclock_seconds=24.0, iterations=6), rt, tmp_path / "capped")
+
+
+def test_the_guard_stops_training(tiny_data, tmp_path):
+    """guard_seconds stops the loop once training seconds reach it, like a cap but with no reserve."""
+    rt = Runtime(device=torch.device("cpu"))
+    summary = loop.train(smoke_cfg(tiny_data, iterations=6, guard_seconds=1e-9), rt, tmp_path / "run")
+    assert summary["steps"] == 1
+    cfg = build_config("smoke", {"guard_seconds": 5.0}, environ={})
+    assert cfg.hash() == build_config("smoke", {}, environ={}).hash()  # operational: not in the hash
+    with pytest.raises(ConfigError, match="guard_seconds"):
+        build_config("smoke", {"guard_seconds": -1.0}, environ={})

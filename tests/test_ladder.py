@@ -50,7 +50,8 @@ def test_rung_budgets_wallclock_flops_and_matching(tmp_path, monkeypatch):
     assert (rp.steps("ce"), rp.steps("v3")) == (200, 100)  # 2 s / step time
     assert rp.config("v3").optim.warmdown_iters == 25 and rp.config("ce").optim.warmdown_mode == "steps"
     assert rp.plan.seeds == [1, 2] and rp.seconds == 2.0
-    assert rp.config("ce").train.max_wallclock_seconds == 4.0  # a guard at twice the budget, not the budget
+    assert rp.config("ce").train.guard_seconds == 4.0  # a guard at twice the budget, not the budget
+    assert rp.config("ce").train.max_wallclock_seconds == 0.0  # ... and not the challenge's cap
     # A FLOP budget: the control gets the steps holding those FLOPs, every arm the time they take.
     per_step = rp.plan.flops_per_step["ce"]
     fr = _plan(Rung("b", {"num_layers": "2"}, 1.0, 2, flops=150 * per_step), tmp_path, monkeypatch)

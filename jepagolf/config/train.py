@@ -21,6 +21,10 @@ class TrainConfig:
     """Sequence length for training and evaluation."""
     max_wallclock_seconds: float = 600.0
     """Training time cap (clock stopped during validation); 0 = none, step-based schedule."""
+    guard_seconds: float = 0.0
+    """A stop that is not the challenge's cap: training ends once its seconds reach this, with no
+    calibration reserve and no schedule tied to it (ablate and ladder set it against a stalled machine);
+    0 = none. Operational: not in the config hash."""
     val_loss_every: int = 0
     """Validate every N steps (0: only at the end)."""
     val_max_tokens: int = 0
@@ -92,6 +96,8 @@ class TrainConfig:
             raise ConfigError(f"diag_every={self.diag_every}: use N > 0, 0 (= train_log_every) or -1 (off)")
         if self.max_wallclock_seconds < 0 or self.val_loss_every < 0 or self.val_max_tokens < 0:
             raise ConfigError("max_wallclock_seconds, val_loss_every and val_max_tokens must be >= 0")
+        if not self.guard_seconds >= 0:
+            raise ConfigError(f"guard_seconds={self.guard_seconds} must be >= 0 (0: no guard)")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ConfigError(f"device={self.device!r}: use auto, cpu or cuda")
         if self.compile not in ("auto", "on", "off"):
@@ -116,4 +122,4 @@ class TrainConfig:
 # Train fields that change how a run is executed or kept, not the model it trains: left out of
 # Config.hash(), and free to change when a run is resumed.
 OPERATIONAL_TRAIN_KEYS = ("device", "compile", "checkpoint_every_steps", "checkpoint_every_seconds",
-                          "checkpoint_keep", "skip_nonfinite_steps", "eval_seq_len", "eval_stride")
+                          "checkpoint_keep", "skip_nonfinite_steps", "eval_seq_len", "eval_stride", "guard_seconds")

@@ -27,9 +27,11 @@ Compute matching (``--match``):
   a short calibration (``--calib-steps`` timed steps after 2 warm-up steps, saved to
   ``DIR/calibration.json`` so a resumed ablation reuses it), the arm runs
   ``min(iterations, floor(S / t_a))`` steps with ``warmdown_mode=steps``, so it always warms down
-  completely, and ``max_wallclock_seconds`` becomes ``S * (1 + slack)``: a guard against a machine
-  that slows down a lot, not the budget. Each run's real training seconds are reported; a run that
-  the guard stopped early is flagged in ablation.md.
+  completely; ``max_wallclock_seconds`` becomes 0 and ``guard_seconds`` ``S * (1 + slack)``: a guard
+  against a machine that slows down a lot, not the budget and not the challenge's cap (so no GPTQ
+  calibration reserve is taken from it, and no schedule follows the clock). Each run's real training
+  seconds are reported; a run that the guard stopped early is trained again once, then flagged in
+  ablation.md.
 
 Both steps and flops matching need ``max_wallclock_seconds=0`` (a cap would decide the step counts).
 

@@ -294,6 +294,7 @@ class Trainer(ReliabilityMixin):
         t = self.cfg.train
         next_step_s = self.elapsed_s / max(self.step, 1) if self.calibration_reserve_s else 0.0
         time_up = t.max_wallclock_seconds > 0 and self.elapsed_s + next_step_s >= self.train_budget_s
+        time_up = time_up or 0 < t.guard_seconds <= self.elapsed_s  # ablate/ladder's guard: not the cap
         due = (t.checkpoint_every_seconds > 0
                and time.monotonic() - self._last_checkpoint_wall >= t.checkpoint_every_seconds)
         flags = [time_up, self.stop.requested, due]
@@ -306,7 +307,7 @@ class Trainer(ReliabilityMixin):
     def _agreed_elapsed(self, local: float) -> float:
         """Training seconds, the same on every rank: with a wall-clock cap the LR warmdown, the EMA
         momentum and the stop depend on it."""
-        if self.cfg.train.max_wallclock_seconds <= 0:
+        if self.cfg.train.max_wallclock_seconds <= 0 and self.cfg.train.guard_seconds <= 0:
             return local
         return self._agreed_max(local)
 
