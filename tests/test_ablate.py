@@ -407,3 +407,32 @@ def test_the_guard_stops_training(tiny_data, tmp_path):
     assert cfg.hash() == build_config("smoke", {}, environ={}).hash()  # operational: not in the hash
     with pytest.raises(ConfigError, match="guard_seconds"):
         build_config("smoke", {"guard_seconds": -1.0}, environ={})
+
+
+def _fake_summary(cfg, run_dir: Path, steps: int, score: float = 2.0) -> dict:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    seq = cfg.train.train_seq_len
+    summary = {"summary_version": 2, "steps": steps, "config_hash": cfg.hash(), "train_seconds": 1.0,
+               "tokens_seen": 1, "params": 1, "artifact_bytes": 1, "score_seq_len": seq, "score_stride": seq,
+               "val_tokens": 10, "val_bytes": 20,
+               **{f"{k}_val_{m}": score for k in ("score", "roundtrip", "prequant") for m in ("bpb", "loss")}}
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    (run_dir / "config.json").write_text(json.dumps(cfg.to_dict()))
+    return summary
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_a_non_finite_score_stops_the_ablation_naming_the_run(tiny_data, tmp_path, monkeypatch, capsys, bad):
+    """A NaN or inf score is refused with one line naming the run (exit 2), never written to runs.csv
+    or ablation.md as `nan`."""
+    def fake_train(cfg, _rt, run_dir):
+        nan_run = cfg.jepa.active and cfg.train.seed == 42
+        return _fake_summary(cfg, Path(run_dir), cfg.train.iterations, bad if nan_run else 2.0)
+
+    monkeypatch.setattr(loop, "train", fake_train)
+    monkeypatch.setattr("jepagolf.research.report.plot_ablation", lambda groups, out: [])
+    out = tmp_path / "abl"
+    assert main(ablate_args(tiny_data, out)) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: run jepa-seed42 scored") and "not finite" in err and "\n" not in err
+    assert not (out / "runs.csv").exists() and not (out / "ablation.md").exists()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import shutil
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -19,7 +20,7 @@ from jepagolf.summary import read_scores, score_kind
 from jepagolf.train.logger import atomic_write_text
 
 CSV_COLUMNS = ("arm", "seed", "val_bpb", "prequant_val_bpb", "val_loss", "steps", "tokens", "seconds",
-               "artifact_bytes", "config_hash", "run_dir", "score_kind")
+               "artifact_bytes", "config_hash", "run_dir", "score_kind", "prequant_val_loss")
 
 TrainFn = Callable[[Config, Any, Path], dict[str, Any]]
 
@@ -130,12 +131,19 @@ def row_from_summary(
     arm: str, seed: int, s: Mapping[str, Any], run_dir: Path, train_seq_len: int = 0
 ) -> dict[str, Any]:
     scores = read_scores(s, train_seq_len, run_dir / "summary.json")
+    for name in ("val_bpb", "val_loss", "prequant_val_bpb", "prequant_val_loss"):
+        value = getattr(scores, name)
+        if not math.isfinite(value):
+            raise AblationError(f"run {arm}-seed{seed} scored {name}={value} (not finite), which no paired test "
+                                f"can use; nothing was written to runs.csv: look into {run_dir}, and delete that "
+                                "folder to train the run again")
     return {
         "arm": arm,
         "seed": seed,
         "val_bpb": scores.val_bpb,
         "prequant_val_bpb": scores.prequant_val_bpb,
         "val_loss": scores.val_loss,
+        "prequant_val_loss": scores.prequant_val_loss,
         "steps": int(s["steps"]),
         "tokens": int(s["tokens_seen"]),
         "seconds": float(s["train_seconds"]),
