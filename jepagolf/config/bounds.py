@@ -57,6 +57,13 @@ def _finite_64(value: int | float) -> bool:
     return math.isfinite(value)
 
 
+def _fraction(obj: object, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if not 0.0 <= value <= 1.0:
+            raise ConfigError(f"{name}={value} must be a fraction of the run, in [0, 1]")
+
+
 def _positive(obj: object, *names: str) -> None:
     for name in names:
         value = getattr(obj, name)

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from jepagolf.config.bounds import ConfigError, _check_types, _positive
+from jepagolf.config.bounds import ConfigError, _check_types, _fraction, _positive
 from jepagolf.config.spans import SpanPlan, span_plan
 from jepagolf.recipes import recipe_values
 
@@ -20,6 +20,8 @@ class JepaConfig:
     """Weight of the JEPA loss in ce + lambda*jepa (0 runs the plain-CE path)."""
     jepa_lambda_warmup_steps: int = 100
     """Lambda rises linearly from 0 to jepa_lambda over this many steps."""
+    jepa_lambda_warmup_frac: float = 0.02
+    """With schedule_scale=run: the lambda ramp's length as a fraction of the run (v3: ~100 of ~4,600 steps)."""
     jepa_mask_frac: float = 1.0 / 16
     """Target fraction of each sequence masked, the same at every train_seq_len: m = frac * T tokens in
     round(m * jepa_span_p) spans (>= 1; or jepa_num_spans if set) of mean length m / count, which is 1/p
@@ -169,6 +171,7 @@ class JepaConfig:
             raise ConfigError(f"jepa_span_p={self.jepa_span_p} must be in (0, 1) (the geometric's p)")
         if self.jepa_lambda < 0 or self.jepa_lambda_warmup_steps < 0:
             raise ConfigError("jepa_lambda and jepa_lambda_warmup_steps must be >= 0")
+        _fraction(self, "jepa_lambda_warmup_frac")
         for name in ("jepa_ema_start", "jepa_ema_end"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(f"{name}={getattr(self, name)} must be in [0, 1)")

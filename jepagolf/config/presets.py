@@ -46,6 +46,13 @@ PRESETS: dict[str, dict[str, Any]] = {
         "warmdown_iters": 80,
         "muon_momentum_warmup_steps": 50,
         "jepa_lambda_warmup_steps": 25,
+        # A research preset: its schedules scale with the run's length (`--set iterations=4000` keeps their
+        # shape); at its 250 steps the fractions give exactly the counts above (a test pins it).
+        "schedule_scale": "run",
+        "warmdown_frac": 0.32,
+        "muon_momentum_warmup_frac": 0.2,
+        "jepa_lambda_warmup_frac": 0.1,
+        "artifact_ema_horizon_frac": 0.4,
         "max_wallclock_seconds": 0.0,
         "val_loss_every": 50,
         "val_max_tokens": 65_536,

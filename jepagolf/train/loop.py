@@ -128,7 +128,7 @@ class Trainer(ReliabilityMixin):
             make_target_encoder(self.model.gpt) if cfg.jepa.active and cfg.jepa.jepa_target == "ema" else None
         )
         self.last_jepa_stats: dict[str, Tensor] = {}
-        self.artifact_ema = WeightEMA(self.model.gpt, cfg.optim.artifact_ema_decay)
+        self.artifact_ema = WeightEMA(self.model.gpt, schedules.artifact_ema_decay(cfg))
         self.optimizers = build_optimizers(self.model, cfg.optim, fused=rt.device.type == "cuda",
                                            rank=rt.rank, world_size=rt.world_size)
         self.compiled = t.compile == "on" or (t.compile == "auto" and rt.device.type == "cuda")
@@ -251,7 +251,7 @@ class Trainer(ReliabilityMixin):
         """Set this step's LRs and momenta, clip, step every optimizer, update both EMAs."""
         cfg, step = self.cfg, self.step
         scale = schedules.lr_scale(cfg, step, self.elapsed_s, self.train_budget_s)
-        mom = schedules.muon_momentum(cfg, step)
+        mom = schedules.muon_momentum(cfg, step, self.elapsed_s, self.train_budget_s)
         for opt in self.optimizers:
             for group in opt.param_groups:
                 group["lr"] = group["base_lr"] * scale
