@@ -11,7 +11,7 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -208,42 +208,49 @@ def cmd_data_check(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _research_common(args: argparse.Namespace) -> dict[str, str]:
+    """The --set values of ``ablate`` and ``ladder``, with --tokenizer as an absolute path (a resumed ablation
+    or ladder is recognised from any working directory)."""
+    common = parse_set_args(args.overrides)
+    if args.tokenizer:
+        common["tokenizer_path"] = str(Path(args.tokenizer).resolve())
+    return common
+
+
+def _research_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The options ``ablate`` and ``ladder`` share, as keyword arguments of their main functions."""
+    return {"calib_steps": args.calib_steps, "wallclock_slack": args.wallclock_slack}
+
+
+def _print_result(text: str, what: str, out: Path, files: str) -> int:
+    if text:
+        print()
+        print(text)
+        print(f"\n{what} folder: {out}  ({files})")
+    return 0
+
+
 def cmd_ablate(args: argparse.Namespace) -> int:
     from jepagolf.research.ablate import default_ablation_dir, main_ablate
 
-    common = parse_set_args(args.overrides)
-    # Absolute paths: a resumed ablation is recognised from any working directory.
+    common = _research_common(args)
     if args.data:
         common["data_path"] = str(Path(args.data).resolve())
-    if args.tokenizer:
-        common["tokenizer_path"] = str(Path(args.tokenizer).resolve())
     preset = args.preset or _default_preset()
     out = Path(args.out) if args.out else default_ablation_dir(preset)
-    tables = main_ablate(preset, args.arm, args.seeds, args.match, common, out,
-                         calib_steps=args.calib_steps, wallclock_slack=args.wallclock_slack)
-    if tables:
-        print()
-        print(tables)
-        print(f"\nablation folder: {out}  (ablation.md, runs.csv, plots/)")
-    return 0
+    tables = main_ablate(preset, args.arm, args.seeds, args.match, common, out, **_research_options(args))
+    return _print_result(tables, "ablation", out, "ablation.md, runs.csv, plots/")
 
 
 def cmd_ladder(args: argparse.Namespace) -> int:
     from jepagolf.research.ladder import DEFAULT_SEEDS, main_ladder
 
-    common = parse_set_args(args.overrides)
-    if args.tokenizer:
-        common["tokenizer_path"] = str(Path(args.tokenizer).resolve())
     out = Path(args.out) if args.out else Path("runs") / ("ladder-smoke" if args.smoke else "ladder")
-    text = main_ladder(args.arm, args.rung, args.seeds or DEFAULT_SEEDS, common, out, data=args.data, smoke=args.smoke,
-                       match=args.match, calib_steps=args.calib_steps, max_epochs=args.max_epochs,
+    text = main_ladder(args.arm, args.rung, args.seeds or DEFAULT_SEEDS, _research_common(args), out, data=args.data,
+                       smoke=args.smoke, match=args.match, max_epochs=args.max_epochs,
                        add_points=[Path(p) for p in args.add_points], plan_only=args.plan_only,
-                       val_tokens=args.val_tokens, wallclock_slack=args.wallclock_slack)
-    if text:
-        print()
-        print(text)
-        print(f"\nladder folder: {out}  ({'plan.md' if args.plan_only else 'ladder.md, ladder.png, runs.csv'})")
-    return 0
+                       val_tokens=args.val_tokens, **_research_options(args))
+    return _print_result(text, "ladder", out, "plan.md" if args.plan_only else "ladder.md, ladder.png, runs.csv")
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -429,15 +436,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arm", action="append", default=None, metavar="NAME:KEY=VAL,...",
                    help="an arm (repeat; the first is the control; default: ce, v3 and fast, see the README)")
     p.add_argument("--rung", action="append", default=None, metavar="NAME:KEY=VAL,...,seconds=S,seeds=N",
-                   help="a rung: shape overrides, wall-clock seconds per run and seeds (repeat; default: r0..r4)")
+                   help="a rung: shape overrides, a budget (seconds=S per run, or the control's flops=F, steps=N or "
+                        "tpp=K training tokens per parameter) and seeds (repeat; default: r0..r4)")
     p.add_argument("--smoke", action="store_true",
                    help="the smoke preset, two tiny rungs and the demo corpus: the whole ladder in seconds")
     p.add_argument("--data", help="dataset folder (default: the research corpus, `jepagolf data research`)")
     p.add_argument("--tokenizer", help="SentencePiece model (default: the dataset's own)")
     p.add_argument("--seeds", default=None, help="seed list; a rung with N seeds uses the first N (default: "
                    "1337,42,2025,1,2,...)")
-    p.add_argument("--match", choices=["wallclock", "flops"], default="wallclock",
-                   help="what every arm of a rung gets the same of (default: wallclock)")
+    p.add_argument("--match", choices=["wallclock", "flops", "steps"], default="wallclock",
+                   help="what every arm of a rung gets the same of (default: wallclock; steps: the organisers' "
+                        "first test)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field in every run (repeatable); environment variables are ignored")
     p.add_argument("--out", help="ladder folder (default: runs/ladder, or runs/ladder-smoke); rerun to resume")

@@ -19,6 +19,7 @@ from typing import Any
 from jepagolf.config import Config, build_config, resolve_key
 from jepagolf.jsonfile import read_json_object
 from jepagolf.research.flops import train_flops_per_token
+from jepagolf.train import schedules
 from jepagolf.train.logger import atomic_write_text
 
 MATCH_MODES = ("steps", "flops", "wallclock")
@@ -98,6 +99,23 @@ class AblationPlan:
         over = {**_canonical(self.common), **_canonical(arm.overrides), **self.derived[arm.name], "seed": seed}
         return build_config(self.preset, over, environ={})
 
+    def schedules(self, arm: Arm) -> dict[str, float]:
+        """What the arm's schedules come to (lengths in steps, the artifact EMA's decay)."""
+        return schedules.lengths(self.config(arm, self.seeds[0]))
+
+    def schedule_note(self, arm: Arm) -> str:
+        c = self.config(arm, self.seeds[0])
+        s = self.schedules(arm)
+        how = "by the run's length" if schedules.by_run(c) else "fixed counts"
+        return (f"{how}: warmdown {s['warmdown_steps']}, Muon momentum warm-up {s['muon_momentum_warmup_steps']}, "
+                f"λ ramp {s['jepa_lambda_warmup_steps'] if c.jepa.active else '-'}, artifact EMA "
+                f"{s['artifact_ema_decay']:.6g} of {c.train.iterations} steps")
+
+    def export_note(self) -> str:
+        """The export scheme every run is scored after (the round trip)."""
+        e = self.config(self.control, self.seeds[0]).export
+        return f"{e.export_scheme}{' with GPTQ' if e.gptq and e.export_scheme == 'int6-lzma' else ''}"
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "preset": self.preset,
@@ -109,6 +127,8 @@ class AblationPlan:
             "notes": self.notes,
             "train_flops_per_step": self.flops_per_step,
             "calibration": self.calibration,
+            "schedules": {a.name: self.schedules(a) for a in self.arms},
+            "export": self.export_note(),
         }
 
 

@@ -16,6 +16,7 @@ from jepagolf.config import Config
 from jepagolf.jsonfile import read_json_object
 from jepagolf.outputs import is_locked
 from jepagolf.research.ablate_plan import AblationError, AblationPlan
+from jepagolf.research.progress import Progress
 from jepagolf.summary import read_scores, score_kind
 from jepagolf.train.logger import atomic_write_text
 
@@ -70,30 +71,38 @@ def run_ablation(
     rt: Any,
     train_fn: TrainFn | None = None,
     log: Callable[[str], None] = print,
+    progress: Progress | None = None,
+    first: int = 0,
 ) -> list[dict[str, Any]]:
     """Run (or resume) every (seed, arm) pair; returns one row per run in plan order.
 
     Runs go seed by seed, all arms within a seed, so an ablation cut short still holds complete pairs.
+    Each run's line says how far the whole job is and the time left (``progress``: runs ``first``.. of a
+    longer job, such as a ladder; default this ablation alone, estimated by ``run_estimates``).
     """
+    progress = progress or Progress(run_estimates(plan))
     if train_fn is None:
         from jepagolf.train.loop import train as train_fn
     if rt.is_main:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "ablation.json", json.dumps(plan.to_dict(), indent=2, sort_keys=True) + "\n")
     rows: list[dict[str, Any]] = []
-    total = len(plan.seeds) * len(plan.arms)
     for seed in plan.seeds:
         for arm in plan.arms:
             cfg = plan.config(arm, seed)
             run_dir = run_dir_for(out, arm.name, seed)
             summary = finished_summary(run_dir, cfg)
-            label = f"[{len(rows) + 1}/{total}] arm:{arm.name} seed:{seed}"
+            k = first + len(rows)
+            label = f"{progress.line(k)} arm:{arm.name} seed:{seed}"
             if summary is not None and _cut_short(plan, summary, cfg):
-                log(f"{label} stopped at step {summary.get('steps')} of {cfg.train.iterations} by the guard cap "
+                log(f"{label} stopped at step {summary.get('steps')} of {cfg.train.iterations} by the guard "
                     "earlier (a busy machine): rerunning it")
                 summary = None
             if summary is not None:
                 log(f"{label} finished earlier, skipped ({run_dir})")
+                progress.skip(k)
+            else:
+                progress.begin(k)
             for attempt in range(2 if summary is None else 0):
                 if run_dir.exists():
                     if is_locked(run_dir):
@@ -110,8 +119,19 @@ def run_ablation(
                 log(f"{label} the guard cap stopped it at step {summary.get('steps')} of {cfg.train.iterations} "
                     f"(a busy machine){': once more' if attempt == 0 else '; kept, and flagged in the report'}")
             assert summary is not None
+            if k not in progress.skipped:
+                progress.end(k)
             rows.append(row_from_summary(arm.name, seed, summary, run_dir, cfg.train.train_seq_len))
     return rows
+
+
+def run_estimates(plan: AblationPlan) -> list[float]:
+    """Estimated wall time of each run in the order they run: the budget under --match wallclock, else the
+    run's training FLOPs (relative units: the progress lines scale them by the time the runs take)."""
+    budget = (plan.calibration or {}).get("budget_seconds") if plan.match == "wallclock" else None
+    per_arm = [float(budget) if budget else plan.flops_per_step[a.name] * plan.config(a, plan.seeds[0]).train.iterations
+               for a in plan.arms]
+    return per_arm * len(plan.seeds)
 
 
 def _cut_short(plan: AblationPlan, summary: Mapping[str, Any], cfg: Config) -> bool:

@@ -55,6 +55,8 @@ from jepagolf.research.ladder_plan import (
     DEFAULT_RUNGS,
     DEFAULT_SEEDS,
     DEFAULT_VAL_TOKENS,
+    LADDER_MATCHES,
+    RESEARCH_EXPORT_NOTE,
     SMOKE_RUNGS,
     LadderError,
     Rung,
@@ -62,23 +64,37 @@ from jepagolf.research.ladder_plan import (
     check_epochs,
     data_view,
     default_data_dir,
-    estimate_run_seconds,
     parse_rung,
     plan_rung,
     plan_table,
     rung_common,
+    rung_run_seconds,
     train_tokens_available,
     val_tokens_available,
 )
 from jepagolf.research.ladder_report import (
     analyse,
+    comparison_line,
     compute_model_markdown,
     unequal_time_warnings,
     verdict,
 )
+from jepagolf.research.progress import Progress, format_duration
 from jepagolf.train.logger import atomic_write_text
 
 # ----- the command --------------------------------------------------------------------------------
+
+
+def plan_notes(plans: Sequence[RungPlan]) -> list[str]:
+    """What every run of the ladder shares that the tables do not show: the export scored, the schedules."""
+    rp = plans[0]
+    out = [f"export (the round trip scored): {rp.plan.export_note()}"
+           + (f" = {RESEARCH_EXPORT_NOTE}" if rp.plan.export_note() == "int8-zlib" else ""),
+           "verdict and fits rest on the round trip (the score); the pre-quantisation Δ is reported beside it"]
+    for p in plans:
+        out.append(f"{p.rung.name} ({p.rung.budget_kind} budget): " + "; ".join(
+            f"{a.name} {p.plan.schedule_note(a)}" for a in p.plan.arms))
+    return out
 
 
 def main_ladder(
@@ -91,8 +107,9 @@ def main_ladder(
     from jepagolf.data.dataset import resolve_dataset
     from jepagolf.train.runtime import setup_runtime
 
-    if match not in ("wallclock", "flops"):
-        raise LadderError(f"--match {match!r}: a ladder matches wallclock (the challenge's currency) or flops")
+    if match not in LADDER_MATCHES:
+        raise LadderError(f"--match {match!r}: a ladder matches wallclock (the challenge's currency), flops or steps "
+                          "(the organisers' first test)")
     if calib_steps < 1 or not max_epochs > 0 or val_tokens < 0 or wallclock_slack < 0:
         raise LadderError("--calib-steps must be >= 1, --max-epochs > 0, --val-tokens and --wallclock-slack >= 0")
     preset = "smoke" if smoke else "cpu-demo"
@@ -105,6 +122,10 @@ def main_ladder(
     clash = {r["rung"] for r in extra_rows} & {r.name for r in rungs}
     if clash:
         raise LadderError(f"--add-points rungs {sorted(clash)} have the names of this ladder's rungs; rename them")
+    other = sorted({str(r["match"]) for r in extra_rows if r.get("match") and r["match"] != match})
+    if other:
+        raise LadderError(f"--add-points holds runs matched by {', '.join(other)}, this ladder matches {match}: "
+                          "rungs of different comparisons do not share one fit; analyse them apart")
     common = dict(common)
     if data:
         common["data_path"] = str(Path(data).resolve())
@@ -133,25 +154,28 @@ def main_ladder(
     for rung in rungs:
         rp = plan_rung(preset, arms, rung, seeds, common, match, out, rt, log, calib_steps, wallclock_slack)
         plans.append(rp)
-    notes = check_epochs(plans, train_tokens, max_epochs)
+    notes = [comparison_line([match]).replace("**", ""), *plan_notes(plans), *check_epochs(plans, train_tokens,
+                                                                                           max_epochs)]
     table, total_s = plan_table(plans, train_tokens, val_tokens)
-    log("\n" + table + f"\n\nestimated wall time: {total_s / 60:.1f} min ({total_s / 3600:.2f} h)")
+    text = table + "\n\n" + "\n".join(f"- {n}" for n in notes)
+    log("\n" + text + f"\n\nestimated wall time: {total_s / 60:.1f} min ({total_s / 3600:.2f} h)")
     if rt.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / "plan.md", table + f"\n\nestimated wall time: {total_s / 3600:.2f} h\n")
+        atomic_write_text(out / "plan.md", text + f"\n\nestimated wall time: {total_s / 3600:.2f} h\n")
     if plan_only:
         return table
     rows: list[dict[str, Any]] = []
-    start = time.perf_counter()
-    done_s = 0.0
+    estimates = [s for rp in plans for s in rung_run_seconds(rp, val_tokens)]
+    progress = Progress(estimates)
+    first_run = 0
     for i, rp in enumerate(plans, start=1):
-        elapsed = time.perf_counter() - start
-        left = max(0.0, total_s - done_s)
-        log(f"== rung {rp.rung.name} ({i}/{len(plans)}): {len(rp.plan.arms) * len(rp.plan.seeds)} runs of "
-            f"{rp.seconds:.4g} s; ladder {elapsed / 60:.1f} min in, ~{left / 60:.1f} min left (estimate)")
+        log(f"== rung {rp.rung.name} ({i}/{len(plans)}): {len(rp.plan.arms) * len(rp.plan.seeds)} runs; ladder "
+            f"{format_duration(time.monotonic() - progress.start)} in, ~{format_duration(progress.left_s())} left "
+            "(estimate)")
         rung_rows = run_ablation(rp.plan, rp.out, rt, train_fn=train_fn,
-                                 log=lambda m, n=rp.rung.name: log(f"rung {n} {m}"))
-        done_s += len(rung_rows) * estimate_run_seconds(rp, val_tokens)
+                                 log=lambda m, n=rp.rung.name: log(f"rung {n} {m}"), progress=progress,
+                                 first=first_run)
+        first_run += len(rung_rows)
         if rt.is_main:
             finalize(rung_rows, rp.plan, rp.out, plots_wanted=False)
             rows += ladder_rows(rp, rung_rows)

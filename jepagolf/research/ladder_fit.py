@@ -13,19 +13,31 @@ from typing import Any
 from jepagolf.config import build_config
 from jepagolf.research import stats
 from jepagolf.research.flops import train_flops_per_token
-from jepagolf.research.ladder_plan import CHALLENGE_PRESET, LadderError, RungPlan, challenge_flops, count_params
+from jepagolf.research.ladder_plan import (
+    CHALLENGE_PRESET,
+    LadderError,
+    RungPlan,
+    challenge_flops,
+    count_non_embedding_params,
+    count_params,
+)
 
 # ----- rows ---------------------------------------------------------------------------------------
 
 CSV_COLUMNS = ("rung", "arm", "seed", "val_bpb", "prequant_val_bpb", "val_loss", "steps", "tokens", "seconds",
-               "params", "train_flops", "artifact_bytes", "config_hash", "run_dir")
+               "params", "train_flops", "artifact_bytes", "config_hash", "run_dir", "prequant_val_loss",
+               "non_embed_params", "match")
 _NUMERIC = {"seed": int, "val_bpb": float, "prequant_val_bpb": float, "val_loss": float, "steps": int,
             "tokens": int, "seconds": float, "params": int, "train_flops": float}
+# Columns a runs.csv written before they existed lacks: read when present (and then checked), else unknown.
+_OPTIONAL = {"prequant_val_loss": float, "non_embed_params": int}
 MAX_POINTS_BYTES = 16 << 20
 
 
 def ladder_rows(rp: RungPlan, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    return [{**r, "rung": rp.rung.name, "train_flops": rp.plan.flops_per_step[r["arm"]] * r["steps"]} for r in rows]
+    body = {a.name: count_non_embedding_params(rp.config(a.name)) for a in rp.plan.arms}
+    return [{**r, "rung": rp.rung.name, "train_flops": rp.plan.flops_per_step[r["arm"]] * r["steps"],
+             "non_embed_params": body[r["arm"]], "match": rp.plan.match} for r in rows]
 
 
 def load_points(path: Path) -> list[dict[str, Any]]:
@@ -43,12 +55,16 @@ def load_points(path: Path) -> list[dict[str, Any]]:
         if missing:
             raise LadderError(f"--add-points {path}: not a ladder runs.csv (missing columns {', '.join(missing)})")
         for i, raw in enumerate(reader, start=2):
+            present = {k: t for k, t in _OPTIONAL.items() if raw.get(k) not in (None, "")}
             try:
-                row: dict[str, Any] = {**raw, **{k: t(raw[k]) for k, t in _NUMERIC.items()}}
+                row: dict[str, Any] = {**raw, **{k: t(raw[k]) for k, t in {**_NUMERIC, **present}.items()}}
             except (TypeError, ValueError):
                 raise LadderError(f"--add-points {path}: line {i} has a non-numeric value") from None
-            if not all(math.isfinite(float(row[k])) for k in _NUMERIC):
+            if not all(math.isfinite(float(row[k])) for k in (*_NUMERIC, *present)):
                 raise LadderError(f"--add-points {path}: line {i} has a non-finite value")
+            for k in _OPTIONAL:
+                if k not in present:
+                    row.pop(k, None)
             rows.append(row)
     if not rows:
         raise LadderError(f"--add-points {path}: no runs in it")
@@ -71,6 +87,9 @@ class RungResult:
     mde: float
     control_loss: float = math.nan  # the control's mean val_loss on these seeds, nats/token
     control_se: float = math.nan  # its standard error over the seeds
+    prequant: stats.PairedTest | None = None  # the same Δ before quantisation (None: a row lacks it)
+    prequant_mde: float = math.nan
+    non_embed_params: int = 0  # the control's parameters less its embedding tables (0: not known)
 
     @property
     def n(self) -> int:
@@ -79,6 +98,15 @@ class RungResult:
     @property
     def tokens_per_param(self) -> float:
         return self.tokens / self.params
+
+    @property
+    def tokens_per_non_embed_param(self) -> float:
+        return self.tokens / self.non_embed_params if self.non_embed_params else math.nan
+
+
+def _mde(test: stats.PairedTest) -> float:
+    """The paired t-test's minimal detectable effect (80% power, alpha 0.05 two-sided) from the measured sd."""
+    return stats.paired_mde(test.sd, test.n) if test.n >= 2 and test.sd > 0 else math.nan
 
 
 def rung_results(rows: Sequence[Mapping[str, Any]], control: str) -> list[RungResult]:
@@ -99,10 +127,16 @@ def rung_results(rows: Sequence[Mapping[str, Any]], control: str) -> list[RungRe
                 continue
             c, a = [ctrl[s]["val_loss"] for s in seeds], [by[s]["val_loss"] for s in seeds]
             test = stats.paired_t_test(c, a)
-            mde = stats.paired_mde(test.sd, test.n) if test.n >= 2 and test.sd > 0 else math.nan
             c_mean, c_sd = stats.mean_std(c)
+            pre = None
+            if all("prequant_val_loss" in r for r in (*[ctrl[s] for s in seeds], *[by[s] for s in seeds])):
+                pre = stats.paired_t_test([ctrl[s]["prequant_val_loss"] for s in seeds],
+                                          [by[s]["prequant_val_loss"] for s in seeds])
+            body = int(next(iter(ctrl.values())).get("non_embed_params", 0) or 0)
+            se = c_sd / math.sqrt(len(c)) if len(c) > 1 else math.nan
             out.append(RungResult(rung, arm, seeds, [y - x for x, y in zip(c, a, strict=True)], flops, params,
-                                  tokens, test, mde, c_mean, c_sd / math.sqrt(len(c)) if len(c) > 1 else math.nan))
+                                  tokens, test, _mde(test), c_mean, se, pre,
+                                  _mde(pre) if pre is not None else math.nan, body))
     return sorted(out, key=lambda r: (r.arm, r.flops))
 
 

@@ -4,6 +4,7 @@ epoch guard and the plan's wall-time estimate. ``jepagolf/research/ladder.py`` s
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,7 @@ CHALLENGE_MFU = 0.2292  # v3 trainer, plain CE, compiled, 524,288-token steps (J
 CHALLENGE_PRESET = "v3"
 BAR_NATS = 0.005  # the challenge's record bar
 
+LADDER_MATCHES = ("wallclock", "flops", "steps")
 WARMDOWN_FRACTION = 0.25  # v3: 1200 of ~4,700-10,700 steps
 CONTROL_FLOPS_NOTE = "x = the control's training FLOPs in the rung's budget (jepagolf/research/flops.py conventions)"
 
@@ -55,33 +57,45 @@ class Rung:
     seeds: int = 3
     flops: float | None = None  # ... or, when set, the control's training FLOPs; the budget is then the time
     # the control takes for them on this machine (calibrated), and every arm gets that time
+    steps: int | None = None  # ... or the control's optimizer steps
+    tpp: float | None = None  # ... or the control's training tokens per parameter (whole model)
+
+    @property
+    def budget_kind(self) -> str:
+        return next((k for k in ("flops", "steps", "tpp") if getattr(self, k) is not None), "seconds")
 
     def spec(self) -> str:
-        budget = f"flops={self.flops:g}" if self.flops is not None else f"seconds={self.seconds:g}"
+        kind = self.budget_kind
+        budget = f"{kind}={getattr(self, kind):g}"
         kv = [f"{k}={v}" for k, v in self.overrides.items()] + [budget, f"seeds={self.seeds}"]
         return f"{self.name}:" + ",".join(kv)
 
 
-RUNG_KEYS = ("seconds", "flops", "seeds")
+BUDGET_KEYS = ("seconds", "flops", "steps", "tpp")
+RUNG_KEYS = (*BUDGET_KEYS, "seeds")
 
 
 def parse_rung(spec: str) -> Rung:
-    """``NAME:KEY=VAL,...,seconds=S,seeds=N`` (or ``flops=F`` instead of seconds): config overrides (the
-    shape) plus the budget."""
+    """``NAME:KEY=VAL,...,seconds=S,seeds=N`` (or ``flops=F``, ``steps=N`` or ``tpp=K`` tokens per parameter
+    instead of seconds): config overrides (the shape) plus the budget."""
     arm = parse_arm(spec, "--rung", RUNG_KEYS)
     over = dict(arm.overrides)
-    if ("seconds" in over) == ("flops" in over) or "seeds" not in over:
-        raise LadderError(f"--rung {spec!r}: give seeds= and one of seconds= or flops= (a rung is a shape and a "
-                          "budget)")
+    if sum(k in over for k in BUDGET_KEYS) != 1 or "seeds" not in over:
+        raise LadderError(f"--rung {spec!r}: give seeds= and one of seconds=, flops=, steps= or tpp= (a rung is a "
+                          "shape and a budget)")
     try:
         seeds = int(over.pop("seeds"))
         seconds = float(over.pop("seconds", "1"))
         flops = float(over.pop("flops")) if "flops" in over else None
+        steps = int(over.pop("steps")) if "steps" in over else None
+        tpp = float(over.pop("tpp")) if "tpp" in over else None
     except ValueError:
-        raise LadderError(f"--rung {spec!r}: seconds and flops must be numbers and seeds an integer") from None
-    if not (seconds > 0 and (flops is None or flops > 0)) or seeds < 2:
-        raise LadderError(f"--rung {spec!r}: seconds and flops must be > 0 and seeds >= 2 (a paired sd needs two)")
-    return Rung(arm.name, over, seconds, seeds, flops)
+        raise LadderError(f"--rung {spec!r}: seconds, flops and tpp must be numbers, steps and seeds integers") \
+            from None
+    budget_ok = all(v is None or (math.isfinite(v) and v > 0) for v in (seconds, flops, steps, tpp))
+    if not budget_ok or seeds < 2:
+        raise LadderError(f"--rung {spec!r}: the budget must be > 0 and seeds >= 2 (a paired sd needs two)")
+    return Rung(arm.name, over, seconds, seeds, flops, steps, tpp)
 
 
 def _shape(layers: int, dim: int, heads: int, kv: int, seq: int, batch: int) -> dict[str, str]:
@@ -110,7 +124,15 @@ DEFAULT_ARMS = ("ce:jepa=false", "v3:", "fast:jepa_target=online,jepa_batch_frac
 DEFAULT_SEEDS = ",".join(["1337", "42", "2025", *(str(s) for s in range(1, 14))])  # 16 distinct
 # Every rung: no periodic validation or diagnostics (they would cost time inside the budget), a step
 # limit the clock always reaches first.
-LADDER_COMMON = {"iterations": "1000000", "val_loss_every": "0", "diag_every": "-1", "train_log_every": "100"}
+LADDER_COMMON = {"iterations": "1000000", "val_loss_every": "0", "diag_every": "-1", "train_log_every": "100",
+                 # Schedules by each run's own length (warmdown the last WARMDOWN_FRACTION of its steps), and
+                 # a stated export: int8 + zlib, which keeps every tensor of <= 65,536 elements in float, so at
+                 # these sizes the round trip costs about nothing and Δ measures training, not quantisation
+                 # noise (int5 added 0.03-0.16 nats/token at 1,000-10,000 steps of a 271k model, by seed).
+                 "schedule_scale": "run", "warmdown_frac": str(WARMDOWN_FRACTION),
+                 "export_scheme": "int8-zlib", "gptq": "false"}
+RESEARCH_EXPORT_NOTE = ("int8 + zlib (the reference's scheme: tensors of <= 65,536 elements stay float), no GPTQ: "
+                        "at these sizes the round trip costs about nothing, so Δ measures training")
 
 
 def default_data_dir() -> Path:
@@ -160,7 +182,12 @@ def plan_rung(
     preset: str, arms: Sequence[Arm], rung: Rung, seeds: Sequence[int], common: Mapping[str, str], match: str,
     out: Path, rt: Any, log: Callable[[str], None], calib_steps: int, wallclock_slack: float = 1.0,
 ) -> RungPlan:
-    """The rung's ablation plan: wall-clock matched, or FLOP matched from the control's calibrated steps."""
+    """The rung's ablation plan: wall-clock matched (every arm the control's time), FLOP matched or step matched
+    (every arm the control's steps), the control's steps being those its budget gives: calibrated from
+    seconds, or from steps=, flops= or tpp= directly. The step times are calibrated in every case (the
+    wall-time estimate and the progress lines use them)."""
+    if match not in LADDER_MATCHES:
+        raise LadderError(f"--match {match!r}: use one of {', '.join(LADDER_MATCHES)}")
     if len(seeds) < rung.seeds:
         raise LadderError(f"rung {rung.name} needs {rung.seeds} seeds but --seeds gives {len(seeds)}")
     rung_out = out / "rungs" / rung.name
@@ -168,24 +195,49 @@ def plan_rung(
     plan = plan_calibrated(preset, arms, seeds[: rung.seeds], "wallclock", over, rung_out, rt, log,
                            calib_steps=calib_steps, warmdown_fraction=WARMDOWN_FRACTION,
                            wallclock_slack=wallclock_slack)
-    if rung.flops is not None:
-        # The budget is the time the control needs for the rung's FLOPs at its calibrated step time;
+    ctrl_steps = control_steps(rung, plan)
+    if ctrl_steps is not None:
+        # The budget is the time the control needs for the rung's steps at its calibrated step time;
         # the step times measured above (at a nominal budget) are reused for every arm.
         measured = [float(plan.calibration["arms"][a.name]["step_seconds"]) for a in arms]  # type: ignore[index]
-        ctrl_steps = max(1, round(rung.flops / plan.flops_per_step[arms[0].name]))
         over["max_wallclock_seconds"] = f"{(ctrl_steps + 0.5) * measured[0]:.6g}"
         plan = plan_ablation(preset, arms, seeds[: rung.seeds], "wallclock", over,
                              step_timer=lambda _c, _s: measured, calib_steps=calib_steps,
                              warmdown_fraction=WARMDOWN_FRACTION, wallclock_slack=wallclock_slack)
-    if match == "flops":
-        ctrl = plan.config(plan.control, plan.seeds[0])
-        iters = ctrl.train.iterations
-        flops_over = {**over, "iterations": str(iters), "warmdown_iters": str(round(WARMDOWN_FRACTION * iters)),
+    if match in ("flops", "steps"):
+        iters = plan.config(plan.control, plan.seeds[0]).train.iterations if ctrl_steps is None else ctrl_steps
+        fixed_over = {**over, "iterations": str(iters), "warmdown_iters": str(round(WARMDOWN_FRACTION * iters)),
                       "max_wallclock_seconds": "0"}
         calibration = plan.calibration
-        plan = plan_ablation(preset, arms, seeds[: rung.seeds], "flops", flops_over)
+        plan = plan_ablation(preset, arms, seeds[: rung.seeds], match, fixed_over)
         plan.calibration = calibration  # the step times stay known (estimates, the budget shown)
     return RungPlan(rung, plan, rung_out)
+
+
+def control_steps(rung: Rung, plan: AblationPlan) -> int | None:
+    """The control's steps that a steps=, flops= or tpp= budget asks for; None for a seconds budget (the
+    calibration decides)."""
+    if rung.steps is not None:
+        return rung.steps
+    if rung.flops is not None:
+        return max(1, round(rung.flops / plan.flops_per_step[plan.control.name]))
+    if rung.tpp is not None:
+        ctrl = plan.config(plan.control, plan.seeds[0])
+        return max(1, math.ceil(rung.tpp * count_params(ctrl) / ctrl.train.train_batch_tokens))
+    return None
+
+
+def count_non_embedding_params(cfg: Config) -> int:
+    """Parameters of the exported GPT less its embedding tables (the tied token embedding and the bigram
+    table): at the challenge's size those are ~6% of the model, at the small rungs most of it."""
+    import torch
+
+    from jepagolf.model.gpt import GPT
+
+    with torch.device("meta"):
+        gpt = GPT(cfg.model, cfg.train.train_seq_len)
+    embedded = {id(p) for m in gpt.modules() if isinstance(m, torch.nn.Embedding) for p in m.parameters()}
+    return sum(p.numel() for p in gpt.parameters() if id(p) not in embedded)
 
 
 def count_params(cfg: Config) -> int:
@@ -258,17 +310,29 @@ def check_epochs(plans: Sequence[RungPlan], train_tokens: int, max_epochs: float
     return notes
 
 
-def estimate_run_seconds(rp: RungPlan, val_tokens: int) -> float:
-    """Expected wall seconds of one run: the budget plus three exact evaluations of the validation split
-    (forward only, about a third of a training step's FLOPs per token, at the control's measured rate)
-    plus a few seconds of build and export."""
-    calib = (rp.plan.calibration or {}).get("arms", {}).get(rp.control)
+def estimate_run_seconds(rp: RungPlan, val_tokens: int, arm: str | None = None) -> float:
+    """Expected wall seconds of one run (of ``arm``; default the control): its training (the budget at
+    equal wall-clock; its steps times its calibrated step time when matched by steps or FLOPs) plus three
+    exact evaluations of the validation split (forward only, about a third of a training step's FLOPs per
+    token, at the control's measured rate) plus a few seconds of build and export."""
+    arms = (rp.plan.calibration or {}).get("arms", {})
+    calib = arms.get(rp.control)
     if not calib:
         return rp.seconds
     rate = rp.plan.flops_per_step[rp.control] / float(calib["step_seconds"])  # FLOP/s measured
     ctrl = rp.config(rp.control)
     eval_s = 3 * val_tokens * flops_per_token(ctrl).ce_step / 3 / rate
-    return rp.seconds + eval_s + 3.0
+    train_s = rp.seconds
+    arm = arm or rp.control
+    if rp.plan.match != "wallclock" and arm in arms:
+        train_s = rp.steps(arm) * float(arms[arm]["step_seconds"])
+    return train_s + eval_s + 3.0
+
+
+def rung_run_seconds(rp: RungPlan, val_tokens: int) -> list[float]:
+    """Expected wall seconds of each of the rung's runs, in the order they run (seed by seed, arm by arm)."""
+    per_arm = [estimate_run_seconds(rp, val_tokens, a.name) for a in rp.plan.arms]
+    return per_arm * len(rp.plan.seeds)
 
 
 def plan_table(plans: Sequence[RungPlan], train_tokens: int, val_tokens: int) -> tuple[str, float]:
@@ -277,17 +341,17 @@ def plan_table(plans: Sequence[RungPlan], train_tokens: int, val_tokens: int) ->
     for rp in plans:
         c = rp.config(rp.control)
         m = c.model
-        n = count_params(c)
-        run_s = estimate_run_seconds(rp, val_tokens)
-        runs = len(rp.plan.arms) * len(rp.plan.seeds)
-        total += runs * run_s
+        n, n_body = count_params(c), count_non_embedding_params(c)
+        runs_s = rung_run_seconds(rp, val_tokens)
+        total += sum(runs_s)
         steps = ", ".join(f"{a.name} {rp.steps(a.name)}" for a in rp.plan.arms)
         body.append([
             rp.rung.name, f"{m.num_layers}x{m.model_dim}, seq {c.train.train_seq_len}, "
             f"batch {c.train.train_batch_tokens}", f"{n:,}", f"{rp.seconds:.4g}", str(len(rp.plan.seeds)), steps,
             f"{rp.tokens(rp.control):,}", f"{rp.tokens(rp.control) / train_tokens:.3f}",
-            f"{rp.tokens(rp.control) / n:.1f}", f"{rp.control_flops():.3g}", f"{runs} x {run_s:.0f} s",
+            f"{rp.tokens(rp.control) / n:.1f}", f"{rp.tokens(rp.control) / n_body:.1f}", f"{rp.control_flops():.3g}",
+            f"{len(runs_s)} runs, {sum(runs_s) / 60:.1f} min",
         ])
-    header = ["rung", "shape", "params", "seconds", "seeds", "steps", "control tokens", "epochs", "tokens/param",
-              "control FLOPs", "runs x est. wall"]
+    header = ["rung", "shape", "params", "control seconds", "seeds", "steps", "control tokens", "epochs",
+              "tokens/param", "tokens/non-embedding param", "control FLOPs", "est. wall"]
     return _md_table(header, body), total

@@ -102,15 +102,51 @@ def verdict(e: Extrapolation, control: str) -> str:
     return head + body + slope + (f" Note: {e.note}." if e.note else "")
 
 
+def where_rows(results: Sequence[RungResult]) -> list[list[str]]:
+    """Per rung and arm: the round trip's Δ and the pre-quantisation Δ, each with CI, p and MDE."""
+    body = []
+    for r in results:
+        for what, t, mde in (("round trip (the score)", r.test, r.mde), ("before quantisation", r.prequant,
+                                                                           r.prequant_mde)):
+            if t is None:
+                body.append([r.rung, r.arm, what, "n/a", "n/a", "n/a", "n/a"])
+                continue
+            ci = f"[{t.ci_low:+.4f}, {t.ci_high:+.4f}]" if t.n >= 2 else "n/a"
+            p = "n/a" if math.isnan(t.p_two_sided) else f"{t.p_two_sided:.3g}"
+            body.append([r.rung, r.arm, what, f"{t.mean:+.4f}", ci, p, "n/a" if math.isnan(mde) else f"{mde:.4f}"])
+    return body
+
+
+MATCH_WORDS = {
+    "wallclock": "**equal wall-clock**: every arm trains the control's seconds at each rung (step counts "
+                 "calibrated on this machine), the challenge's currency",
+    "flops": "**equal training FLOPs**: every arm trains the control's FLOPs at each rung",
+    "steps": "**equal steps**: every arm trains the control's steps at each rung (the organisers' first test: a "
+             "sign of life, whatever each step costs); the equal-time comparison is a separate ladder "
+             "(--match wallclock)",
+}
+
+
+def comparison_line(matches: Sequence[str]) -> str:
+    """Which comparison the tables are, in words (runs of other or unknown matches said so)."""
+    known = [m for m in dict.fromkeys(matches) if m]
+    if not known:
+        return "Comparison: not recorded in these rows (runs.csv from before the match was written)."
+    if len(known) == 1:
+        return f"Comparison: {MATCH_WORDS.get(known[0], known[0])}."
+    return f"Comparison: **mixed** ({', '.join(known)}): rungs matched differently are not one comparison."
+
+
 def ladder_markdown(
     results: Sequence[RungResult], extrapolations: Sequence[Extrapolation], control: str, plan_notes: Sequence[str],
     challenge: Mapping[str, tuple[float, int, float]], plots: Sequence[str], warnings: Sequence[str],
-    models: Sequence[ComputeModel] = (),
+    models: Sequence[ComputeModel] = (), comparison: str = "",
 ) -> str:
     x0 = challenge_flops()
     lines = [
         "# Compute ladder",
         "",
+        *([comparison, ""] if comparison else []),
         "## What it predicts",
         "",
     ]
@@ -135,10 +171,17 @@ def ladder_markdown(
         ci = f"[{t.ci_low:+.4f}, {t.ci_high:+.4f}]" if t.n >= 2 else "n/a"
         mde = "n/a" if math.isnan(r.mde) else f"{r.mde:.4f}" + (" ✓" if r.mde < BAR_NATS else "")
         sd = "n/a" if math.isnan(t.sd) else f"{t.sd:.4f}"
+        body_tpp = "n/a" if math.isnan(r.tokens_per_non_embed_param) else f"{r.tokens_per_non_embed_param:.1f}"
         body.append([r.rung, r.arm, str(r.n), f"{r.flops:.3g}", f"{r.params:,}", f"{r.tokens:,.0f}",
-                     f"{r.tokens_per_param:.1f}", f"{t.mean:+.4f}", ci, sd, mde])
+                     f"{r.tokens_per_param:.1f}", body_tpp, f"{t.mean:+.4f}", ci, sd, mde])
     lines += [_md_table(["rung", "arm", "pairs", "control FLOPs", "params", "control tokens", "tokens/param",
-                         "Δ nats/token", "95% CI", "paired sd", f"MDE (✓ < {BAR_NATS})"], body), ""]
+                         "tokens/non-embedding param", "Δ nats/token", "95% CI", "paired sd",
+                         f"MDE (✓ < {BAR_NATS})"], body), ""]
+    lines += ["Where the effect lives: the same Δ after the round trip (the score; the verdict and the fits rest "
+              "on it) and before quantisation (the exported weights in float), each with its paired test. Where "
+              "they differ, the export moved the effect.", ""]
+    lines += [_md_table(["rung", "arm", "measured on", "Δ nats/token", "95% CI", "paired t p (2-sided)",
+                         "MDE nats/token"], where_rows(results)), ""]
     lines += ["## Fit and extrapolation", "",
               f"Weighted least squares Δ = a + b·log10(FLOPs), weights 1/SE². The challenge's compute: "
               f"{CHALLENGE_GPUS} GPUs x {CHALLENGE_SECONDS:g} s x MFU {CHALLENGE_MFU} (the v3 trainer, plain CE, "
@@ -296,22 +339,31 @@ def analyse(
         plots.append(plot_ladder(extrapolations, out / "ladder.png", models).name)
     except ImportError as e:  # matplotlib is optional
         warnings.append(f"plot skipped: {e}")
-    warnings += unequal_time_warnings(rows, control)
+    # Only equal-time rungs promise equal seconds (rows from before the match was written were all such).
+    warnings += unequal_time_warnings([r for r in rows if r.get("match", "wallclock") == "wallclock"], control)
     smallest = min(results, key=lambda r: r.flops).rung if results else None
     for r in results:
         if r.rung == smallest and not r.mde < BAR_NATS:
             warnings.append(f"rung {r.rung}, arm {r.arm}: MDE {r.mde:.4f} nats is not below {BAR_NATS} with "
                             f"{r.n} seeds (paired sd {r.test.sd:.4f}); more seeds would be needed")
-    md = ladder_markdown(results, extrapolations, control, plan_notes, challenge, plots, warnings, models)
+    comparison = comparison_line([str(r.get("match") or "") for r in rows])
+    md = ladder_markdown(results, extrapolations, control, plan_notes, challenge, plots, warnings, models, comparison)
     atomic_write_text(out / "ladder.md", md)
     doc = {
         "control": control,
+        "comparison": comparison,
+        "verdict_rests_on": "round trip (the score)",
         "challenge": {"gpus": CHALLENGE_GPUS, "seconds": CHALLENGE_SECONDS, "mfu": CHALLENGE_MFU,
                       "peak_flops": PEAK_FLOPS, "train_flops": challenge_flops(),
                       "tokens_params_per_arm": {a: list(v) for a, v in challenge.items()}},
         "rungs": [{"rung": r.rung, "arm": r.arm, "seeds": r.seeds, "deltas_nats": r.deltas, "mean": r.test.mean,
                    "sd": _num(r.test.sd), "se": _num(r.test.se), "ci": [_num(r.test.ci_low), _num(r.test.ci_high)],
-                   "mde": _num(r.mde), "train_flops": r.flops, "params": r.params, "tokens": r.tokens}
+                   "mde": _num(r.mde), "train_flops": r.flops, "params": r.params, "tokens": r.tokens,
+                   "non_embed_params": r.non_embed_params or None,
+                   "prequant": None if r.prequant is None else {
+                       "mean": r.prequant.mean, "sd": _num(r.prequant.sd), "ci": [_num(r.prequant.ci_low),
+                                                                                  _num(r.prequant.ci_high)],
+                       "p": _num(r.prequant.p_two_sided), "mde": _num(r.prequant_mde)}}
                   for r in results],
         "fits": [{"arm": e.arm, "note": e.note, "rungs": [r.rung for r in e.points],
                   **({"intercept": e.fit.intercept, "slope": e.fit.slope, "cov": e.fit.cov, "chi2": e.fit.chi2,
@@ -330,10 +382,12 @@ def analyse(
         "warnings": warnings,
     }
     atomic_write_text(out / "ladder.json", json.dumps(doc, indent=2, sort_keys=True) + "\n")
-    lines = []
+    lines = [comparison.replace("**", "")]
     for r in results:
-        lines.append(f"rung {r.rung} arm {r.arm}: Δ {r.test.mean:+.4f} nats/token over {r.n} seeds, 95% CI "
-                     f"[{r.test.ci_low:+.4f}, {r.test.ci_high:+.4f}], MDE {r.mde:.4f}, FLOPs {r.flops:.3g}")
+        pre = "" if r.prequant is None else (f"; before quantisation {r.prequant.mean:+.4f} [{r.prequant.ci_low:+.4f}, "
+                                              f"{r.prequant.ci_high:+.4f}], MDE {r.prequant_mde:.4f}")
+        lines.append(f"rung {r.rung} arm {r.arm}: Δ {r.test.mean:+.4f} nats/token (round trip) over {r.n} seeds, 95% "
+                     f"CI [{r.test.ci_low:+.4f}, {r.test.ci_high:+.4f}], MDE {r.mde:.4f}{pre}; FLOPs {r.flops:.3g}")
     lines += [verdict(e, control).replace("`", "") for e in extrapolations]
     for m in models:
         if m.fit is not None:
