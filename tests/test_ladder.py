@@ -236,3 +236,55 @@ def test_the_default_ladder_is_sized_for_its_promises():
     assert all(r.seeds <= len(seeds) for r in rungs) and all(r.seeds >= 3 for r in rungs)
     r2 = next(r for r in rungs if r.name == "r2")
     assert stats.paired_mde(0.006, r2.seeds) < ladder.BAR_NATS
+
+
+def test_rungs_by_steps_and_by_tokens_per_parameter(tmp_path, monkeypatch):
+    """A rung's budget may be steps=N or tpp=K; --match steps gives every arm the control's steps, and
+    --match wallclock with a steps budget gives every arm the time the control takes for them."""
+    r = parse_rung("s:num_layers=2,steps=300,seeds=2")
+    assert (r.steps, r.budget_kind) == (300, "steps") and parse_rung(r.spec()) == r
+    t = parse_rung("t:num_layers=2,tpp=50,seeds=2")
+    assert (t.tpp, t.budget_kind) == (50.0, "tpp") and parse_rung(t.spec()) == t
+    for bad in ("r:steps=100,tpp=5,seeds=2", "r:steps=0,seeds=2", "r:tpp=-1,seeds=2", "r:steps=1.5,seeds=2",
+                "r:tpp=inf,seeds=2"):
+        with pytest.raises(LadderError):
+            parse_rung(bad)
+    eq = _plan(Rung("e", {"num_layers": "2"}, seeds=2, steps=300), tmp_path, monkeypatch, match="steps")
+    assert eq.steps("ce") == eq.steps("v3") == 300 and eq.plan.match == "steps"
+    assert eq.config("v3").train.max_wallclock_seconds == 0 and eq.config("v3").optim.schedule_scale == "run"
+    wc = _plan(Rung("w", {"num_layers": "2"}, seeds=2, steps=300), tmp_path, monkeypatch)
+    assert (wc.steps("ce"), wc.steps("v3")) == (300, 150)  # the fake timer: v3's steps cost twice
+    tp = _plan(Rung("p", {"num_layers": "2"}, seeds=2, tpp=50.0), tmp_path, monkeypatch, match="steps")
+    ctrl = tp.config("ce")
+    n = ladder_plan.count_params(ctrl)
+    assert tp.steps("ce") == tp.steps("v3") == math.ceil(50 * n / ctrl.train.train_batch_tokens)
+    assert tp.tokens("ce") / n == pytest.approx(50, rel=0.05)
+    # Tokens per non-embedding parameter leave out the token embedding and the bigram table.
+    m = ctrl.model
+    assert ladder_plan.count_non_embedding_params(ctrl) == n - m.vocab_size * m.model_dim - \
+        m.bigram_buckets * m.model_dim
+    table, _ = ladder_plan.plan_table([eq, tp], 10**9, 4096)
+    assert "tokens/non-embedding param" in table
+
+
+def test_the_report_says_which_comparison_and_where_the_effect_lives(tmp_path):
+    spec = {"r1": (1e11, [0.001, 0.003, 0.002]), "r2": (1e12, [0.0, 0.002, -0.001])}
+    rows = _rows(spec)
+    for r in rows:
+        r["prequant_val_loss"] = r["val_loss"] - (0.01 if r["arm"] == "v3" else 0.0)  # v3 better before quantisation
+        r["non_embed_params"], r["match"] = 250, "steps"
+    text = ladder.analyse(rows, "ce", tmp_path)
+    md = (tmp_path / "ladder.md").read_text()
+    assert "Comparison: **equal steps**" in md and "Comparison: equal steps" in text
+    assert "| r1 | v3 | before quantisation | -0.0080 |" in md and "| r1 | v3 | round trip (the score) | +0.0020 |" in md
+    assert "tokens/non-embedding param" in md
+    doc = json.loads((tmp_path / "ladder.json").read_text())
+    r1 = next(r for r in doc["rungs"] if r["rung"] == "r1")
+    assert r1["prequant"]["mean"] == pytest.approx(0.002 - 0.01) and r1["non_embed_params"] == 250
+    assert doc["verdict_rests_on"].startswith("round trip")
+    # A runs.csv from before these columns: read back without them, the table says n/a.
+    back = ladder.load_points(tmp_path / "runs.csv")
+    assert back[0]["prequant_val_loss"] == rows[0]["prequant_val_loss"] and back[0]["match"] == "steps"
+    old = [{k: v for k, v in r.items() if k not in ("prequant_val_loss", "non_embed_params", "match")} for r in rows]
+    ladder.analyse(old, "ce", tmp_path / "old")
+    assert "| r1 | v3 | before quantisation | n/a |" in (tmp_path / "old" / "ladder.md").read_text()
