@@ -107,9 +107,9 @@ class AblationPlan:
         c = self.config(arm, self.seeds[0])
         s = self.schedules(arm)
         how = "by the run's length" if schedules.by_run(c) else "fixed counts"
-        return (f"{how}: warmdown {s['warmdown_steps']}, Muon momentum warm-up {s['muon_momentum_warmup_steps']}, "
-                f"λ ramp {s['jepa_lambda_warmup_steps'] if c.jepa.active else '-'}, artifact EMA "
-                f"{s['artifact_ema_decay']:.6g} of {c.train.iterations} steps")
+        return (f"{how} ({c.train.iterations} steps): warmdown {s['warmdown_steps']}, Muon momentum warm-up "
+                f"{s['muon_momentum_warmup_steps']}, λ ramp {s['jepa_lambda_warmup_steps'] if c.jepa.active else '-'} "
+                f"steps, artifact EMA decay {s['artifact_ema_decay']:.6g}")
 
     def export_note(self) -> str:
         """The export scheme every run is scored after (the round trip)."""

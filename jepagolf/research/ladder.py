@@ -2,12 +2,15 @@
 to the challenge's compute.
 
 ``jepagolf ladder [--data DIR] [--out DIR]`` runs every arm (the first is the control) with every seed
-of every rung, where a rung is a model shape and a wall-clock budget. Each rung is a seed-paired ablation
-(``jepagolf/research/ablate.py``) in ``OUT/rungs/<rung>/``, matched by wall-clock (every arm the rung's seconds,
-steps calibrated on this machine with the arms timed in interleaved rounds (``ablate.measure_step_seconds``),
-step-based warmdown over the last ``WARMDOWN_FRACTION`` of them) or,
-with ``--match flops``, by training FLOPs (the control gets the calibrated steps, the other arms the
-same FLOPs). Rerunning the same command resumes: finished runs are kept, calibrations reused.
+of every rung, where a rung is a model shape and a budget (wall-clock seconds, or the control's FLOPs, steps
+or training tokens per parameter). Each rung is a seed-paired ablation (``ablate_plan``, ``ablate_run``) in
+``OUT/rungs/<rung>/``, matched by wall-clock (every arm the rung's seconds, steps calibrated on this machine
+with the arms timed in interleaved rounds (``ablate_plan.measure_step_seconds``)), with ``--match flops`` by
+training FLOPs (the control gets its steps, the other arms the same FLOPs) or with ``--match steps`` by
+steps (every arm the control's). Every run's schedules scale with its length (warmdown over the last
+``WARMDOWN_FRACTION``) and its export is a stated choice (``LADDER_COMMON``: int8 + zlib). The planning is
+in ``ladder_plan``, the fits in ``ladder_fit``, the report in ``ladder_report``; this module is the command.
+Rerunning the same command resumes: finished runs are kept, calibrations reused.
 
 The analysis: per rung and arm, Δ = val_loss(arm) - val_loss(control) in nats per validation token
 (round-trip artifact, paired by seed), its mean, 95% CI and the minimal detectable effect of the paired
@@ -19,12 +22,13 @@ runs.csv files, e.g. the GPU rungs of scripts/gpu_ladder.sh), ``OUT/ladder.json`
 
 Default ladder sizing (README, "Compute ladder"), from the step times calibrated on the idle 2-core machine
 (docs/results/ladder/plan.md): the control trains 1.9e11, 3.8e11, 2.2e12, 5.5e12 and 1.0e13 FLOPs on r0..r4
-(55x). Wall time with the three default arms = sum over rungs of 3 x seeds x (seconds + overhead), the overhead
-being model build, three exact evaluations of the 262,144 scored validation tokens, GPTQ and LZMA (measured
-per run: 17, 23, 54, 127 and 192 s in all): 3 x (12 x 17 + 8 x 23 + 14 x 54 + 3 x 127 + 3 x 192) s = 6,303 s
-~ 1.75 h, plus ~6 min of calibration. r2 carries the MDE: the first ladder measured paired sds of ~0.02 nats
-at r0-r1 (v3) but 0.003-0.006 at r2 (from 3 seeds each), and 14 seeds put r2's MDE below 0.005 nats for a
-paired sd up to 0.006. ``--plan-only`` measures the step times on the machine and prints this estimate.
+(55x). Wall time with the three default arms = sum over rungs of 3 x seeds x (seconds + overhead), the
+overhead being model build, three exact evaluations of the 262,144 scored validation tokens, GPTQ and LZMA
+(measured per run for that ladder, before its export became int8 + zlib without GPTQ: 17, 23, 54, 127 and 192
+s in all): 3 x (12 x 17 + 8 x 23 + 14 x 54 + 3 x 127 + 3 x 192) s = 6,303 s ~ 1.75 h, plus ~6 min of
+calibration. r2 carries the MDE: the first ladder measured paired sds of ~0.02 nats at r0-r1 (v3) but
+0.003-0.006 at r2 (from 3 seeds each), and 14 seeds put r2's MDE below 0.005 nats for a paired sd up to 0.006.
+``--plan-only`` measures the step times on the machine and prints this estimate.
 """
 
 from __future__ import annotations
