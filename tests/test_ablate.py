@@ -436,3 +436,21 @@ def test_a_non_finite_score_stops_the_ablation_naming_the_run(tiny_data, tmp_pat
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: run jepa-seed42 scored") and "not finite" in err and "\n" not in err
     assert not (out / "runs.csv").exists() and not (out / "ablation.md").exists()
+
+
+def test_every_run_line_says_how_far_and_the_time_left(tmp_path):
+    """One line per run, with the ablation's elapsed time and an estimate of the time left; runs found
+    finished earlier are skipped without counting."""
+    arms = [Arm("ce", {"jepa": "false"}), Arm("v3")]
+    plan = plan_ablation("smoke", arms, [1, 2], "steps", {"iterations": "3"})
+    lines: list[str] = []
+    rt = Runtime(device=torch.device("cpu"))
+    run_ablation(plan, tmp_path / "abl", rt, train_fn=lambda c, _rt, d: _fake_summary(c, Path(d), 3),
+                 log=lines.append)
+    trained = [m for m in lines if "training ->" in m]
+    assert [m.split("]")[0] for m in trained] == ["[1/4", "[2/4", "[3/4", "[4/4"]
+    assert all(" in, ~" in m and " left arm:" in m for m in trained)
+    lines.clear()
+    run_ablation(plan, tmp_path / "abl", rt, train_fn=lambda c, _rt, d: _fake_summary(c, Path(d), 3),
+                 log=lines.append)
+    assert len(lines) == 4 and all("finished earlier, skipped" in m for m in lines)

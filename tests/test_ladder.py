@@ -289,3 +289,16 @@ def test_the_report_says_which_comparison_and_where_the_effect_lives(tmp_path):
     old = [{k: v for k, v in r.items() if k not in ("prequant_val_loss", "non_embed_params", "match")} for r in rows]
     ladder.analyse(old, "ce", tmp_path / "old")
     assert "| r1 | v3 | before quantisation | n/a |" in (tmp_path / "old" / "ladder.md").read_text()
+
+
+def test_plan_only_at_equal_steps_says_which_comparison(tiny_data, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(ladder_plan, "plan_calibrated", lambda *a, **k: ladder.plan_ablation(
+        *a[:5], step_timer=_fake_timer, calib_steps=k["calib_steps"], warmdown_fraction=k["warmdown_fraction"],
+        wallclock_slack=k["wallclock_slack"]))
+    args = ["ladder", "--smoke", "--data", str(tiny_data), "--arm", "ce:jepa=false", "--arm", "v3:", "--match",
+            "steps", "--rung", "e:num_layers=2,model_dim=32,steps=40,seeds=2", "--out", str(tmp_path / "l"),
+            "--calib-steps", "1", "--plan-only"]
+    assert main(args) == 0
+    plan = (tmp_path / "l" / "plan.md").read_text()
+    assert "| e |" in plan and "ce 40, v3 40" in plan and "Comparison: equal steps" in plan
+    assert "export (the round trip scored): int8-zlib" in plan and "by the run's length (40 steps)" in plan
