@@ -139,7 +139,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_data_demo(args: argparse.Namespace) -> int:
-    from jepagolf.data.corpus import build_demo_corpus, default_cache_dir, ensure_demo_corpus, is_corpus
+    from jepagolf.data.corpus import DEMO_COMMAND, build_demo_corpus, default_cache_dir, ensure_demo_corpus
     from jepagolf.outputs import check_output_dir
 
     if args.if_missing and not args.out:
@@ -147,8 +147,8 @@ def cmd_data_demo(args: argparse.Namespace) -> int:
         print(f"demo corpus: {paths.data_dir} tokenizer: {paths.tokenizer}")
         return 0
     out = Path(args.out) if args.out else default_cache_dir() / "demo_sp1024"
-    if args.out:  # the cache folder is the command's own; a folder the user names is checked
-        check_output_dir(out, command="jepagolf data demo", overwrite=args.overwrite, is_own=is_corpus)
+    # The cache folder too: a file the user put there is not the command's to delete.
+    check_output_dir(out, command=DEMO_COMMAND, overwrite=args.overwrite)
     paths = build_demo_corpus(out, vocab_size=args.vocab_size)
     print(f"demo corpus: {paths.data_dir} tokenizer: {paths.tokenizer}")
     return 0
@@ -159,7 +159,7 @@ def cmd_data_research(args: argparse.Namespace) -> int:
 
     paths = build_research_corpus(Path(args.out) if args.out else None, if_missing=args.if_missing,
                                   packages_dir=Path(args.packages) if args.packages else None,
-                                  workers=args.workers, progress=not args.quiet)
+                                  workers=args.workers, progress=not args.quiet, overwrite=args.overwrite)
     print(f"research corpus: {paths.data_dir} tokenizer: {paths.tokenizer}")
     print(f"train with: jepagolf train --data {paths.data_dir}")
     return 0
@@ -408,6 +408,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--if-missing", action="store_true", help="reuse the corpus when it is complete and current")
     d.add_argument("--packages", help="download cache for the packages (default: <cache>/research-packages)")
     d.add_argument("--workers", type=int, default=None, help="encoding processes (default: all cores)")
+    d.add_argument("--overwrite", action="store_true",
+                   help="replace a non-empty --out that is not an earlier research corpus (an earlier one is "
+                        "replaced anyway; never the package cache, a run folder or the working directory)")
     d.add_argument("--quiet", action="store_true", help="no progress lines")
     d.set_defaults(func=cmd_data_research)
     _add_data_tool_commands(dsub)

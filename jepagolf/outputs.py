@@ -1,15 +1,37 @@
 """Where commands write: never replace what they did not create, and replace their own output safely.
 
-Every command that writes a folder (``data demo``, ``data build``, ``export``, ...) follows one rule,
-checked by :func:`check_output_dir` before any work starts:
+Every command that writes a folder (``data demo``, ``data build``, ``data research``, ``export``,
+``ladder``, the demo-corpus cache) follows one rule, checked by :func:`check_output_dir` before any
+long work starts:
 
+- an ``--out`` that is, lies inside or holds one of the command's inputs is refused, whether or not it
+  exists yet;
 - a missing or empty ``--out`` is simply written;
-- a non-empty ``--out`` is replaced only when it is the command's own earlier output (recognised by
-  the manifest or marker that command writes) or when ``--overwrite`` is given; commands whose output
-  is costly or hand-edited (``data build``, ``export``) want ``--overwrite`` even for their own;
-- never, even with ``--overwrite``: a file; a folder that is, contains or lies inside one of the
-  command's inputs; a run folder, or a folder holding one; the working directory, the home folder,
-  a filesystem root or any folder above them; a foreign folder too large to inspect.
+- a non-empty ``--out`` is replaced only when it is the command's own earlier output, proven by the
+  marker the command wrote there (:func:`owns`), or when ``--overwrite`` is given; commands whose
+  output is costly or hand-edited (``data build``, ``export``) want ``--overwrite`` even for their own;
+- never, even with ``--overwrite``: a file; a run folder, or a folder holding one; the working
+  directory, the home folder, a filesystem root or any folder above them; a foreign folder too large
+  to inspect.
+
+Ownership is never read from a manifest (anyone, or a copy, can write one). It is a marker file,
+:data:`MARKER`, that a command writes into the folder it has just created (:func:`claim_dir`) and
+that counts only where it can be verified:
+
+- it names the command that wrote it;
+- it names the folder itself by its device and inode numbers, so a marker copied into another
+  folder with the files (``cp -r``, a restored backup), written by hand, or left in a folder that
+  was later moved across filesystems does not verify: such a folder is foreign (the safe side:
+  ``--overwrite`` then replaces it). A rename on one filesystem keeps the inode, so the folder stays
+  the command's own, as it should;
+- a command that writes its folder in one go records the names of every entry it put there; a file
+  the user added since makes the folder foreign again. Commands that add to their folder over time
+  (``ladder``, an ablation's run folders) record no list; they only ever write their own names there
+  and delete nothing but run folders they marked and that hold only what a run writes.
+
+Nothing secret is involved: the marker proves the folder was made by jepagolf as it is now, which is
+what guards against accidents (a hand-written manifest, user files added, a copy); it does not stop
+someone who forges a marker for their own folder on purpose, as nothing in a user's own account could.
 
 The new output is built in a hidden sibling and swapped in by :func:`replace_dir` only once it is
 complete, so a failure leaves the old output as it was.
@@ -21,9 +43,11 @@ the OS drops it when the process exits or dies, so a crash never leaves a stale 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import shutil
+import stat
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -31,6 +55,14 @@ from pathlib import Path
 # module sits below export, so the names are spelled out here).
 RUN_FOLDER_FILES = ("summary.json", "train.log", "metrics.jsonl", "final_model.int6.lzma", "checkpoints")
 LOCK_FILE = ".jepagolf.lock"
+# The ownership marker (see the module docstring); not listed in any manifest.
+MARKER = ".jepagolf-output.json"
+_MARKER_FORMAT = "jepagolf-output"
+_MARKER_MAX_BYTES = 1 << 20
+# What a `jepagolf train` run writes into its folder, beyond RUN_FOLDER_FILES: an ablation deletes an
+# unfinished run folder of its own only when it holds nothing else. Hidden atomic-write temporaries
+# (".NAME.PID.HEX.tmp") are a run's too.
+RUN_WRITES = (*RUN_FOLDER_FILES, "config.json", "plots", LOCK_FILE, MARKER)
 # A foreign folder is inspected (for run folders and inputs inside it) up to this many entries; a larger
 # one is refused outright rather than searched, which is what a mistyped --out usually is.
 SCAN_LIMIT = 10_000
@@ -45,8 +77,81 @@ def is_run_folder(path: Path) -> bool:
 
 
 def _is_empty_dir(path: Path) -> bool:
-    """Empty, or holding only a run lock file (a run that stopped before writing anything)."""
-    return path.is_dir() and all(p.name == LOCK_FILE for p in path.iterdir())
+    """Empty, or holding only a run lock file (a run that stopped before writing anything) or a marker."""
+    return path.is_dir() and all(p.name in (LOCK_FILE, MARKER) for p in path.iterdir())
+
+
+# ----------------------------------------------------------------------------- ownership markers
+
+
+def _identity(folder: Path) -> list[int]:
+    st = os.stat(folder)
+    return [st.st_dev, st.st_ino]
+
+
+def claim_dir(folder: Path, command: str, *, complete: bool = True) -> None:
+    """Mark ``folder``, which ``command`` has just created (or found empty), as its own output.
+
+    ``complete``: the folder now holds everything the command writes there, and its entries are
+    recorded (a later extra entry makes it foreign); otherwise the command adds to it over time and
+    no list is kept. Written last for a complete folder, first for one that grows."""
+    folder = Path(folder)
+    entries = sorted(p.name for p in folder.iterdir() if p.name not in (MARKER, LOCK_FILE)) if complete else None
+    doc = {"format": _MARKER_FORMAT, "command": command, "folder": _identity(folder), "entries": entries}
+    tmp = folder / f".{MARKER}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    tmp.write_text(json.dumps(doc, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, folder / MARKER)
+
+
+def _marker(folder: Path) -> dict | None:
+    """The marker in ``folder`` if it verifies for this very folder (see the module docstring)."""
+    path = Path(folder) / MARKER
+    try:
+        st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > _MARKER_MAX_BYTES:
+            return None
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(doc, dict) or doc.get("format") != _MARKER_FORMAT:
+            return None
+        if doc.get("folder") != _identity(folder):
+            return None
+    except (OSError, ValueError, RecursionError):
+        return None
+    return doc
+
+
+def owns(folder: Path, command: str) -> bool:
+    """Whether ``folder`` is ``command``'s own output: a verified marker of that command, and (for a
+    folder written in one go) no entry the command did not put there."""
+    doc = _marker(folder)
+    if doc is None or doc.get("command") != command:
+        return False
+    entries = doc.get("entries")
+    if entries is None:
+        return True
+    if not isinstance(entries, list):
+        return False
+    try:
+        present = {p.name for p in Path(folder).iterdir()} - {MARKER, LOCK_FILE}
+    except OSError:
+        return False
+    return present <= set(entries)
+
+
+def unfinished_run_removable(run_dir: Path, command: str) -> str | None:
+    """Why the run folder ``run_dir`` may NOT be deleted for a rerun by ``command``, or None when it may:
+    it must carry ``command``'s marker and hold only what a training run writes."""
+    if not owns(run_dir, command):
+        return f"it carries no marker of {command} (written by hand, copied, or by an older jepagolf)"
+    extra = []
+    for p in sorted(Path(run_dir).iterdir()):
+        if p.name in RUN_WRITES or p.name.startswith("final_model.") or (p.name.startswith(".") and
+                                                                         p.name.endswith(".tmp")):
+            continue
+        extra.append(p.name)
+    if extra:
+        return f"it holds files a training run does not write ({', '.join(extra[:3])})"
+    return None
 
 
 def _related(a: Path, b: Path) -> bool:
@@ -86,24 +191,24 @@ def check_output_dir(
     *,
     command: str,
     overwrite: bool,
-    is_own: Callable[[Path], bool],
     inputs: Iterable[Path] = (),
     own_needs_overwrite: bool = False,
     flag: str = "--overwrite",
 ) -> bool:
     """Whether ``out`` holds something that the command's new output will replace; raises
-    :class:`OutputError` when it may not (see the module docstring). ``command`` names it in messages,
-    ``is_own(out)`` recognises its earlier output, ``inputs`` are the paths it reads."""
+    :class:`OutputError` when it may not (see the module docstring). ``command`` names it in messages
+    and in its marker (:func:`owns`); ``inputs`` are the paths it reads."""
     out = Path(out)
+    resolved = out.resolve()
+    for inp in inputs:
+        # Before anything else: an output inside an input is refused even when it does not exist yet.
+        if _related(resolved, Path(inp).resolve()):
+            raise OutputError(f"output folder {out} overlaps the input {inp} ({command} never writes into or "
+                              "above what it reads): choose another output folder")
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out} exists and is not a folder; choose a folder for the output")
     if not out.exists() or _is_empty_dir(out):
         return False
-    resolved = out.resolve()
-    for inp in inputs:
-        if _related(resolved, Path(inp).resolve()):
-            raise OutputError(f"output folder {out} overlaps the input {inp} ({command} never replaces what "
-                              "it reads): choose another output folder")
     why = _protected(resolved)
     if why is not None:
         raise OutputError(f"output folder {out} is {why} and holds files; {command} never replaces it: "
@@ -111,7 +216,7 @@ def check_output_dir(
     if is_run_folder(out):
         raise OutputError(f"output folder {out} is a training run folder; {command} never replaces it: "
                           "choose another output folder")
-    own = is_own(out)
+    own = owns(out, command)
     if not own:
         inside = _run_folder_inside(out)
         if inside is not None:

@@ -22,6 +22,7 @@ from jepagolf.data.documents import DocumentReader, discover_inputs
 from jepagolf.data.errors import InputError
 from jepagolf.data.shards import HEADER_BYTES, list_shards, load_shard, load_tokens, read_header
 from jepagolf.data.tokenizer import BOS_ID, encode_documents, load_tokenizer
+from jepagolf.outputs import MARKER
 
 VOCAB = 320
 
@@ -101,7 +102,7 @@ def test_build_follows_fineweb_conventions(built, corpus: tuple[Path, list[str]]
 def test_build_manifest(built) -> None:
     res, inputs = built
     manifest = json.loads((res.data_dir / "manifest.json").read_text())
-    on_disk = sorted(p.name for p in res.data_dir.iterdir() if p.name != "manifest.json")
+    on_disk = sorted(p.name for p in res.data_dir.iterdir() if p.name not in ("manifest.json", MARKER))
     assert sorted(manifest["files"]) == on_disk and "tokenizer.model" in on_disk
     for name, entry in manifest["files"].items():
         assert entry == {"bytes": (res.data_dir / name).stat().st_size, "sha256": _sha256(res.data_dir / name)}

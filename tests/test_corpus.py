@@ -25,6 +25,7 @@ from jepagolf.data.corpus import (
 )
 from jepagolf.data.shards import list_shards, load_shard, load_tokens
 from jepagolf.data.tokenizer import BOS_ID, encode_documents, load_tokenizer
+from jepagolf.outputs import MARKER
 
 SYLLABLES = [
     "ka",
@@ -174,7 +175,7 @@ def test_build_writes_valid_shards(built: tuple[DatasetPaths, list[str]]) -> Non
 def test_build_manifest_matches_files(built: tuple[DatasetPaths, list[str]]) -> None:
     paths, _ = built
     manifest = json.loads((paths.data_dir / "manifest.json").read_text())
-    on_disk = sorted(p.name for p in paths.data_dir.iterdir() if p.name != "manifest.json")
+    on_disk = sorted(p.name for p in paths.data_dir.iterdir() if p.name not in ("manifest.json", MARKER))
     assert sorted(manifest["files"]) == on_disk
     for name, entry in manifest["files"].items():
         assert entry == {

@@ -29,7 +29,7 @@ from jepagolf.data.check import check_dataset
 from jepagolf.data.documents import DocumentReader, discover_inputs, split_document
 from jepagolf.data.shards import load_shard, write_shard
 from jepagolf.export.artifact import ARTIFACT_NAME
-from jepagolf.outputs import LOCK_FILE, OutputError, RunLock, check_output_dir, is_locked
+from jepagolf.outputs import LOCK_FILE, MARKER, OutputError, RunLock, check_output_dir, claim_dir, is_locked
 from jepagolf.research.report import PNG_NAMES, ReportError, is_report_png, refuse_foreign_pngs
 from jepagolf.train.entry import bundle_main
 from jepagolf.train.loop import train
@@ -83,47 +83,58 @@ def test_data_demo_refuses_a_folder_it_did_not_write(tmp_path, capsys, monkeypat
 
 
 def test_data_demo_replaces_only_its_own_corpus(tmp_path):
+    """Ownership is a verified marker (outputs.owns), never a manifest: a hand-written demo manifest does
+    not make a folder the command's, nor another command's marker, nor a marker copied from elsewhere."""
     own = tmp_path / "demo"
     own.mkdir()
-    (own / "manifest.json").write_text(json.dumps({"format": "jepagolf-corpus", "prefix": "demo"}))
+    (own / "tokenizer.model").write_text("x")
+    claim_dir(own, "jepagolf data demo")
+    assert check_output_dir(own, command="jepagolf data demo", overwrite=False) is True
     built = tmp_path / "built"
     built.mkdir()
-    (built / "manifest.json").write_text(json.dumps({"format": "jepagolf-corpus", "builder": "jepagolf data build"}))
-    from jepagolf.data.corpus import is_corpus
-
-    assert check_output_dir(own, command="demo", overwrite=False, is_own=is_corpus) is True
+    (built / "manifest.json").write_text(json.dumps({"format": "jepagolf-corpus", "builder": None, "files": {}}))
+    with pytest.raises(OutputError, match="pass --overwrite"):  # a manifest alone proves nothing
+        check_output_dir(built, command="jepagolf data demo", overwrite=False)
+    claim_dir(built, "jepagolf data build")
     with pytest.raises(OutputError, match="pass --overwrite"):  # a `data build` corpus is not demo's own
-        check_output_dir(built, command="demo", overwrite=False, is_own=is_corpus)
+        check_output_dir(built, command="jepagolf data demo", overwrite=False)
+    copy = tmp_path / "copy"
+    shutil.copytree(own, copy)  # the marker came along, but it names another folder
+    with pytest.raises(OutputError, match="pass --overwrite"):
+        check_output_dir(copy, command="jepagolf data demo", overwrite=False)
+    (own / "mine.txt").write_text("added by the user")  # the command's folder, with a file it did not write
+    with pytest.raises(OutputError, match="pass --overwrite"):
+        check_output_dir(own, command="jepagolf data demo", overwrite=False)
 
 
 def test_output_rules(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    never = lambda _p: False  # noqa: E731
-    assert check_output_dir(tmp_path / "new", command="c", overwrite=False, is_own=never) is False
+    assert check_output_dir(tmp_path / "new", command="c", overwrite=False) is False
     (tmp_path / "empty").mkdir()
-    assert check_output_dir(tmp_path / "empty", command="c", overwrite=False, is_own=never) is False
+    assert check_output_dir(tmp_path / "empty", command="c", overwrite=False) is False
     (tmp_path / "file").write_text("x")
     with pytest.raises(OutputError, match="not a folder"):
-        check_output_dir(tmp_path / "file", command="c", overwrite=True, is_own=never)
+        check_output_dir(tmp_path / "file", command="c", overwrite=True)
     inp = user_folder(tmp_path / "in")
     for out in (inp, tmp_path / "in" / "sub", tmp_path / "in" / "sub" / ".."):
         with pytest.raises(OutputError, match="overlaps the input"):
-            check_output_dir(out, command="c", overwrite=True, is_own=never, inputs=[inp])
+            check_output_dir(out, command="c", overwrite=True, inputs=[inp])
     outer = user_folder(tmp_path / "outer")
     with pytest.raises(OutputError, match="overlaps the input"):  # the input lies inside --out
-        check_output_dir(outer, command="c", overwrite=True, is_own=never, inputs=[outer / "sub" / "data.csv"])
+        check_output_dir(outer, command="c", overwrite=True, inputs=[outer / "sub" / "data.csv"])
     run = fake_run(tmp_path / "run")
+    claim_dir(run, "c")  # even the command's own marker does not make a run folder replaceable
     with pytest.raises(OutputError, match="is a training run folder"):
-        check_output_dir(run, command="c", overwrite=True, is_own=lambda _p: True)
+        check_output_dir(run, command="c", overwrite=True)
     holder = tmp_path / "runs"
     fake_run(holder / "a" / "seed1")
     with pytest.raises(OutputError, match="holds a training run folder"):
-        check_output_dir(holder, command="c", overwrite=True, is_own=never)
-    assert check_output_dir(outer, command="c", overwrite=True, is_own=never) is True
+        check_output_dir(holder, command="c", overwrite=True)
+    assert check_output_dir(outer, command="c", overwrite=True) is True
     # A folder holding only a stale run lock (a run that stopped at once) counts as empty.
     (tmp_path / "locked").mkdir()
     (tmp_path / "locked" / LOCK_FILE).write_text("")
-    assert check_output_dir(tmp_path / "locked", command="c", overwrite=False, is_own=never) is False
+    assert check_output_dir(tmp_path / "locked", command="c", overwrite=False) is False
 
 
 def test_data_build_never_replaces_its_input(tmp_path, capsys):
@@ -174,6 +185,106 @@ def test_ablate_does_not_delete_a_run_that_is_training(tmp_path):
         run_ablation(plan, tmp_path / "abl", Runtime(device=torch.device("cpu")),
                      train_fn=lambda *a: pytest.fail("must not train"), log=lambda _m: None)
     assert (run_dir / "train.log").is_file()
+
+
+# ----------------------------------------------------------------------------- issue 22: one ownership rule
+
+
+def test_data_research_out_follows_the_output_rule(tmp_path, capsys, monkeypatch):
+    """Refused before anything is downloaded: a foreign non-empty --out, a file, the package cache."""
+    from jepagolf.data import research
+
+    monkeypatch.setattr(research, "ensure_package", lambda *a: pytest.fail("must not download"))
+    mine = user_folder(tmp_path / "mine")
+    pkgs = tmp_path / "pkgs"
+    fails(["data", "research", "--out", str(mine), "--packages", str(pkgs)], "pass --overwrite", capsys)
+    assert snapshot(mine) == {"notes.txt": b"precious", "sub/data.csv": b"1,2,3"}
+    file = tmp_path / "file.txt"
+    file.write_text("precious")
+    fails(["data", "research", "--out", str(file), "--packages", str(pkgs)], "is not a folder", capsys)
+    assert file.read_text() == "precious" and not list(tmp_path.glob(".file.txt*"))
+    cache = user_folder(tmp_path / "cache")  # --out holding the package cache, or inside it: never
+    for out, packages in ((cache, cache / "sub"), (cache / "sub" / "corpus", cache / "sub"), (cache / "new", cache)):
+        fails(["data", "research", "--out", str(out), "--packages", str(packages), "--overwrite"],
+              "overlaps the input", capsys)
+    assert snapshot(cache) == {"notes.txt": b"precious", "sub/data.csv": b"1,2,3"}
+
+
+def test_ladder_out_must_be_new_or_its_own(tmp_path, capsys):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "plan.md").write_text("my plan")
+    fails(["ladder", "--smoke", "--plan-only", "--out", str(mine)], "was not created by jepagolf ladder", capsys)
+    assert (mine / "plan.md").read_text() == "my plan" and sorted(p.name for p in mine.iterdir()) == ["plan.md"]
+    from jepagolf.research.ladder import LADDER_COMMAND, check_ladder_out, claim_ladder_out
+
+    ours = tmp_path / "ours"
+    claim_ladder_out(ours)
+    (ours / "plan.md").write_text("the ladder's plan")
+    check_ladder_out(ours)  # its own folder: resumed, with no --overwrite needed
+    copy = tmp_path / "copy"
+    shutil.copytree(ours, copy)
+    fails(["ladder", "--smoke", "--plan-only", "--out", str(copy)], "was not created by jepagolf ladder", capsys)
+    assert json.loads((ours / MARKER).read_text())["command"] == LADDER_COMMAND
+
+
+def test_data_demo_does_not_take_a_hand_written_manifest_for_its_own(tmp_path, capsys):
+    fake = user_folder(tmp_path / "fake")
+    (fake / "manifest.json").write_text(json.dumps({"format": "jepagolf-corpus", "builder": None, "files": {}}))
+    before = snapshot(fake)
+    fails(["data", "demo", "--out", str(fake)], "not an earlier output of jepagolf data demo", capsys)
+    assert snapshot(fake) == before
+
+
+def test_the_demo_cache_keeps_a_user_file(tmp_path, capsys, monkeypatch):
+    cache = tmp_path / "cache"
+    (cache / "demo_sp1024").mkdir(parents=True)
+    (cache / "demo_sp1024" / "mine.txt").write_text("precious")
+    monkeypatch.setenv("JEPAGOLF_CACHE", str(cache))
+    assert main(["train", "--preset", "smoke", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()  # after the "using the offline demo corpus" note
+    assert err[-1].startswith("error: cache folder") and "holds files that are not a demo corpus" in err[-1]
+    assert "Traceback" not in "".join(err)
+    fails(["data", "demo"], "pass --overwrite", capsys)
+    assert (cache / "demo_sp1024" / "mine.txt").read_text() == "precious"
+
+
+def test_an_ablation_rerun_keeps_a_user_file_in_an_unfinished_run(tmp_path):
+    from jepagolf.research.ablate import AblationError, parse_arm, plan_ablation, run_ablation
+
+    plan = plan_ablation("smoke", [parse_arm("a:"), parse_arm("b:jepa=false")], [1], "steps", {})
+    trained: list[str] = []
+
+    def fake_train(cfg, _rt, run_dir):
+        trained.append(run_dir.name)
+        (run_dir / "train.log").write_text("step:1\n")
+        raise KeyboardInterrupt  # stopped before its summary: an unfinished run
+
+    rt = Runtime(device=torch.device("cpu"))
+    with pytest.raises(KeyboardInterrupt):
+        run_ablation(plan, tmp_path / "abl", rt, train_fn=fake_train, log=lambda _m: None)
+    run_dir = tmp_path / "abl" / "runs" / "a-seed1"
+    (run_dir / "notes.txt").write_text("precious")
+    trained.clear()
+    with pytest.raises(AblationError, match="holds files a training run does not write"):
+        run_ablation(plan, tmp_path / "abl", rt, train_fn=fake_train, log=lambda _m: None)
+    assert (run_dir / "notes.txt").read_text() == "precious" and trained == []
+    (run_dir / "notes.txt").unlink()
+    (run_dir / MARKER).unlink()  # a run folder the ablation did not mark (made by hand, or by an older jepagolf)
+    with pytest.raises(AblationError, match="carries no marker"):
+        run_ablation(plan, tmp_path / "abl", rt, train_fn=fake_train, log=lambda _m: None)
+    assert (run_dir / "train.log").is_file() and trained == []
+
+
+def test_an_out_inside_an_input_is_refused_before_it_exists(tmp_path, capsys):
+    run = fake_run(tmp_path / "run")
+    fails(["export", str(run), "--out", str(run / "rec")], "overlaps the input", capsys)
+    assert not (run / "rec").exists()
+    inp = tmp_path / "in"
+    inp.mkdir()
+    (inp / "a.txt").write_text("a document long enough to count. " * 20)
+    fails(["data", "build", "--input", str(inp), "--out", str(inp / "o"), "--quiet"], "overlaps the input", capsys)
+    assert sorted(p.name for p in inp.iterdir()) == ["a.txt"]
 
 
 def test_report_replaces_only_its_own_pngs(tmp_path):

@@ -21,6 +21,7 @@ from jepagolf.export.artifact import ARTIFACT_NAME
 from jepagolf.export.records import ExportError, export_records
 from jepagolf.export.size import GROUPS, artifact_size_report, predict_size, tensor_group
 from jepagolf.model.gpt import GPT, count_params
+from jepagolf.outputs import MARKER
 from jepagolf.sources import (
     EXCLUDED_MODULES,
     _literal,
@@ -196,7 +197,7 @@ def test_environment_overrides_the_baked_config(smoke_runs):
 def test_records_folder_has_the_files_and_sizes_of_what_ships(records, smoke_runs):
     out, sub = records
     names = {p.name for p in out.iterdir()}
-    assert names == {"train_gpt.py", "submission.json", "README.md", "requirements.txt", "train_seed1337.log",
+    assert names == {MARKER, "train_gpt.py", "submission.json", "README.md", "requirements.txt", "train_seed1337.log",
                      "train_seed7.log", "final_model_seed1337.int6.lzma", "final_model_seed7.int6.lzma"}
     assert json.loads((out / "submission.json").read_text()) == sub
     assert sub["bytes_code"] == (out / "train_gpt.py").stat().st_size

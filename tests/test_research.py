@@ -18,6 +18,7 @@ import pytest
 from test_corpus import synthetic_docs
 
 from jepagolf.cli import main
+from jepagolf.data import packages as packages_mod
 from jepagolf.data import research
 from jepagolf.data.check import check_dataset
 from jepagolf.data.research import (
@@ -215,11 +216,11 @@ def test_sizes_are_bounded_before_reading(tmp_path: Path, monkeypatch) -> None:
         read_members(lying, lambda m: True)
     ok = tmp_path / "ok.deb"
     ok.write_bytes(make_deb({"a.txt": b"x" * 100}))
-    monkeypatch.setattr(research, "MAX_MEMBER_BYTES", 50)
+    monkeypatch.setattr(packages_mod, "MAX_MEMBER_BYTES", 50)
     with pytest.raises(ResearchError, match="a.txt is 100 bytes, over 50"):
         read_members(ok, lambda m: True)
     with pytest.raises(ResearchError, match="truncated"):
-        research._text("x.rst.gz", gzip.compress(b"some text" * 100)[:-20])
+        packages_mod._text("x.rst.gz", gzip.compress(b"some text" * 100)[:-20])
     idx = struct.pack("<III", 0, 10, 10**9)  # a SWORD block claiming a huge uncompressed size
     with pytest.raises(ResearchError, match="outside its data file or is too large"):
         list(sword_blocks({"m/ot.bzs": idx, "m/ot.bzz": b"\0" * 10}))

@@ -51,16 +51,15 @@ from jepagolf.data.corpus import (
     SHARD_TOKENS,
     TOKENIZER_FILE,
     _file_entry,
-    is_corpus,
     is_val_document,
 )
 from jepagolf.data.documents import DocumentReader, discover_inputs
 from jepagolf.data.errors import InputError
 from jepagolf.data.shards import HEADER_BYTES, HEADER_DTYPE, SHARD_MAGIC, SHARD_VERSION, TOKEN_DTYPE, read_header
 from jepagolf.data.tokenizer import BOS_ID, TRAINER_SETTINGS, load_tokenizer, train_sentencepiece
-from jepagolf.outputs import check_output_dir, replace_dir, temp_sibling
+from jepagolf.outputs import check_output_dir, claim_dir, replace_dir, temp_sibling
 
-BUILDER = "jepagolf data build"  # in the manifest: how a rerun recognises its own earlier output
+BUILDER = "jepagolf data build"  # in the manifest, and the command its ownership marker names
 DEFAULT_PREFIX = "fineweb"  # the challenge's train_gpt.py globs fineweb_{train,val}_*.bin
 DEFAULT_VAL_FRACTION = 0.05
 DEFAULT_TOKENIZER_SAMPLE_MB = 100.0
@@ -452,8 +451,8 @@ def build_dataset(
         raise InputError(f"tokenizer_sample_mb must be positive, got {tokenizer_sample_mb}")
     workers = max(1, workers if workers is not None else (os.cpu_count() or 1))
     inputs = list(inputs)
-    check_output_dir(out_dir, command="jepagolf data build", overwrite=overwrite, own_needs_overwrite=True,
-                     is_own=lambda d: is_corpus(d, BUILDER), inputs=[Path(p) for p in inputs])
+    check_output_dir(out_dir, command=BUILDER, overwrite=overwrite, own_needs_overwrite=True,
+                     inputs=[Path(p) for p in inputs])
     files = discover_inputs(inputs, input_format)
     reader = DocumentReader(files, text_field=text_field, blank_line_docs=blank_line_docs, min_chars=min_chars)
     prog = _Progress(progress, reader.total_bytes)
@@ -535,6 +534,7 @@ def build_dataset(
             "files": {p.name: _file_entry(p) for p in sorted(tmp_dir.iterdir())},
         }
         (tmp_dir / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        claim_dir(tmp_dir, BUILDER)
         if out_dir.exists() and not any(out_dir.iterdir()):
             out_dir.rmdir()  # an empty target folder is simply replaced
         replace_dir(tmp_dir, out_dir)

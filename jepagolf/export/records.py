@@ -29,7 +29,7 @@ from jepagolf.config import ConfigError, config_dict_hash, config_from_dict, jep
 from jepagolf.export.artifact import ARTIFACT_NAME, artifact_meta
 from jepagolf.export.size import CAP_BYTES, SizeReport, artifact_size_report, over_cap_message
 from jepagolf.jsonfile import MAX_JSON_BYTES, JsonFileError, read_json_object
-from jepagolf.outputs import check_output_dir, read_marker, replace_dir, temp_sibling
+from jepagolf.outputs import check_output_dir, claim_dir, replace_dir, temp_sibling
 from jepagolf.sources import SCRIPT_NAME, script_variants, source_hash
 from jepagolf.summary import read_scores
 
@@ -562,10 +562,7 @@ def _check_shipped_sizes(folder: Path, runs: Sequence[RunRecord], sub: dict[str,
             raise ExportError(f"largest artifact is {shipped_model} bytes on disk, {sub['bytes_model']} accounted")
 
 
-def is_records_folder(folder: Path) -> bool:
-    """Whether ``folder`` is an earlier output of ``jepagolf export`` (its submission.json and script)."""
-    sub = read_marker(folder / "submission.json")
-    return sub is not None and "export_source_hash" in sub and (folder / SCRIPT_NAME).is_file()
+EXPORT_COMMAND = "jepagolf export"  # names the records folder's ownership marker (outputs.claim_dir)
 
 
 def export_records(
@@ -591,8 +588,8 @@ def export_records(
     if not run_dirs:
         raise ExportError("no run folder given")
     out = Path(out_dir)
-    check_output_dir(out, command="jepagolf export", overwrite=overwrite, own_needs_overwrite=True,
-                     is_own=is_records_folder, inputs=[Path(d) for d in run_dirs])
+    check_output_dir(out, command=EXPORT_COMMAND, overwrite=overwrite, own_needs_overwrite=True,
+                     inputs=[Path(d) for d in run_dirs])
     runs = [read_run(d) for d in run_dirs]
     check_same_config(runs)
     for run in runs:
@@ -645,6 +642,7 @@ def export_records(
         (tmp / "README.md").write_text(render_readme(sub, runs, size, warnings), encoding="utf-8")
         _check_shipped_sizes(tmp, runs, sub, include_artifacts)
         os.chmod(tmp, 0o755)
+        claim_dir(tmp, EXPORT_COMMAND)
         replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

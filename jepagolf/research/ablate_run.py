@@ -14,7 +14,7 @@ from typing import Any
 
 from jepagolf.config import Config
 from jepagolf.jsonfile import read_json_object
-from jepagolf.outputs import is_locked
+from jepagolf.outputs import claim_dir, is_locked, unfinished_run_removable
 from jepagolf.research.ablate_plan import AblationError, AblationPlan
 from jepagolf.research.progress import Progress
 from jepagolf.summary import read_scores, score_kind
@@ -87,6 +87,7 @@ def run_ablation(
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "ablation.json", json.dumps(plan.to_dict(), indent=2, sort_keys=True) + "\n")
     rows: list[dict[str, Any]] = []
+    check_unfinished_runs(plan, out)  # before anything trains
     for seed in plan.seeds:
         for arm in plan.arms:
             cfg = plan.config(arm, seed)
@@ -105,12 +106,13 @@ def run_ablation(
                 progress.begin(k)
             for attempt in range(2 if summary is None else 0):
                 if run_dir.exists():
-                    if is_locked(run_dir):
-                        raise AblationError(f"{run_dir} is being trained by another running process (is the same "
-                                            "ablation running twice?); wait for it, or use another --out")
+                    refuse_unremovable(run_dir)
                     log(f"{label} unfinished run folder {run_dir} removed, restarting")
                     if rt.is_main:
                         shutil.rmtree(run_dir)
+                if rt.is_main:  # marked as this ablation's before the run writes there (outputs.claim_dir)
+                    run_dir.mkdir(parents=True)
+                    claim_dir(run_dir, ABLATE_COMMAND, complete=False)
                 _barrier(rt)
                 log(f"{label} training -> {run_dir}")
                 summary = train_fn(cfg, rt, run_dir)
@@ -123,6 +125,31 @@ def run_ablation(
                 progress.end(k)
             rows.append(row_from_summary(arm.name, seed, summary, run_dir, cfg.train.train_seq_len))
     return rows
+
+
+ABLATE_COMMAND = "jepagolf ablate"  # names the ownership marker of the run folders it creates
+
+
+def refuse_unremovable(run_dir: Path) -> None:
+    """A rerun deletes an unfinished run folder only when this ablation made it and it holds nothing but
+    what a run writes (outputs.unfinished_run_removable), and no running process holds it."""
+    if is_locked(run_dir):
+        raise AblationError(f"{run_dir} is being trained by another running process (is the same "
+                            "ablation running twice?); wait for it, or use another --out")
+    why = unfinished_run_removable(run_dir, ABLATE_COMMAND)
+    if why is not None:
+        raise AblationError(f"{run_dir} holds an unfinished run that a rerun would delete, but {why}; move what "
+                            "you want to keep out of it and delete the folder to rerun it, or use another --out")
+
+
+def check_unfinished_runs(plan: AblationPlan, out: Path) -> None:
+    for seed in plan.seeds:
+        for arm in plan.arms:
+            run_dir = run_dir_for(out, arm.name, seed)
+            cfg = plan.config(arm, seed)
+            summary = finished_summary(run_dir, cfg) if run_dir.exists() else None
+            if run_dir.exists() and (summary is None or _cut_short(plan, summary, cfg)):
+                refuse_unremovable(run_dir)
 
 
 def run_estimates(plan: AblationPlan) -> list[float]:

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from jepagolf.config import build_config
+from jepagolf.outputs import MARKER, claim_dir, owns
 from jepagolf.research.ablate import ignored_environment
 from jepagolf.research.ablate_plan import Arm, parse_arm, parse_seeds, plan_ablation
 from jepagolf.research.ablate_report import finalize
@@ -101,6 +102,25 @@ def plan_notes(plans: Sequence[RungPlan]) -> list[str]:
     return out
 
 
+LADDER_COMMAND = "jepagolf ladder"  # names the ladder folder's ownership marker (outputs.claim_dir)
+
+
+def check_ladder_out(out: Path) -> None:
+    """A ladder writes only into a new or empty folder, or resumes in its own (outputs.owns): it adds to
+    the folder over a run of hours, so a folder it did not create is refused, not written into."""
+    if out.exists() and not out.is_dir():
+        raise LadderError(f"--out {out} is a file, not a folder; choose a folder for the ladder")
+    if out.is_dir() and any(p.name != MARKER for p in out.iterdir()) and not owns(out, LADDER_COMMAND):
+        raise LadderError(f"--out {out} is not empty and was not created by jepagolf ladder (no valid marker "
+                          f"{MARKER}); a ladder writes only into a new folder or resumes its own: choose another --out")
+
+
+def claim_ladder_out(out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    if not owns(out, LADDER_COMMAND):
+        claim_dir(out, LADDER_COMMAND, complete=False)  # checked empty above: what it holds from now is ours
+
+
 def main_ladder(
     arm_specs: Sequence[str] | None, rung_specs: Sequence[str] | None, seeds_text: str, common: Mapping[str, str],
     out: Path, *, data: str | None, smoke: bool = False, match: str = "wallclock", calib_steps: int = 20,
@@ -114,6 +134,7 @@ def main_ladder(
     if match not in LADDER_MATCHES:
         raise LadderError(f"--match {match!r}: a ladder matches wallclock (the challenge's currency), flops or steps "
                           "(the organisers' first test)")
+    check_ladder_out(out)  # before any calibration or training
     if calib_steps < 1 or not max_epochs > 0 or val_tokens < 0 or wallclock_slack < 0:
         raise LadderError("--calib-steps must be >= 1, --max-epochs > 0, --val-tokens and --wallclock-slack >= 0")
     preset = "smoke" if smoke else "cpu-demo"
@@ -146,6 +167,8 @@ def main_ladder(
     paths = resolve_dataset(first.data.data_path or None, first.data.tokenizer_path or None)
     rt = rt or setup_runtime(first.train.device)
     log = print if rt.is_main else (lambda _msg: None)
+    if rt.is_main:
+        claim_ladder_out(out)
     if 0 < val_tokens < val_tokens_available(paths.data_dir):
         view = data_view(paths.data_dir, paths.tokenizer, out, val_tokens)
         log(f"data: scoring on the first {val_tokens:,} validation tokens of {paths.data_dir} ({view})")
