@@ -250,7 +250,12 @@ def test_the_demo_cache_keeps_a_user_file(tmp_path, capsys, monkeypatch):
 
 
 def test_an_ablation_rerun_keeps_a_user_file_in_an_unfinished_run(tmp_path):
-    from jepagolf.research.ablate import AblationError, parse_arm, plan_ablation, run_ablation
+    """A rerun deletes an unfinished run folder only when the ablation marked it and it holds only what a
+    run writes; the check covers every run before the first one trains."""
+    from jepagolf.research.ablate import ABLATE_COMMAND, AblationError, parse_arm, plan_ablation, run_ablation
+
+    class Stopped(Exception):
+        pass
 
     plan = plan_ablation("smoke", [parse_arm("a:"), parse_arm("b:jepa=false")], [1], "steps", {})
     trained: list[str] = []
@@ -258,22 +263,26 @@ def test_an_ablation_rerun_keeps_a_user_file_in_an_unfinished_run(tmp_path):
     def fake_train(cfg, _rt, run_dir):
         trained.append(run_dir.name)
         (run_dir / "train.log").write_text("step:1\n")
-        raise KeyboardInterrupt  # stopped before its summary: an unfinished run
+        raise Stopped  # stopped before its summary: an unfinished run
 
     rt = Runtime(device=torch.device("cpu"))
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(Stopped):
         run_ablation(plan, tmp_path / "abl", rt, train_fn=fake_train, log=lambda _m: None)
-    run_dir = tmp_path / "abl" / "runs" / "a-seed1"
-    (run_dir / "notes.txt").write_text("precious")
+    first, second = tmp_path / "abl" / "runs" / "a-seed1", tmp_path / "abl" / "runs" / "b-seed1"
+    assert trained == ["a-seed1"] and json.loads((first / MARKER).read_text())["command"] == ABLATE_COMMAND
+    second.mkdir()
+    claim_dir(second, ABLATE_COMMAND, complete=False)
+    (second / "train.log").write_text("step:1\n")
+    (second / "notes.txt").write_text("precious")
     trained.clear()
     with pytest.raises(AblationError, match="holds files a training run does not write"):
         run_ablation(plan, tmp_path / "abl", rt, train_fn=fake_train, log=lambda _m: None)
-    assert (run_dir / "notes.txt").read_text() == "precious" and trained == []
-    (run_dir / "notes.txt").unlink()
-    (run_dir / MARKER).unlink()  # a run folder the ablation did not mark (made by hand, or by an older jepagolf)
+    assert (second / "notes.txt").read_text() == "precious" and trained == [] and (first / "train.log").is_file()
+    (second / "notes.txt").unlink()
+    (second / MARKER).unlink()  # a run folder the ablation did not mark (made by hand, or by an older jepagolf)
     with pytest.raises(AblationError, match="carries no marker"):
         run_ablation(plan, tmp_path / "abl", rt, train_fn=fake_train, log=lambda _m: None)
-    assert (run_dir / "train.log").is_file() and trained == []
+    assert (second / "train.log").is_file() and trained == []
 
 
 def test_an_out_inside_an_input_is_refused_before_it_exists(tmp_path, capsys):
