@@ -518,3 +518,100 @@ def test_the_json_beside_outputs_is_read_bounded(tmp_path, content, message, cap
     assert main(["report", str(tmp_path), "--out", str(tmp_path / "plots")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message.split(" (")[0] in err[0] and "summary.json" in err[0]
+
+
+# ----------------------------------------------------------------------------- issue 22: sizes and file types
+
+
+def sparse(path: Path, size: int) -> Path:
+    """A file of ``size`` bytes that costs no disk (a hole)."""
+    with open(path, "wb") as f:
+        f.truncate(size)
+    return path
+
+
+def test_a_huge_tokenizer_is_refused_unread(tmp_path, tiny, capsys):
+    """A 2 GB tokenizer file made `train --tokenizer` die with SIGSEGV at 4 GB; now its size refuses it."""
+    from jepagolf.data.tokenizer import MAX_TOKENIZER_BYTES, TokenizerError, load_tokenizer
+
+    big = sparse(tmp_path / "big.model", 2 << 30)
+    fails(smoke_train_args(tiny, tmp_path / "run") + ["--tokenizer", str(big)],
+          "more than a SentencePiece model of at most 65,536 pieces can be", capsys)
+    padded = tmp_path / "padded.model"  # a real model padded with zeros past the bound
+    padded.write_bytes((tiny / "tokenizer.model").read_bytes() + bytes(MAX_TOKENIZER_BYTES))
+    with pytest.raises(TokenizerError, match="not reading it"):
+        load_tokenizer(padded)
+
+
+def test_a_huge_file_named_like_a_checkpoint_is_passed_over_unread(tmp_path, resumable, capsys, monkeypatch):
+    """Bounded by what this run's checkpoint can be (resume.max_checkpoint_bytes), checked before reading."""
+    from jepagolf.train import checkpoint
+
+    run = tmp_path / "run"
+    shutil.copytree(resumable, run)
+    (run / ARTIFACT_NAME).unlink()
+    # 256 MiB, over this smoke run's bound (~70 MB) and far under the 2.6 GB of the largest model's: the
+    # run's own bound is what refuses it. (Any size is refused alike; a 5 GiB one is read whole without it.)
+    sparse(run / "checkpoints" / "step_00000099.ckpt", 256 << 20)
+    monkeypatch.setattr(checkpoint, "MAX_CHECKPOINT_BYTES", 1)  # the run's bound must be the one in use
+    assert main(["train", "--resume", str(run)]) == 0
+    err = capsys.readouterr().err
+    assert "step_00000099.ckpt: 268,435,456 bytes, more than this run's checkpoint can be" in err
+    assert "falling back to the previous checkpoint step_00000004.ckpt" in err
+    assert (run / ARTIFACT_NAME).read_bytes() == (resumable / ARTIFACT_NAME).read_bytes()
+
+
+def test_special_files_are_refused_by_type_never_opened(tmp_path, tiny, capsys):
+    """A FIFO among `data build` inputs hung it forever; every bounded read refuses one by its type."""
+    import os
+
+    from jepagolf.data.tokenizer import TokenizerError, load_tokenizer
+    from jepagolf.jsonfile import JsonFileError, read_json_object
+
+    inp = tmp_path / "in"
+    inp.mkdir()
+    (inp / "a.txt").write_text("a document long enough to count. " * 20)
+    os.mkfifo(inp / "b.txt")
+    fails(["data", "build", "--input", str(inp), "--out", str(tmp_path / "o"), "--quiet"],
+          "b.txt: a FIFO (named pipe), not a regular file", capsys)
+    fails(["data", "build", "--input", str(inp / "b.txt"), "--out", str(tmp_path / "o"), "--quiet"],
+          "b.txt: a FIFO (named pipe), not a regular file", capsys)
+    with pytest.raises(JsonFileError, match="is a FIFO"):
+        read_json_object(inp / "b.txt")
+    with pytest.raises(TokenizerError, match="is a FIFO"):
+        load_tokenizer(inp / "b.txt")
+    data = tmp_path / "data"
+    shutil.copytree(tiny, data)
+    os.mkfifo(data / "manifest.json")  # read by the fingerprint and by `data check`: refused, not waited on
+    from jepagolf.data.fingerprint import manifest_hashes
+
+    assert manifest_hashes(data) == {}
+    assert main(["data", "check", str(data), "--quiet"]) == 0
+
+
+def test_metrics_lines_are_bounded(tmp_path):
+    from jepagolf.research.ablate import AblationError
+    from jepagolf.research.ablate_report import last_diagnostics
+
+    sparse(tmp_path / "metrics.jsonl", 300 << 20)  # one 300 MB line of zero bytes
+    with pytest.raises(AblationError, match="line 1 is longer than 1,048,576 bytes"):
+        last_diagnostics(tmp_path)
+    (tmp_path / "metrics.jsonl").write_text('{"kind": "train", "pred_erank": 3.0}\n{garbled\n')
+    with pytest.raises(AblationError, match="line 2 is not a JSON row"):
+        last_diagnostics(tmp_path)
+
+
+def test_a_rendezvous_without_the_other_ranks_times_out_in_one_line(tmp_path, tiny, monkeypatch, capsys):
+    import socket
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    fails(smoke_train_args(tiny, tmp_path / "run"), "MASTER_ADDR and MASTER_PORT are not set", capsys)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(port))
+    monkeypatch.setenv("JEPAGOLF_RENDEZVOUS_TIMEOUT", "1")
+    line = fails(smoke_train_args(tiny, tmp_path / "run"), "rank 0 waited 1 s at 127.0.0.1", capsys)
+    assert "did not join" in line and "torchrun" in line

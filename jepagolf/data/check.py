@@ -19,7 +19,6 @@ tokenizer had no piece for). Problems are collected, not raised, so one run list
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import sys
 from collections.abc import Callable
@@ -34,6 +33,7 @@ from jepagolf.data.dataset import _find_tokenizer
 from jepagolf.data.errors import DataError
 from jepagolf.data.shards import HEADER_BYTES, TOKEN_DTYPE, ShardError, read_header
 from jepagolf.data.tokenizer import BOS_ID, load_tokenizer
+from jepagolf.jsonfile import read_json_object
 
 SPLITS = ("train", "val")
 _BLOCK_TOKENS = 1 << 22  # 8 MB of tokens per read
@@ -109,7 +109,7 @@ class _SplitScan:
 
 def _jepagolf_manifest(data_dir: Path) -> dict[str, Any] | None:
     try:
-        manifest = json.loads((data_dir / "manifest.json").read_text(encoding="utf-8"))
+        manifest = read_json_object(data_dir / "manifest.json")  # bounded; a FIFO refused, not read
     except (OSError, ValueError, RecursionError):
         return None
     return manifest if isinstance(manifest, dict) and manifest.get("format") == "jepagolf-corpus" else None
@@ -120,7 +120,7 @@ def _challenge_expectations(data_dir: Path) -> dict[str, int]:
     from jepagolf.data.fineweb import expected_shard_tokens
 
     try:
-        manifest = json.loads((data_dir.parent.parent / "manifest.json").read_text(encoding="utf-8"))
+        manifest = read_json_object(data_dir.parent.parent / "manifest.json")
         entry = next(e for e in manifest["datasets"] if isinstance(e, dict) and e.get("name") == data_dir.name)
         stats = entry["stats"]
     except (OSError, ValueError, RecursionError, KeyError, TypeError, StopIteration):

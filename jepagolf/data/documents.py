@@ -21,6 +21,7 @@ import gzip
 import io
 import json
 import os
+import stat
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -74,6 +75,8 @@ def discover_inputs(paths: Sequence[str | os.PathLike[str]], fmt: str = "auto") 
             found += files
         elif path.is_file():
             found.append(_input_file(path, fmt, explicit=True))  # type: ignore[arg-type]
+        elif path.exists():
+            _refuse_special(path)
         else:
             raise InputError(f"{path}: input does not exist")
     seen: set[Path] = set()
@@ -94,6 +97,15 @@ def _walk(root: Path) -> Iterator[Path]:
                 yield Path(dirpath) / name
 
 
+def _refuse_special(path: Path) -> None:
+    """A FIFO, socket or device is refused by its type, never opened: reading a FIFO waits forever."""
+    mode = path.stat().st_mode
+    if not stat.S_ISREG(mode):
+        kind = "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+        raise InputError(f"{path}: {kind}, not a regular file; data build reads regular files only (refused "
+                         "without opening it)")
+
+
 def _input_file(path: Path, fmt: str, *, explicit: bool) -> InputFile | None:
     detected, compressed = detect_format(path)
     chosen = detected if fmt == "auto" else fmt
@@ -101,6 +113,7 @@ def _input_file(path: Path, fmt: str, *, explicit: bool) -> InputFile | None:
         if not explicit:
             return None  # an unrelated file in a folder (README, images, ...)
         chosen = "text"  # a file named on purpose is read as text
+    _refuse_special(path)  # a file it would read
     if chosen == "parquet" and compressed:
         raise InputError(f"{path}: gzip-compressed Parquet is not supported (Parquet compresses internally)")
     return InputFile(path=path, format=chosen, compressed=compressed, size=path.stat().st_size)

@@ -13,11 +13,12 @@ the middle of a large shard whose folder has no manifest (or a stale one).
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from jepagolf.jsonfile import read_json_object
 
 SAMPLE_BYTES = 1 << 20
 _MAX_MANIFEST_BYTES = 16 << 20
@@ -28,9 +29,7 @@ def manifest_hashes(data_dir: Path) -> dict[str, str]:
     unreadable (the fingerprint then rests on the sampled bytes alone)."""
     path = Path(data_dir) / "manifest.json"
     try:
-        if path.stat().st_size > _MAX_MANIFEST_BYTES:
-            return {}
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        manifest = read_json_object(path, _MAX_MANIFEST_BYTES)  # bounded; a FIFO refused, not read
         files = manifest["files"] if manifest.get("format") == "jepagolf-corpus" else {}
         return {name: e["sha256"] for name, e in files.items()
                 if isinstance(e, dict) and isinstance(e.get("sha256"), str)}

@@ -16,8 +16,12 @@ import numpy as np
 import sentencepiece as spm
 
 from jepagolf.data.shards import atomic_write
+from jepagolf.jsonfile import read_regular
 
 PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
+# A model of 65,536 pieces (the most uint16 shards hold) is ~1-2 MB; 32 MiB leaves room for any
+# normaliser and piece table that could come with it.
+MAX_TOKENIZER_BYTES = 32 << 20
 
 
 class TokenizerError(ValueError):
@@ -129,11 +133,14 @@ def load_tokenizer(
 ) -> spm.SentencePieceProcessor:
     """Load a SentencePiece model, checking it exists, parses, and has the expected vocab."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise TokenizerError(f"{path}: tokenizer model file does not exist")
+    # Bounded and typed before SentencePiece sees a byte: a huge file made it crash (SIGSEGV at 4 GB).
+    data = read_regular(path, MAX_TOKENIZER_BYTES, "a SentencePiece model of at most 65,536 pieces",
+                        error=TokenizerError)
     sp = spm.SentencePieceProcessor()
     try:
-        sp.load(str(path))
+        sp.load_from_serialized_proto(data)
     except (OSError, RuntimeError) as e:
         raise TokenizerError(f"{path}: not a valid SentencePiece model ({e})") from e
     if expected_vocab is not None and sp.vocab_size() != expected_vocab:

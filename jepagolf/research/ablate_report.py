@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from jepagolf.jepa.diagnostics import share_group_order
+from jepagolf.jsonfile import bounded_lines
 from jepagolf.research import stats
-from jepagolf.research.ablate_plan import BAR_NATS, BAR_P, AblationPlan
+from jepagolf.research.ablate_plan import BAR_NATS, BAR_P, AblationError, AblationPlan
 from jepagolf.research.ablate_run import write_runs_csv
 from jepagolf.research.flops import mask_setting
 from jepagolf.summary import score_kind
@@ -177,15 +178,22 @@ DIAG_COLUMNS = ("pred_std", "target_std", "pred_erank", "target_erank", "pred_ta
                 "jepa_share_var", "jepa_share_cov")
 
 
+MAX_METRICS_LINE_BYTES = 1 << 20  # a metrics row is under 2 kB
+
+
 def last_diagnostics(run_dir: Path) -> dict[str, float] | None:
     """The last train row of a run that carries the collapse diagnostics (None for a plain-CE run)."""
     path = run_dir / "metrics.jsonl"
     if not path.is_file():
         return None
     last = None
-    for line in path.read_text().splitlines():
-        row = json.loads(line)
-        if row.get("kind") == "train" and "pred_erank" in row:
+    # Line by line, each bounded: a garbled metrics.jsonl costs at most one line's bound in memory.
+    for n, line in enumerate(bounded_lines(path, MAX_METRICS_LINE_BYTES, error=AblationError), 1):
+        try:
+            row = json.loads(line)
+        except (ValueError, RecursionError):
+            raise AblationError(f"{path}: line {n} is not a JSON row; not a metrics log jepagolf wrote") from None
+        if isinstance(row, dict) and row.get("kind") == "train" and "pred_erank" in row:
             last = row
     return last
 

@@ -35,6 +35,7 @@ from typing import Any, BinaryIO
 from torch import Tensor
 
 from jepagolf.data.shards import atomic_write
+from jepagolf.jsonfile import read_regular
 from jepagolf.tensor_bytes import DTYPES, TORCH_TO_NAME, is_shape, nbytes, read_tensor, tensor_bytes
 
 MAGIC = b"JGCKPT1\0"
@@ -44,6 +45,9 @@ _DIGEST_LEN = 32
 CHECKPOINT_DIR = "checkpoints"
 # The JSON header (meta and tensor table) of the largest model the config limits allow is a few MB.
 MAX_HEADER_BYTES = 64 << 20
+# With no run to size it by: the state of the largest model the config allows (128M parameters, fp32:
+# weights, EMA target, artifact EMA, two Adam moments) with its header.
+MAX_CHECKPOINT_BYTES = 5 * 4 * 128_000_000 + MAX_HEADER_BYTES
 _NAME_RE = re.compile(r"^step_(\d{8,})\.ckpt$")
 
 
@@ -130,11 +134,15 @@ def _bad(path: Path, msg: str) -> CheckpointError:
     return CheckpointError(f"{path}: {msg}")
 
 
-def read_checkpoint(path: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
-    """Read and verify a checkpoint: (tensors by name, meta). Raises CheckpointError on any defect."""
+def read_checkpoint(path: Path, max_bytes: int | None = None) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """Read and verify a checkpoint: (tensors by name, meta). Raises CheckpointError on any defect.
+
+    ``max_bytes``: the largest this run's checkpoint can be (see ``resume.max_checkpoint_bytes``); a
+    larger file, or one that is not a regular file, is refused before a byte of it is read."""
     path = Path(path)
     try:
-        data = path.read_bytes()
+        data = read_regular(path, MAX_CHECKPOINT_BYTES if max_bytes is None else max_bytes,
+                            "this run's checkpoint", error=CheckpointError)
     except OSError as e:
         raise _bad(path, f"cannot read checkpoint ({e.strerror or e})") from e
     if len(data) < len(MAGIC) or data[: len(MAGIC)] != MAGIC:
@@ -238,10 +246,11 @@ class LoadedCheckpoint:
 
 
 def load_latest(run_dir: Path, warn: Callable[[str], None] | None = None,
-                check: Callable[[LoadedCheckpoint], None] | None = None) -> tuple[LoadedCheckpoint, list[str]]:
+                check: Callable[[LoadedCheckpoint], None] | None = None,
+                max_bytes: int | None = None) -> tuple[LoadedCheckpoint, list[str]]:
     """The newest checkpoint that reads, verifies and passes ``check`` (which raises CheckpointError
     for content that does not fit the run), falling back to older ones and saying so; DataChanged
-    from ``check`` stops the search.
+    from ``check`` stops the search. A file over ``max_bytes`` is passed over unread.
 
     Returns the checkpoint and the warnings issued (each also passed to ``warn``).
     """
@@ -256,7 +265,7 @@ def load_latest(run_dir: Path, warn: Callable[[str], None] | None = None,
     problems: list[str] = []
     for i, (step, path) in enumerate(reversed(found)):
         try:
-            tensors, meta = read_checkpoint(path)
+            tensors, meta = read_checkpoint(path, max_bytes)
             ckpt = LoadedCheckpoint(path, step, tensors, meta)
             if meta.get("step") != step:
                 raise _bad(path, f"file name says step {step} but the checkpoint holds step {meta.get('step')}")

@@ -55,7 +55,7 @@ from jepagolf.train.checkpoint import CheckpointError, list_checkpoints, load_la
 from jepagolf.train.logger import RunLogger
 from jepagolf.train.preempt import Preempted, signal_name
 from jepagolf.train.reliability import ReliabilityMixin, TrainingDiverged  # noqa: F401 (part of this module's API)
-from jepagolf.train.resume import check_restorable
+from jepagolf.train.resume import check_restorable, max_checkpoint_bytes
 from jepagolf.train.runtime import (
     Runtime,
     device_name,
@@ -652,7 +652,8 @@ def train(
             # The newest checkpoint whose every piece fits this trainer (checked before anything is
             # loaded into it), falling back to older ones; other data than the run's is refused.
             ckpt, warnings = load_latest(out_dir, warn=(lambda m: print(m, file=sys.stderr)) if rt.is_main else None,
-                                         check=lambda c: check_restorable(trainer, c, out_dir))
+                                         check=lambda c: check_restorable(trainer, c, out_dir),
+                                         max_bytes=max_checkpoint_bytes(trainer))
             trainer.restore(ckpt, warnings)
             del ckpt  # the state now lives in the trainer; free the host copy
         with trainer.stop.installed():

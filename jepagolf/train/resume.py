@@ -25,7 +25,7 @@ from jepagolf.config import Config, ConfigError, config_from_dict, override_conf
 from jepagolf.data.fingerprint import dataset_fingerprint
 from jepagolf.data.shards import list_shards, read_header
 from jepagolf.sources import source_hash
-from jepagolf.train.checkpoint import CheckpointError, DataChanged, LoadedCheckpoint
+from jepagolf.train.checkpoint import MAX_HEADER_BYTES, CheckpointError, DataChanged, LoadedCheckpoint
 from jepagolf.train.runtime import versions
 
 if TYPE_CHECKING:
@@ -106,6 +106,19 @@ def capture_state(trainer: Trainer) -> tuple[dict[str, Tensor], dict[str, Any]]:
         "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     return tensors, meta
+
+
+def max_checkpoint_bytes(trainer: Trainer) -> int:
+    """The most a checkpoint of this trainer can hold: its model, EMA target and artifact EMA, up to two
+    optimizer moments per weight (Adam; Muon keeps one) plus a step counter each, the RNG states, and the
+    largest header; ``load_latest`` refuses a larger file unread (a 5 GiB file named like a checkpoint)."""
+    def nbytes(module: Any) -> int:
+        return 0 if module is None else sum(t.numel() * t.element_size() for t in module.state_dict().values())
+
+    model = nbytes(trainer.model)
+    params = sum(1 for _ in trainer.model.parameters())
+    state = model + nbytes(trainer.target) + nbytes(trainer.artifact_ema) + 2 * model + 64 * params
+    return state + (1 << 20) * (2 + torch.cuda.device_count()) + MAX_HEADER_BYTES
 
 
 def _size(path: Path) -> int:

@@ -61,12 +61,50 @@ def setup_runtime(device_pref: str = "auto") -> Runtime:
         device = torch.device("cpu")
     if world_size > 1 and not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
-        dist.init_process_group(backend=backend, device_id=device if device.type == "cuda" else None)
+        store = _rendezvous(rank, world_size)
+        dist.init_process_group(backend=backend, device_id=device if device.type == "cuda" else None,
+                                **({} if store is None else {"store": store, "rank": rank, "world_size": world_size}))
     cpu_group = None
     if world_size > 1 and device.type == "cuda":
         # An all-reduce over NCCL would need a device tensor and a .item() to read it: a host sync.
         cpu_group = dist.new_group(backend="gloo")
     return Runtime(device=device, rank=rank, world_size=world_size, local_rank=local_rank, cpu_group=cpu_group)
+
+
+RENDEZVOUS_TIMEOUT_S = 300.0  # JEPAGOLF_RENDEZVOUS_TIMEOUT: how long rank 0 waits for the others to join
+
+
+def _rendezvous(rank: int, world_size: int) -> Any:
+    """The process group's store, joined within a time limit: ``WORLD_SIZE=2 RANK=0`` with no second
+    process otherwise waits in torch's rendezvous with no message. Under torchrun's agent (which has
+    joined every process already) None: torch's own rendezvous is used. The limit covers only the
+    joining; collectives keep torch's default timeout."""
+    from datetime import timedelta
+
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE", "").lower() == "true":
+        return None
+    addr, port = os.environ.get("MASTER_ADDR"), os.environ.get("MASTER_PORT")
+    if not addr or not port:
+        raise ConfigError(f"WORLD_SIZE={world_size} asks for {world_size} processes, but MASTER_ADDR and MASTER_PORT "
+                          "are not set: start multi-process runs with torchrun (or unset WORLD_SIZE)")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"MASTER_PORT={port!r}: expected a port number 1..65535")
+    try:
+        limit = float(os.environ.get("JEPAGOLF_RENDEZVOUS_TIMEOUT", RENDEZVOUS_TIMEOUT_S))
+    except ValueError:
+        limit = -1.0
+    if not limit > 0:
+        raise ConfigError(f"JEPAGOLF_RENDEZVOUS_TIMEOUT={os.environ.get('JEPAGOLF_RENDEZVOUS_TIMEOUT')!r}: expected "
+                          "a number of seconds > 0")
+    try:
+        return dist.TCPStore(addr, int(port), world_size, rank == 0, timeout=timedelta(seconds=limit),
+                             wait_for_workers=True)
+    except (dist.DistError, RuntimeError) as e:
+        who = (f"rank 0 waited {limit:g} s at {addr}:{port} for the other {world_size - 1} process(es)" if rank == 0
+               else f"rank {rank} could not reach rank 0 at {addr}:{port} within {limit:g} s")
+        raise ConfigError(f"{who} of WORLD_SIZE={world_size}, but they did not join ({str(e).splitlines()[0][:120]}); "
+                          "start every rank (torchrun --nproc_per_node=N), or unset WORLD_SIZE/RANK for one "
+                          "process; JEPAGOLF_RENDEZVOUS_TIMEOUT sets the wait") from None
 
 
 def preferred_sdpa_backends() -> list[Any]:
