@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import stat
 import struct
@@ -250,3 +251,41 @@ def test_chunks_are_bounded_and_lose_nothing() -> None:
     assert all(len(c) <= 1000 for c in chunks)
     assert "".join(chunks).replace("\n", "").replace(" ", "") == text.replace("\n", "").replace(" ", "")
     assert chunk_text("short", max_chars=1000) == ["short"]
+
+
+def test_out_is_replaced_only_when_its_own_and_progress_is_quiet_in_logs(packages, tmp_path: Path, capsys) -> None:
+    """`data research --out` follows the output rule (issue 22); its progress is a handful of stage lines
+    with the elapsed time in a log, and a bar plus data build's counts on a terminal (issue 23)."""
+    from jepagolf.outputs import MARKER, OutputError
+
+    root, sources = packages
+    out = _build(packages, tmp_path, "c")
+    assert json.loads((out / MARKER).read_text())["command"] == "jepagolf data research"
+    (out / "mine.txt").write_text("precious")
+    kwargs = dict(packages_dir=tmp_path / "c-pkgs", sources=sources, fetch=FakeRegistry(root), vocab_size=VOCAB,
+                  val_fraction=0.15, workers=1)
+    with pytest.raises(OutputError, match="pass --overwrite"):
+        build_research_corpus(out, progress=False, **kwargs)
+    assert (out / "mine.txt").read_text() == "precious"
+    (out / "mine.txt").unlink()
+    capsys.readouterr()
+    build_research_corpus(out, progress=True, **kwargs)  # its own: replaced, no --overwrite needed
+    err = capsys.readouterr().err.splitlines()
+    assert 3 <= len(err) <= 6 and all(re.fullmatch(r"research: .* \[\d+\.\ds\]", line) for line in err), err
+    assert "packages fetched, verified and read" in err[0] and err[-1].startswith(f"research: wrote {out}")
+
+
+def test_progress_on_a_terminal_draws_a_bar() -> None:
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    stream = Tty()
+    stages = research._Stages(True, stream)
+    stages.bar(1, 4, "fake-doc 1.0")
+    stages.line("done")
+    text = stream.getvalue()
+    assert text.startswith("\rresearch: [######..................] 1/4 fake-doc 1.0") and "\nresearch: done [" in text
+    quiet = io.StringIO()  # not a terminal: no bar
+    research._Stages(True, quiet).bar(1, 4, "x")
+    assert quiet.getvalue() == ""
