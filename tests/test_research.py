@@ -289,3 +289,19 @@ def test_progress_on_a_terminal_draws_a_bar() -> None:
     quiet = io.StringIO()  # not a terminal: no bar
     research._Stages(True, quiet).bar(1, 4, "x")
     assert quiet.getvalue() == ""
+
+
+def test_a_file_in_the_package_cache_that_is_not_the_pin_is_never_replaced(packages, tmp_path: Path) -> None:
+    root, sources = packages
+    registry = FakeRegistry(root)
+    mine = tmp_path / sources[2].file_name
+    mine.write_bytes(b"someone's own file of that name")
+    with pytest.raises(ResearchError, match="is in the way: sha256 .* never replaced"):
+        ensure_package(sources[2], tmp_path, registry)
+    assert mine.read_bytes() == b"someone's own file of that name" and registry.calls == 0
+    mine.unlink()
+    mine.mkdir()
+    with pytest.raises(ResearchError, match="is in the way: a folder, link or special file"):
+        ensure_package(sources[2], tmp_path, registry)
+    mine.rmdir()
+    assert ensure_package(sources[2], tmp_path, registry) == mine and registry.calls == 1
