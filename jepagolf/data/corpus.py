@@ -387,7 +387,8 @@ def ensure_demo_corpus(cache_dir: Path | None = None, *, progress: bool = True) 
         check_output_dir(out_dir, command=DEMO_COMMAND, overwrite=False)
     except OutputError:
         raise DataError(f"cache folder {out_dir} holds files that are not a demo corpus written by jepagolf (it "
-                        "replaces only its own); move them away, or delete the folder to have it rebuilt") from None
+                        "replaces only what carries its marker; a corpus of an older jepagolf carries none): move "
+                        "them away, or delete the folder to have it rebuilt") from None
     _progress_printer(progress)(f"building the offline demo corpus in {out_dir} (first use)")
     # Several processes (DDP ranks) may build at once; keep whichever finished first.
     return build_demo_corpus(out_dir, progress=progress, replace=False)
