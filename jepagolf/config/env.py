@@ -51,7 +51,8 @@ def _reference_env(env: Mapping[str, str]) -> dict[str, tuple[str, str]]:
 
 # Variables the tool reads besides the keys (torchrun's, the generated script's output folder, the data
 # cache): never taken for a misspelled key.
-OTHER_ENV = frozenset({"TIE_EMBEDDINGS", "OUT_DIR", "WORLD_SIZE", "RANK", "LOCAL_RANK", "JEPAGOLF_CACHE"})
+OTHER_ENV = frozenset({"TIE_EMBEDDINGS", "OUT_DIR", "WORLD_SIZE", "RANK", "LOCAL_RANK", "JEPAGOLF_CACHE",
+                       "JEPAGOLF_RENDEZVOUS_TIMEOUT"})
 TYPO_CUTOFF = 0.85
 """difflib ratio from which an unknown upper-case variable is taken for a misspelled key's variable."""
 _warned: set[str] = set()  # variables already warned about in this process: one line each
