@@ -283,3 +283,24 @@ def test_expected_shard_tokens() -> None:
     assert expected_shard_tokens(2, 2000, 1000) == [1000, 1000]
     assert expected_shard_tokens(3, 2000, 1000) == [None] * 3  # inconsistent counts imply nothing
     assert expected_shard_tokens(2, None, 1000) == [None, None]
+
+
+@pytest.mark.parametrize("kind", ["manifest", "vocab", "docs_sidecar", "docs"])
+def test_local_side_files_are_typed_and_bounded_before_reading(tmp_path: Path, kind: str) -> None:
+    """A FIFO where the manifest, vocab, sidecar or docs file goes is refused by its type (reading it would
+    wait forever); an oversized one by its size, unread (issue 22)."""
+    import os
+
+    from jepagolf.data.fineweb import MAX_SIDE_FILE_BYTES, InvalidFileError, RemoteFile, validate_file
+
+    item = RemoteFile("x", kind)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(InvalidFileError, match="FIFO"):
+        validate_file(fifo, item, VOCAB)
+    if kind != "docs":  # a docs file is tens of GB by design: counted in blocks, never read whole
+        big = tmp_path / "big"
+        with open(big, "wb") as f:
+            f.truncate(MAX_SIDE_FILE_BYTES + 1)
+        with pytest.raises(InvalidFileError, match="not reading it"):
+            validate_file(big, item, VOCAB)

@@ -615,3 +615,26 @@ def test_a_rendezvous_without_the_other_ranks_times_out_in_one_line(tmp_path, ti
     monkeypatch.setenv("JEPAGOLF_RENDEZVOUS_TIMEOUT", "1")
     line = fails(smoke_train_args(tiny, tmp_path / "run"), "rank 0 waited 1 s at 127.0.0.1", capsys)
     assert "did not join" in line and "torchrun" in line
+
+
+def test_resume_counts_a_huge_metrics_tail_in_blocks(tmp_path):
+    """The rows written after a checkpoint are dropped on resume; a metrics.jsonl grown to hundreds of MB
+    (or a sparse one) is counted in 1 MiB blocks, never read whole."""
+    import tracemalloc
+
+    from jepagolf.train.resume import truncate_metrics
+
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"kind": "train"}\n')
+    keep = path.stat().st_size
+    with open(path, "r+b") as f:
+        f.truncate(256 << 20)
+        f.seek(-1, 2)
+        f.write(b"\n")
+    tracemalloc.start()
+    try:
+        assert truncate_metrics(tmp_path, {"logs": {"metrics.jsonl": keep}}) == 1
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 << 20 and path.stat().st_size == keep
