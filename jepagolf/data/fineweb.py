@@ -39,6 +39,7 @@ import math
 import os
 import re
 import shutil
+import stat
 import sys
 import time
 from collections.abc import Callable
@@ -48,6 +49,7 @@ from typing import Any
 
 from jepagolf.data.errors import DataError, DownloadError
 from jepagolf.data.shards import ShardError, atomic_write, read_header
+from jepagolf.jsonfile import read_regular
 from jepagolf.outputs import read_marker
 
 DEFAULT_REPO_ID = "willdepueoai/parameter-golf"
@@ -90,6 +92,11 @@ class FinewebDataset:
     val_shards: int
     downloaded: int
     skipped: int
+
+
+# The Hub's manifest, vocab and docs sidecar are tens of kB; a local file of that name over this is
+# refused unread (as is a FIFO or device: jsonfile.read_regular).
+MAX_SIDE_FILE_BYTES = 16 << 20
 
 
 class InvalidFileError(DataError):
@@ -216,11 +223,11 @@ def validate_file(path: Path, item: RemoteFile, vocab: int, docs_count: int | No
 
             load_tokenizer(path, expected_vocab=vocab)
         elif item.kind == "vocab":
-            lines = path.read_text(encoding="utf-8").splitlines()
+            lines = read_regular(path, MAX_SIDE_FILE_BYTES, "a vocab file").decode("utf-8").splitlines()
             if len(lines) != vocab or not all("\t" in line for line in lines):
                 raise InvalidFileError(f"{path}: expected {vocab} 'piece<TAB>score' lines, found {len(lines)}")
         elif item.kind in ("manifest", "docs_sidecar"):
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(read_regular(path, MAX_SIDE_FILE_BYTES, f"a {item.kind.replace('_', ' ')}"))
             if not isinstance(data, dict) or (item.kind == "manifest" and not isinstance(data.get("datasets"), list)):
                 raise InvalidFileError(f"{path}: not a {item.kind.replace('_', ' ')} (JSON object expected)")
         elif item.kind == "docs":
@@ -242,6 +249,8 @@ def validate_file(path: Path, item: RemoteFile, vocab: int, docs_count: int | No
 def _validate_docs(path: Path, docs_count: int | None) -> None:
     # A docs file is tens of GB: count lines in blocks rather than parsing each one.
     size = path.stat().st_size
+    if not stat.S_ISREG(path.stat().st_mode):
+        raise InvalidFileError(f"{path}: not a regular file (a FIFO, socket or device); refused without reading it")
     if size == 0:
         raise InvalidFileError(f"{path}: empty")
     lines = 0
@@ -265,7 +274,7 @@ def _validate_docs(path: Path, docs_count: int | None) -> None:
 
 def _sidecar_docs_count(root_dir: Path) -> int | None:
     try:
-        count = json.loads((root_dir / DOCS_SIDECAR_NAME).read_text(encoding="utf-8")).get("num_docs")
+        count = json.loads(read_regular(root_dir / DOCS_SIDECAR_NAME, MAX_SIDE_FILE_BYTES)).get("num_docs")
     except (OSError, ValueError, AttributeError):
         return None
     return _positive_int(count)
@@ -461,7 +470,7 @@ class _Fetcher:
         if path.exists():
             try:
                 validate_file(path, item, 0)
-                manifest = json.loads(path.read_text(encoding="utf-8"))
+                manifest = json.loads(read_regular(path, MAX_SIDE_FILE_BYTES, "a manifest"))
             except InvalidFileError as e:
                 self._replaceable(path, MANIFEST_NAME, f"not a valid manifest ({e})")
                 self.say(f"manifest: local copy is invalid ({e}); fetching it again")
@@ -475,7 +484,7 @@ class _Fetcher:
             path.unlink()
         self._fetch(item, path, 0, None, "manifest:")
         self.downloaded += 1
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(read_regular(path, MAX_SIDE_FILE_BYTES, "a manifest"))
 
     def cleanup(self) -> None:
         shutil.rmtree(self.staging, ignore_errors=True)

@@ -369,7 +369,8 @@ def truncate_metrics(run_dir: Path, meta: dict[str, Any]) -> int:
         return 0
     with open(path, "rb+") as f:
         f.seek(keep)
-        dropped = f.read().count(b"\n")
+        # In blocks: a metrics.jsonl grown huge (or crafted) is counted, never read whole.
+        dropped = sum(block.count(b"\n") for block in iter(lambda: f.read(1 << 20), b""))
         f.truncate(keep)
         f.flush()
         os.fsync(f.fileno())
