@@ -252,7 +252,8 @@ def test_the_demo_cache_keeps_a_user_file(tmp_path, capsys, monkeypatch):
 def test_an_ablation_rerun_keeps_a_user_file_in_an_unfinished_run(tmp_path):
     """A rerun deletes an unfinished run folder only when the ablation marked it and it holds only what a
     run writes; the check covers every run before the first one trains."""
-    from jepagolf.research.ablate import ABLATE_COMMAND, AblationError, parse_arm, plan_ablation, run_ablation
+    from jepagolf.research.ablate import AblationError, parse_arm, plan_ablation, run_ablation
+    from jepagolf.research.ablate_run import ABLATE_COMMAND
 
     class Stopped(Exception):
         pass
