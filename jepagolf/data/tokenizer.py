@@ -41,6 +41,11 @@ TRAINER_SETTINGS: dict[str, object] = {
     "eos_id": EOS_ID,
     "unk_id": UNK_ID,
     "character_coverage": 0.999,
+    # BPE training gives a different model for each thread count (the demo corpus's tokenizer had four
+    # different sha256 for 1, 2, 4 and 16 threads, each repeatable), so the count is fixed rather than
+    # os.cpu_count(): the same documents give the same tokenizer on every machine. 2 is what the
+    # corpora built on this project's 2-core machine used.
+    "num_threads": 2,
 }
 
 # SentencePiece silently drops training "sentences" longer than max_sentence_length
@@ -93,7 +98,8 @@ def train_sentencepiece(
     Documents are streamed through ``sentence_iterator`` (no temporary text file), cut
     into line-aligned chunks that fit SentencePiece's sentence length limit. No
     ``.vocab`` file is written. Training is deterministic: the same documents give a
-    byte-identical model file wherever it is written (tests check this).
+    byte-identical model file wherever it is written and on any machine (tests check this),
+    for a given ``num_threads`` (default ``TRAINER_SETTINGS["num_threads"]``; the model depends on it).
     """
     model_path = Path(model_prefix).parent / (Path(model_prefix).name + ".model")
     proto = io.BytesIO()
@@ -103,7 +109,7 @@ def train_sentencepiece(
         # (a path) inside the model, so the same data trained in two folders gave two
         # different files; taking the serialized model keeps the bytes path-independent.
         model_writer=proto,
-        **TRAINER_SETTINGS,
+        **{**TRAINER_SETTINGS, "num_threads": num_threads or TRAINER_SETTINGS["num_threads"]},
         vocab_size=vocab_size,
         input_sentence_size=input_sentence_size,
         # Sampling a subset of sentences is the only randomness in BPE training; taking
@@ -111,7 +117,6 @@ def train_sentencepiece(
         # without touching SentencePiece's process-wide random seed.
         shuffle_input_sentence=False,
         max_sentence_length=_MAX_SENTENCE_BYTES,
-        num_threads=num_threads or os.cpu_count() or 1,
     )
     if not verbose:
         # SentencePiece logs every step to fd 2. Its logstream= option silences that by
