@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -345,3 +346,19 @@ def test_default_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
     assert default_cache_dir() == tmp_path
     monkeypatch.delenv("JEPAGOLF_CACHE")
     assert default_cache_dir() == Path.home() / ".cache" / "jepagolf"
+
+
+def test_demo_without_the_package_index_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    from jepagolf.cli import main
+
+    def offline(cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+        assert cmd[1:4] == ["-m", "pip", "download"]
+        return subprocess.CompletedProcess(cmd, 1, "", "ERROR: No matching distribution found for networkx==3.5\n")
+
+    monkeypatch.setenv("JEPAGOLF_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(demo_source.subprocess, "run", offline)
+    assert main(["data", "demo", "--out", str(tmp_path / "demo")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "networkx==3.5" in err[0] and "No matching distribution" in err[0]
+    assert not (tmp_path / "demo").exists()
+    assert list((tmp_path / "cache" / "demo-packages").iterdir()) == []  # no partial download left
