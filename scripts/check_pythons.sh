@@ -24,6 +24,6 @@ for py in "${pythons[@]}"; do
   fi
   echo "check-pythons: $("$venv/bin/python" -VV | head -1): setup $((SECONDS - start)) s"
   start=$SECONDS
-  PYTHONPATH="$PWD" OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" "$venv/bin/python" -m pytest -p no:cacheprovider -q "${tests[@]}"
+  PYTHONPATH="$PWD" OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" "$venv/bin/python" -m pytest -p no:cacheprovider "${tests[@]}"
   echo "check-pythons: Python $version: tests passed in $((SECONDS - start)) s"
 done
