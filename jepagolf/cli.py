@@ -139,14 +139,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_data_demo(args: argparse.Namespace) -> int:
-    from jepagolf.data.corpus import DEMO_COMMAND, build_demo_corpus, default_cache_dir, ensure_demo_corpus
+    from jepagolf.data.corpus import DEMO_COMMAND, build_demo_corpus, demo_cache_dir, ensure_demo_corpus
     from jepagolf.outputs import check_output_dir
 
     if args.if_missing and not args.out:
         paths = ensure_demo_corpus()
         print(f"demo corpus: {paths.data_dir} tokenizer: {paths.tokenizer}")
         return 0
-    out = Path(args.out) if args.out else default_cache_dir() / "demo_sp1024"
+    out = Path(args.out) if args.out else demo_cache_dir()
     # The cache folder too: a file the user put there is not the command's to delete.
     check_output_dir(out, command=DEMO_COMMAND, overwrite=args.overwrite)
     paths = build_demo_corpus(out, vocab_size=args.vocab_size)

