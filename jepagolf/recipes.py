@@ -30,6 +30,16 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
         "DESIGN section 3; openai/parameter-golf PR #1581", {"jepa": True},
     ),
     Recipe(
+        "v3-fix",
+        "JEPA v3 with its predictor kept alive: leaky relu^2 (slope 0.5) instead of relu^2 in the predictor, so "
+        "units negative on the whole batch still learn; everything else v3",
+        "issue 19 (v3's predictor dies into the identity in long runs); the short run in README 'JEPA variants'",
+        {"jepa": True, "jepa_pred_leaky_slope": 0.5},
+        "The hinge is not the cause (the predictor dies as fast with it off or relative to the targets' std) and is "
+        "left as specified; a lower predictor lr (jepa_pred_lr) or Adam (jepa_pred_optimizer) slows the death "
+        "without stopping it. Slope 0.5 is the GPT's own MLP slope in the v3 preset.",
+    ),
+    Recipe(
         "v2-nextk",
         "no masking: from position t of the CE pass, predict the EMA target's final states at t+1..t+4, "
         "one MLP predictor per offset, plain MSE",
@@ -88,6 +98,34 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
          "jepa_lambda": 1.0},
         "JEPA_STEPS=3 is read as three rollout steps of one predictor. The PR's Mamba-2 backbone, projector and "
         "separate embedding width are not part of this recipe: the GPT's final states are the embeddings.",
+    ),
+    Recipe(
+        "nextlat",
+        "no masking: a residual MLP on the CE pass's final state at t and the embedding of token t+1 predicts the "
+        "state at t+1 (token-conditioned latent dynamics); detached targets from the same pass, smooth L1",
+        "NextLat: Teoh et al., 'Next-Latent Prediction Transformers Learn Compact World Models', Microsoft "
+        "Research, arXiv 2511.05963",
+        {"jepa": True, "jepa_mode": "nextlat", "jepa_horizons": 1, "jepa_target": "online",
+         "jepa_loss_fn": "smooth_l1", "jepa_var_mode": "off", "jepa_cov_weight": 0.0, "jepa_lambda": 1.0},
+        "The paper's transition is an MLP on the normalised concatenation [state; next token's embedding] with a "
+        "residual path; here the first layer is kept as two blocks (state, token) on RMS-normalised inputs, the "
+        "activation is relu^2 as in v3's predictor, the width is jepa_pred_hidden and the output projection starts "
+        "at zero (an untrained transition is the identity). The token embedding is the GPT's own table, so "
+        "nothing new ships. No anti-collapse term: the targets are detached and CE keeps the states informative. "
+        "Lambda 1 for the latent term is a reading (the description gives no value for this regime); the rollout "
+        "(jepa_horizons > 1) and the KL term (jepa_nextlat_kl_weight, recipe nextlat-kl) are off here.",
+    ),
+    Recipe(
+        "nextlat-kl",
+        "nextlat plus its distribution term: KL between the output head's next-token distributions at the true "
+        "and at the predicted state (true side and head detached), weight 1",
+        "NextLat: Teoh et al., arXiv 2511.05963 (the optional KL term)",
+        {"jepa": True, "jepa_mode": "nextlat", "jepa_horizons": 1, "jepa_target": "online",
+         "jepa_loss_fn": "smooth_l1", "jepa_var_mode": "off", "jepa_cov_weight": 0.0, "jepa_lambda": 1.0,
+         "jepa_nextlat_kl_weight": 1.0},
+        "KL(p_true || p_pred), the direction that asks the predicted state to cover the true distribution; the "
+        "stop-gradients on the true side and the head are a reading of the description's 'stop-gradient choices' "
+        "(the head stays CE's alone).",
     ),
     Recipe(
         "grid-l0.001",

@@ -30,7 +30,7 @@ from jepagolf.config.bounds import (
 from jepagolf.config.data import DataConfig
 from jepagolf.config.env import ENV_ALIASES, REFUSED_ENV
 from jepagolf.config.export import ExportConfig
-from jepagolf.config.jepa import JEPA_VARIANT_KEYS, JepaConfig, jepa_variant_settings
+from jepagolf.config.jepa import HASH_SILENT_DEFAULTS, JEPA_VARIANT_KEYS, JepaConfig, jepa_variant_settings
 from jepagolf.config.model import ModelConfig, check_rope_tables
 from jepagolf.config.optim import OptimConfig
 from jepagolf.config.parse import (
@@ -49,7 +49,8 @@ from jepagolf.config.spans import SpanPlan, check_span_settings, span_bounds, sp
 from jepagolf.config.train import OPERATIONAL_TRAIN_KEYS, TrainConfig
 
 __all__ = [
-    "BASELINE", "CAP_BYTES", "ENV_ALIASES", "JEPA_VARIANT_KEYS", "MAX_BATCH_TOKENS", "MAX_CONFIG_JSON_BYTES",
+    "BASELINE", "CAP_BYTES", "ENV_ALIASES", "HASH_SILENT_DEFAULTS", "JEPA_VARIANT_KEYS", "MAX_BATCH_TOKENS",
+    "MAX_CONFIG_JSON_BYTES",
     "MAX_LAYERS", "MAX_MLP_MULT", "MAX_PARAMS", "MAX_ROPE_BYTES", "MAX_SEQ_LEN", "OPERATIONAL_TRAIN_KEYS",
     "PRESETS", "REFUSED_ENV", "SECTIONS", "Config", "ConfigError", "DataConfig", "ExportConfig", "JepaConfig",
     "ModelConfig", "OptimConfig", "SpanPlan", "TrainConfig", "build_config", "check_rope_tables", "check_seq_len",

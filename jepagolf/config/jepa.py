@@ -61,14 +61,18 @@ class JepaConfig:
     # Objective variants (issue 15); every default is v3 as specified. See jepagolf/recipes.py for the
     # public recipes built from them and README "JEPA variants" for the table.
     jepa_recipe: str = ""
-    """A named recipe (jepagolf/recipes.py: v3, v2-nextk, chunk-latent, multi-horizon, attn-predictor, sigreg,
-    grid-l0.001, grid-l0.2) whose values apply on top of the preset; keys set explicitly win over it."""
+    """A named recipe (jepagolf/recipes.py: v3, v3-fix, v2-nextk, chunk-latent, multi-horizon, attn-predictor,
+    sigreg, grid-l0.001, grid-l0.2, nextlat, nextlat-kl) whose values apply on top of the preset; keys set
+    explicitly win over it."""
     jepa_mode: str = "span"
     """span: masked spans predicted from a masked context pass (v3) | nextk: no masking, from position t of the CE
     pass predict the targets at t+1..t+jepa_horizons | chunk: no masking, chunk c's mean-pooled target latent
-    predicted from chunk c-1's pooled context latent (a learned start vector for c = 0)."""
+    predicted from chunk c-1's pooled context latent (a learned start vector for c = 0) | nextlat: no masking,
+    the CE pass's state at t and the embedding of token t+1 predict its state at t+1 (NextLat: a token-conditioned
+    transition; with jepa_horizons = k > 1 rolled out to t+k on tokens t+1..t+k)."""
     jepa_horizons: int = 1
-    """nextk: how many future positions each position predicts."""
+    """nextk: how many future positions each position predicts. nextlat: rollout steps k (the transition applied
+    k times to its own output, horizon j's loss weighted jepa_horizon_decay^(j-1))."""
     jepa_nextk_rollout: bool = False
     """nextk: one shared predictor applied recursively (horizon j = j applications) instead of one per horizon."""
     jepa_horizon_decay: float = 1.0
@@ -117,6 +121,18 @@ class JepaConfig:
     """attn predictor: attention heads (jepa_pred_hidden / heads must be even, for RoPE)."""
     jepa_pred_infill: bool = False
     """attn predictor in span mode: attend to every position, those after the span included (non-causal)."""
+    jepa_pred_leaky_slope: float = 0.0
+    """MLP predictors' activation: 0 = relu^2 (v3) | s in (0, 1) = leaky_relu(h, s)^2, which keeps gradient in
+    units that are negative on every row (v3's predictor dies into the identity in long runs: issue 19)."""
+    jepa_pred_optimizer: str = "muon"
+    """The predictor's matrices: muon (with the GPT's matrices, v3) | adam (a group of their own, beta/eps as the
+    GPT's Adam). Muon moves a matrix a full orthogonalised step even as its gradient vanishes (issue 19)."""
+    jepa_pred_lr: float = 0.0
+    """The predictor matrices' learning rate (scheduled like every other); 0 = matrix_lr (v3)."""
+    jepa_nextlat_kl_weight: float = 0.0
+    """nextlat: weight of KL(softmax(head(true state)) || softmax(head(predicted state))) in the JEPA loss, the
+    true side and the head's weights detached (0: off). Needs jepa_target_source=final and jepa_target_norm=none
+    (the state the head reads)."""
     jepa_lambda_schedule: str = "constant"
     """constant: lambda after the warm-up ramp (v3) | warmdown: also multiplied by the LR warmdown factor, so it
     anneals to 0 as the LR does."""
@@ -127,10 +143,12 @@ class JepaConfig:
                   "jepa_chunk_size", "jepa_target_top_k", "jepa_sigreg_projections", "jepa_pred_layers",
                   "jepa_pred_heads", "jepa_var_gamma_scale", "jepa_horizon_decay")
         choices = {
-            "jepa_mode": ("span", "nextk", "chunk"), "jepa_target_source": ("final", "block", "encoder", "top-avg"),
+            "jepa_mode": ("span", "nextk", "chunk", "nextlat"),
+            "jepa_target_source": ("final", "block", "encoder", "top-avg"),
             "jepa_target_norm": ("none", "layernorm", "running"), "jepa_loss_fn": ("mse", "smooth_l1", "cosine"),
             "jepa_var_mode": ("one", "target", "off"), "jepa_reg": ("vicreg", "sigreg"),
             "jepa_reg_side": ("pred", "target", "both"), "jepa_predictor": ("mlp", "attn"),
+            "jepa_pred_optimizer": ("muon", "adam"),
             "jepa_lambda_schedule": ("constant", "warmdown"),
         }
         for name, allowed in choices.items():
@@ -141,6 +159,18 @@ class JepaConfig:
                 recipe_values(self.jepa_recipe)
             except KeyError as e:
                 raise ConfigError(e.args[0]) from None
+        if not 0.0 <= self.jepa_pred_leaky_slope < 1.0:
+            raise ConfigError(f"jepa_pred_leaky_slope={self.jepa_pred_leaky_slope} must be in [0, 1) (0: relu^2)")
+        if self.jepa_pred_lr < 0:
+            raise ConfigError(f"jepa_pred_lr={self.jepa_pred_lr} must be >= 0 (0: matrix_lr)")
+        if self.jepa_nextlat_kl_weight < 0:
+            raise ConfigError(f"jepa_nextlat_kl_weight={self.jepa_nextlat_kl_weight} must be >= 0 (0: off)")
+        if self.jepa_mode == "nextlat" and self.jepa_predictor != "mlp":
+            raise ConfigError("jepa_mode=nextlat has its own MLP transition; set jepa_predictor=mlp")
+        if self.jepa_nextlat_kl_weight and (self.jepa_mode != "nextlat" or self.jepa_target_source != "final"
+                                            or self.jepa_target_norm != "none"):
+            raise ConfigError("jepa_nextlat_kl_weight > 0 needs jepa_mode=nextlat, jepa_target_source=final and "
+                              "jepa_target_norm=none (the output head reads the final state as it is)")
         if not 0.0 <= self.jepa_target_norm_momentum < 1.0:
             raise ConfigError(f"jepa_target_norm_momentum={self.jepa_target_norm_momentum} must be in [0, 1)")
         if self.jepa_sigreg_weight < 0 or self.jepa_sigreg_knots < 2:
@@ -192,7 +222,14 @@ JEPA_VARIANT_KEYS = (
     "jepa_target", "jepa_target_source", "jepa_target_block", "jepa_target_top_k", "jepa_target_norm",
     "jepa_target_stopgrad", "jepa_loss_fn", "jepa_var_mode", "jepa_var_gamma_scale", "jepa_reg", "jepa_reg_side",
     "jepa_sigreg_weight", "jepa_predictor", "jepa_pred_layers", "jepa_pred_infill", "jepa_lambda_schedule",
+    "jepa_pred_leaky_slope", "jepa_pred_optimizer", "jepa_pred_lr", "jepa_nextlat_kl_weight",
 )
+# Keys added after results were committed (issue 19), left out of Config.hash() while at their default: every config
+# that does not use them keeps the hash it had, so committed runs stay matched and a ladder still resumes.
+HASH_SILENT_DEFAULTS: dict[str, dict[str, Any]] = {
+    "jepa": {"jepa_pred_leaky_slope": 0.0, "jepa_pred_optimizer": "muon", "jepa_pred_lr": 0.0,
+             "jepa_nextlat_kl_weight": 0.0},
+}
 
 
 def jepa_variant_settings(jepa: Mapping[str, Any]) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from typing import Any, get_type_hints
 from jepagolf.config.bounds import ConfigError
 from jepagolf.config.data import DataConfig
 from jepagolf.config.export import ExportConfig
-from jepagolf.config.jepa import JepaConfig
+from jepagolf.config.jepa import HASH_SILENT_DEFAULTS, JepaConfig
 from jepagolf.config.model import ModelConfig, check_rope_tables
 from jepagolf.config.optim import OptimConfig
 from jepagolf.config.spans import check_span_settings
@@ -53,7 +53,7 @@ class Config:
             if j.jepa_mode == "chunk" and t.train_seq_len % j.jepa_chunk_size:
                 raise ConfigError(f"jepa_chunk_size={j.jepa_chunk_size} does not divide "
                                   f"train_seq_len={t.train_seq_len}")
-            if j.jepa_mode == "nextk" and j.jepa_horizons >= t.train_seq_len:
+            if j.jepa_mode in ("nextk", "nextlat") and j.jepa_horizons >= t.train_seq_len:
                 raise ConfigError(f"jepa_horizons={j.jepa_horizons} must be < train_seq_len={t.train_seq_len}")
 
     def to_dict(self) -> dict[str, Any]:
@@ -73,6 +73,9 @@ def config_dict_hash(config: dict[str, Any]) -> str:
     operational train keys are left out."""
     d = {k: v for k, v in config.items() if k not in ("preset", "data")}
     d["train"] = {k: v for k, v in config.get("train", {}).items() if k not in OPERATIONAL_TRAIN_KEYS}
+    for section, defaults in HASH_SILENT_DEFAULTS.items():
+        if isinstance(d.get(section), dict):
+            d[section] = {k: v for k, v in d[section].items() if not (k in defaults and v == defaults[k])}
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 

@@ -10,7 +10,11 @@ What is predicted from what (``jepa_mode``):
 - nextk: the CE pass's own (unmasked, causal) states at t -> the targets at t+1..t+k (one predictor per
   horizon, or one applied recursively); no extra network pass;
 - chunk: the CE pass's states mean-pooled over chunks; chunk c-1's pooled state (a learned start vector for
-  chunk 0) -> chunk c's pooled target; no extra network pass.
+  chunk 0) -> chunk c's pooled target; no extra network pass;
+- nextlat (NextLat, Teoh et al., arXiv 2511.05963): the CE pass's state at t and the GPT's embedding of token
+  t+1 -> the state at t+1 (a token-conditioned transition, so the target is determined by its inputs), rolled
+  out to t+k on tokens t+1..t+k; no extra network pass; optionally a KL between the output head's distributions
+  at the predicted and the true state (``jepa_nextlat_kl_weight``).
 
 Targets (``jepa_target_source``) are the final states or a block's RMS-normalised output (the context state
 is then taken from the same block), or data2vec's mean of the top blocks' layer-normed outputs; then
@@ -29,7 +33,7 @@ from jepagolf.config import Config
 from jepagolf.jepa.diagnostics import predictiveness, representation_diagnostics, term_shares
 from jepagolf.jepa.losses import VAR_EPS, LossSpec, jepa_loss
 from jepagolf.jepa.masking import jepa_rows
-from jepagolf.jepa.predictors import Predictor, build_predictor
+from jepagolf.jepa.predictors import NextLatPredictor, Predictor, build_predictor, dead_fraction
 from jepagolf.model.gpt import GPT, rms_norm
 
 __all__ = ["JepaLM", "Predictor", "noise_seed", "target_taps"]
@@ -187,8 +191,13 @@ class JepaLM(nn.Module):
         if j.jepa_reg == "sigreg":
             g = torch.Generator().manual_seed(sigreg_seed)
             directions = torch.randn(z.size(-1), j.jepa_sigreg_projections, generator=g).to(z.device)
-        pairs = self.prediction_pairs(ctx, tgt_full, mask, mask_pos)
+        tokens = idx[:r] if j.jepa_mode == "nextlat" else None
+        pairs = self.prediction_pairs(ctx, tgt_full, mask, mask_pos, tokens)
         jl, jstats = self._loss(pairs, directions)
+        if j.jepa_nextlat_kl_weight:
+            kl = self.nextlat_kl(pairs, z[:r].detach())
+            jl = jl + j.jepa_nextlat_kl_weight * kl
+            jstats.update(jepa_kl=kl.detach(), jepa_loss=jl.detach())
         frac = mask.float().mean() if mask is not None else z.new_zeros((), dtype=torch.float32)
         stats = {"ce_loss": ce.detach(), **jstats, "mask_frac": frac}
         if diagnostics:
@@ -196,8 +205,49 @@ class JepaLM(nn.Module):
             stats.update(representation_diagnostics(pred0, tgt0))
             stats.update(term_shares(jstats, j.jepa_var_weight, j.jepa_cov_weight))
             # R^2 against the constant and identity references (issue 15), every mode
-            stats.update(predictiveness(pred0, tgt0, *self.reference_inputs(ctx, mask, mask_pos)))
+            ref, rows = self.reference_inputs(ctx, mask, mask_pos)
+            stats.update(predictiveness(pred0, tgt0, ref, rows))
+            stats.update(self.predictor_health(pred0, ref, tokens))
         return ce, jl, stats
+
+    @torch.no_grad()
+    def predictor_health(self, pred: Tensor, ref: Tensor, tokens: Tensor | None) -> dict[str, Tensor]:
+        """Is the predictor alive? (issue 19: v3's dies into the identity in long runs.) ``pred_identity``:
+        1.0 when the first predicted set equals the predictor's input bit for bit (``ref``, the identity
+        reference of ``reference_inputs``), else 0.0; ``pred_dead_frac`` (MLP predictors): the fraction of
+        its hidden units that are zero on every one of those positions (``dead_fraction``). ``tokens`` (r, T):
+        nextlat's inputs."""
+        out = {"pred_identity": torch.tensor(float(torch.equal(pred, ref)))}
+        head = self.predictor[0] if isinstance(self.predictor, nn.ModuleList) else self.predictor
+        if isinstance(head, Predictor):
+            out["pred_dead_frac"] = dead_fraction(head.hidden(ref))
+        elif isinstance(head, NextLatPredictor):
+            assert tokens is not None
+            tok_in = head.token_input(self.gpt.tok_emb(tokens[:, 1:]))  # (r, T-1, H): tokens t+1
+            out["pred_dead_frac"] = dead_fraction(head.hidden(ref, tok_in.reshape(ref.size(0), -1)))
+        return out
+
+    def nextlat_kl(self, pairs: list[tuple[Tensor, Tensor, float]], z: Tensor) -> Tensor:
+        """NextLat's optional distribution term: per horizon k, KL(p(. | true final state at t+k) || p(. |
+        predicted state)), both through the output head (soft-capped, tied), the true side and the head's weights
+        detached so that the term shapes the predicted states, and through them the transition and the
+        states it reads, but not the head that CE trains. Weighted over horizons like the latent loss; mean over
+        positions. z (r, T, D): the CE pass's final states."""
+        r, T, D = z.shape
+        w = self.gpt.tok_emb.weight.detach()
+        cap = self.cfg.model.logit_softcap
+
+        def log_probs(h: Tensor) -> Tensor:
+            logits = F.linear(h, w.to(h.dtype)).float()  # (N, V)
+            return F.log_softmax(cap * torch.tanh(logits / cap) if cap else logits, dim=-1)
+
+        total = sum(wk for _, _, wk in pairs)
+        kl = z.new_zeros((), dtype=torch.float32)
+        for k, (pred, _, wk) in enumerate(pairs, start=1):
+            with torch.no_grad():
+                true = log_probs(z[:, k:].reshape(-1, D))  # (N, V), the state at t+k
+            kl = kl + (wk / total) * F.kl_div(log_probs(pred), true, log_target=True, reduction="batchmean")
+        return kl
 
     def reference_inputs(self, ctx: Tensor, mask: Tensor | None, mask_pos: Tensor | None) -> tuple[Tensor, Tensor]:
         """For the first predicted set of ``prediction_pairs``: what the predictor reads at each predicted
@@ -227,11 +277,21 @@ class JepaLM(nn.Module):
         return torch.cat((start, pooled[:, :-1]), dim=1)
 
     def prediction_pairs(self, ctx: Tensor, tgt: Tensor, mask: Tensor | None,
-               mask_pos: Tensor | None) -> list[tuple[Tensor, Tensor, float]]:
+               mask_pos: Tensor | None, tokens: Tensor | None = None) -> list[tuple[Tensor, Tensor, float]]:
         """(prediction (N, D), target (N, D), weight) per predicted set: one in span and chunk mode, one per
-        horizon in nextk mode (weights decay^(j-1))."""
+        horizon in nextk and nextlat mode (weights decay^(j-1)). ``tokens`` (r, T): nextlat's token inputs."""
         j = self.cfg.jepa
         r, T, D = ctx.shape
+        if j.jepa_mode == "nextlat":
+            assert tokens is not None and isinstance(self.predictor, NextLatPredictor)
+            tok_in = self.predictor.token_input(self.gpt.tok_emb(tokens))  # (r, T, H), once for every step
+            pairs, h = [], ctx
+            for k in range(1, j.jepa_horizons + 1):
+                # h[:, i] holds the state at i + k - 1 (true for k = 1, predicted after); token i + k moves it
+                # to i + k. Position i + k's prediction reads tokens <= i + k and states <= i only.
+                h = self.predictor(h[:, : T - k], tok_in[:, k:])  # (r, T-k, D)
+                pairs.append((h.reshape(-1, D), tgt[:, k:].reshape(-1, D), j.jepa_horizon_decay ** (k - 1)))
+            return pairs
         if j.jepa_mode == "span":
             assert mask is not None
             if mask_pos is None:

@@ -38,12 +38,27 @@ def route_params(model: nn.Module) -> ParamGroups:
     return groups
 
 
+def is_predictor_param(name: str) -> bool:
+    """The JEPA predictor's parameters (``JepaLM.predictor``): trained on JEPA's gradient only, never shipped."""
+    return name.startswith("predictor.")
+
+
 def build_optimizers(
-    model: nn.Module, cfg: OptimConfig, fused: bool = False, rank: int = 0, world_size: int = 1
+    model: nn.Module, cfg: OptimConfig, fused: bool = False, rank: int = 0, world_size: int = 1,
+    pred_optimizer: str = "muon", pred_lr: float = 0.0,
 ) -> list[torch.optim.Optimizer]:
     """Adam (embeddings, scalars) and Muon (matrices). With world_size > 1 Muon splits its
-    Newton-Schulz work across the ranks of the initialised process group (one all-reduce a step)."""
+    Newton-Schulz work across the ranks of the initialised process group (one all-reduce a step).
+
+    The predictor's matrices (``jepa_pred_optimizer``, ``jepa_pred_lr``): with Muon at matrix_lr, in the GPT's
+    Muon group (v3); with Muon at another lr, in a second Muon group; or with Adam, in a third Adam group, at
+    ``pred_lr`` (0: matrix_lr). Muon orthogonalises each update, so a matrix whose gradient is vanishing still
+    moves a full step along its decaying momentum (issue 19: a relu^2 predictor whose units start to die)."""
     g = route_params(model)
+    own_group = (pred_optimizer, pred_lr) != ("muon", 0.0)
+    pred = [(n, p) for n, p in g.matrices if own_group and is_predictor_param(n)]
+    g.matrices = [(n, p) for n, p in g.matrices if not (own_group and is_predictor_param(n))]
+    lr_p = pred_lr or cfg.matrix_lr
     # foreach on CPU too (torch picks it only for CUDA tensors): one kernel per op for all tensors
     # instead of a Python loop over parameters.
     adam_kw = dict(betas=(cfg.beta1, cfg.beta2), eps=cfg.adam_eps, fused=fused, foreach=None if fused else True)
@@ -51,6 +66,8 @@ def build_optimizers(
         [
             {"params": [p for _, p in g.embeddings], "lr": cfg.tied_embed_lr, "base_lr": cfg.tied_embed_lr},
             {"params": [p for _, p in g.scalars], "lr": cfg.scalar_lr, "base_lr": cfg.scalar_lr},
+            *([{"params": [p for _, p in pred], "lr": lr_p, "base_lr": lr_p}] if pred and pred_optimizer == "adam"
+              else []),
         ],
         **adam_kw,
     )
@@ -60,6 +77,8 @@ def build_optimizers(
     )
     for group in muon.param_groups:
         group["base_lr"] = cfg.matrix_lr
+    if pred and pred_optimizer == "muon":
+        muon.add_param_group({"params": [p for _, p in pred], "lr": lr_p, "base_lr": lr_p})
     optimizers: list[torch.optim.Optimizer] = [adam, muon]
     check_groups(model, optimizers)
     return optimizers

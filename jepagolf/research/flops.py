@@ -84,7 +84,7 @@ def flops_per_token(cfg: Config, seq_len: int = 0) -> FlopBreakdown:
     head = 2 * D * m.vocab_size
     frac = expected_mask_fraction(cfg) if j.active and j.jepa_mode == "span" else 0.0
     pred, per_token = predictor_flops(cfg), None
-    if j.jepa_mode == "nextk":
+    if j.jepa_mode in ("nextk", "nextlat"):
         per_token = float(j.jepa_horizons)  # every position, once per horizon (heads or rollout steps)
     elif j.jepa_mode == "chunk":
         per_token = 1.0 / j.jepa_chunk_size
@@ -101,6 +101,13 @@ def flops_per_token(cfg: Config, seq_len: int = 0) -> FlopBreakdown:
 def predictor_flops(cfg: Config) -> float:
     """Forward FLOPs of one predictor evaluation (one position)."""
     j, D, W = cfg.jepa, cfg.model.model_dim, cfg.jepa.jepa_pred_hidden
+    if j.jepa_mode == "nextlat":
+        # the state's and the token's first-layer halves and W2; the token half runs once per position, not
+        # per rollout step, which this counts as per step (an upper bound for k > 1). With the KL term, the
+        # tied head on the predicted state (fwd + bwd counted by the caller's 3x) and on the true state
+        # (forward only, counted here as a third of a forward so that 3x gives one forward).
+        kl = 2 * D * cfg.model.vocab_size * (1 + 1 / 3) if j.jepa_nextlat_kl_weight else 0.0
+        return 3 * 2 * D * W + kl
     if j.jepa_predictor == "mlp":
         return 2 * 2 * D * W
     T = cfg.train.train_seq_len // (j.jepa_chunk_size if j.jepa_mode == "chunk" else 1)

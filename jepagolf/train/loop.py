@@ -130,7 +130,8 @@ class Trainer(ReliabilityMixin):
         self.last_jepa_stats: dict[str, Tensor] = {}
         self.artifact_ema = WeightEMA(self.model.gpt, schedules.artifact_ema_decay(cfg))
         self.optimizers = build_optimizers(self.model, cfg.optim, fused=rt.device.type == "cuda",
-                                           rank=rt.rank, world_size=rt.world_size)
+                                           rank=rt.rank, world_size=rt.world_size,
+                                           pred_optimizer=cfg.jepa.jepa_pred_optimizer, pred_lr=cfg.jepa.jepa_pred_lr)
         self.compiled = t.compile == "on" or (t.compile == "auto" and rt.device.type == "cuda")
         self.forward_module: torch.nn.Module = self.model
         if self.compiled:
@@ -424,12 +425,13 @@ class Trainer(ReliabilityMixin):
                 record.update(
                     step=self.step, lr_scale=lr_scale,
                     jepa_lambda=schedules.jepa_lambda(cfg, self.step - 1, self.elapsed_s, self.train_budget_s),
-                    ema_momentum=ema_momentum(schedules.progress(cfg, self.step, self.elapsed_s, self.train_budget_s),
-                                              cfg.jepa.jepa_ema_start, cfg.jepa.jepa_ema_end)
-                    if self.target is not None else 0.0,
                     step_ms=step_ms, tokens_per_s=t.train_batch_tokens / max(step_ms / 1000, 1e-9),
                     train_time_s=self.elapsed_s, tokens_seen=self.tokens_seen,
                 )
+                if self.target is not None:  # no EMA target (online targets, plain CE): left out, not 0.0
+                    record["ema_momentum"] = ema_momentum(
+                        schedules.progress(cfg, self.step, self.elapsed_s, self.train_budget_s),
+                        cfg.jepa.jepa_ema_start, cfg.jepa.jepa_ema_end)
                 peak = peak_memory_mib(rt.device)
                 if peak is not None:
                     record["peak_mem_mib"] = peak
