@@ -250,3 +250,37 @@ def test_stream_property_and_resume(lengths: list[int], takes: list[int], resume
         for n, want in zip(takes[k:], got[k:], strict=True):
             np.testing.assert_array_equal(resumed.take(n), want)
         assert resumed.state_dict() == stream.state_dict()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    lengths=st.lists(st.integers(0, 40), min_size=1, max_size=5).filter(lambda xs: sum(xs) > 0),
+    ops=st.lists(st.tuples(st.booleans(), st.integers(0, 130)), min_size=1, max_size=8),
+    laps=st.integers(0, 10**12),
+)
+def test_stream_skip_reads_what_take_would(lengths: list[int], ops: list[tuple[bool, int]], laps: int) -> None:
+    """skip(n) lands where take(n) would, from any position (mid-shard included), and a skip of many
+    laps of the corpus takes no longer than one lap (it is reduced modulo the corpus)."""
+    with tempfile.TemporaryDirectory() as d:
+        paths, all_tokens = _write_stream_shards(Path(d), lengths)
+        stream, ref = TokenStream(paths, vocab_size=len(all_tokens)), TokenStream(paths, vocab_size=len(all_tokens))
+        for is_skip, n in ops:
+            if is_skip:
+                stream.skip(n)
+                ref.take(n)
+            else:
+                np.testing.assert_array_equal(stream.take(n), ref.take(n))
+            assert stream.state_dict() == ref.state_dict()
+        stream.skip(laps * len(all_tokens) + 3)
+        ref.take(3)
+        assert stream.state_dict() == ref.state_dict()
+
+
+def test_stream_skip_errors(tmp_path: Path) -> None:
+    paths, _ = _write_stream_shards(tmp_path, [0, 0])
+    stream = TokenStream(paths)
+    stream.skip(0)  # nothing to read, nothing read
+    with pytest.raises(ShardError, match="all 2 shards are empty"):
+        stream.skip(1)
+    with pytest.raises(ValueError, match="n must be >= 0"):
+        stream.skip(-1)

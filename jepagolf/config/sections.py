@@ -70,13 +70,24 @@ class Config:
 def config_dict_hash(config: dict[str, Any]) -> str:
     """``Config.hash()`` of a config dict (``Config.to_dict()``, or a config.json exactly as stored,
     which lacks the fields added since it was written): the preset name, the data paths and the
-    operational train keys are left out."""
+    operational train keys are left out, and so are the factor seeds and the data offset while they
+    change nothing (``init_seed``/``mask_seed`` -1 or equal to ``seed``, ``data_offset`` 0): every config
+    written before they existed keeps its hash, and one run has one hash however its seeds are spelled."""
     d = {k: v for k, v in config.items() if k not in ("preset", "data")}
-    d["train"] = {k: v for k, v in config.get("train", {}).items() if k not in OPERATIONAL_TRAIN_KEYS}
+    train = config.get("train", {})
+    d["train"] = {k: v for k, v in train.items()
+                  if k not in OPERATIONAL_TRAIN_KEYS and not _follows_default(k, v, train.get("seed"))}
     for section, defaults in HASH_SILENT_DEFAULTS.items():
         if isinstance(d.get(section), dict):
             d[section] = {k: v for k, v in d[section].items() if not (k in defaults and v == defaults[k])}
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _follows_default(key: str, value: Any, seed: Any) -> bool:
+    """A train key whose value changes nothing: a factor seed that is -1 or ``seed``, a data offset of 0."""
+    if key in ("init_seed", "mask_seed"):
+        return value == -1 or value == seed
+    return key == "data_offset" and value == 0
 
 
 SECTIONS = ("model", "jepa", "optim", "train", "data", "export")

@@ -10,7 +10,18 @@ from jepagolf.config.bounds import MAX_BATCH_TOKENS, MAX_SEQ_LEN, ConfigError, _
 @dataclass
 class TrainConfig:
     seed: int = 1337
-    """Seeds init, data order offset-free, and the span generators."""
+    """Seeds the model's init and the JEPA noise (span masks, SIGReg directions); the training tokens
+    are the same stream for every seed (see data_offset)."""
+    init_seed: int = -1
+    """Seed of the model's initial weights alone; -1 = follow seed. Left out of the config hash when it
+    equals what it follows, so configs that do not set it keep their hash."""
+    mask_seed: int = -1
+    """Seed of the JEPA span masks and SIGReg's random directions alone; -1 = follow seed (hashed as
+    init_seed is)."""
+    data_offset: int = 0
+    """Training tokens skipped at the start of the stream (wrapping after the last shard), so that runs can
+    read different data; 0 = from the first token. Left out of the config hash when 0. GPTQ calibration
+    still reads the first training tokens."""
     iterations: int = 20000
     """Maximum optimizer steps."""
     train_batch_tokens: int = 524_288
@@ -110,14 +121,31 @@ class TrainConfig:
             raise ConfigError(f"checkpoint_keep={self.checkpoint_keep} must be >= 1")
         if self.batch_slicing not in ("shared", "reference"):
             raise ConfigError(f"batch_slicing={self.batch_slicing!r}: use shared or reference")
+        if self.init_seed < -1 or self.mask_seed < -1:
+            raise ConfigError(f"init_seed={self.init_seed}, mask_seed={self.mask_seed}: use a seed >= 0, or -1 to "
+                              "follow seed")
+        if not 0 <= self.data_offset <= MAX_DATA_OFFSET:
+            raise ConfigError(f"data_offset={self.data_offset}: use 0..{MAX_DATA_OFFSET} training tokens")
         if self.compile_warmup_steps < -1:
             raise ConfigError(f"compile_warmup_steps={self.compile_warmup_steps}: use -1 (auto) or a count >= 0")
+
+    @property
+    def resolved_init_seed(self) -> int:
+        """The seed of the initial weights (init_seed, or seed when it is -1)."""
+        return self.seed if self.init_seed < 0 else self.init_seed
+
+    @property
+    def resolved_mask_seed(self) -> int:
+        """The seed of the span masks and SIGReg directions (mask_seed, or seed when it is -1)."""
+        return self.seed if self.mask_seed < 0 else self.mask_seed
 
     @property
     def scoring_seq_len(self) -> int:
         """The window length the final score uses (eval_seq_len, or train_seq_len when 0)."""
         return self.eval_seq_len or self.train_seq_len
 
+
+MAX_DATA_OFFSET = 1 << 48  # training tokens; far beyond any corpus (the stream wraps)
 
 # Train fields that change how a run is executed or kept, not the model it trains: left out of
 # Config.hash(), and free to change when a run is resumed.

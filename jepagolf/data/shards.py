@@ -262,6 +262,28 @@ class TokenStream:
                 self._advance_shard()
         return out
 
+    def skip(self, n: int) -> None:
+        """Advance the position by ``n`` tokens without copying them, wrapping after the last shard as
+        ``take`` does (so ``skip(n)`` then ``take(k)`` reads what ``take(n + k)[n:]`` would)."""
+        if n < 0:
+            raise ValueError(f"TokenStream.skip: n must be >= 0, got {n}")
+        start = (self.shard_index, self.position)
+        left, walked = n, 0
+        while left > 0:
+            length = len(self._shard(self.shard_index))
+            k = min(length - self.position, left)
+            if self.shard_index == start[0] and self.position < start[1]:
+                k = min(k, start[1] - self.position)  # stop on the start, so that a lap is seen
+            left -= k
+            walked += k
+            self.position += k
+            if self.position == length:
+                self._advance_shard()
+            if left and (self.shard_index, self.position) == start:  # one whole lap: the rest is modulo it
+                if not walked:
+                    raise ShardError(f"TokenStream: all {len(self.paths)} shards are empty (first: {self.paths[0]})")
+                left %= walked
+
     def state_dict(self) -> dict[str, int]:
         return {"shard_index": self.shard_index, "position": self.position, "num_shards": len(self.paths)}
 

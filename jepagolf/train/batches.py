@@ -1,6 +1,6 @@
 """One micro-batch's inputs: tokens and JEPA span masks, from the step's chunk of the stream.
 
-Everything here depends only on (seed, step, global micro-batch index), never on how the global
+Everything here depends only on (mask seed, step, global micro-batch index), never on how the global
 batch is split over processes: process r of W, accumulating A micro-batches, owns global indices
 [r*A, (r+1)*A). So world 1 with accumulation 2 sees exactly the micro-batches and masks that
 world 2 with accumulation 1 sees, which is what lets a DDP run reproduce a single-process one.
@@ -68,6 +68,6 @@ def micro_batch_mask(cfg: Config, step: int, index: int, batch: int,
     t, j = cfg.train, cfg.jepa
     rows = jepa_rows(batch, j.jepa_batch_fraction)
     mask = sample_mask(rows, t.train_seq_len, *j.span_plan(t.train_seq_len), j.jepa_span_per_sequence,
-                       span_generator(t.seed, step, index))
+                       span_generator(t.resolved_mask_seed, step, index))
     positions = mask.reshape(-1).nonzero().squeeze(1)  # row-major, like mask[...] boolean indexing
     return to_device(mask, device), to_device(positions, device)

@@ -118,7 +118,7 @@ class Trainer(ReliabilityMixin):
                 f"micro_batch_tokens so that the count is a multiple of the world size, {fix}"
             )
         self.grad_accum = micro_total // rt.world_size
-        seed_everything(t.seed)  # same init on every rank
+        seed_everything(t.resolved_init_seed)  # same init on every rank
         self.model = JepaLM(cfg).to(rt.device)
         self.calibration_reserve_s = self.measure_calibration_reserve()
         self.train_budget_s = t.max_wallclock_seconds - self.calibration_reserve_s  # training seconds under a cap
@@ -155,6 +155,7 @@ class Trainer(ReliabilityMixin):
             self.forward_module = DDP(self.model, device_ids=ids, broadcast_buffers=False,
                                       find_unused_parameters=sparse_jepa)
         self.stream = TokenStream(list_shards(paths.data_dir, "train"), cfg.model.vocab_size)
+        self.stream.skip(t.data_offset)  # a resumed run's saved position replaces this one
         self.val = val if val is not None else load_val_data(cfg, paths, rt.device)
         self.step = 0
         self.elapsed_s = 0.0
@@ -225,7 +226,7 @@ class Trainer(ReliabilityMixin):
                     rows = jepa_rows(x.size(0), cfg.jepa.jepa_batch_fraction)
                     extra["jepa"] = True
                 if cfg.jepa.jepa_reg == "sigreg":
-                    extra["sigreg_seed"] = noise_seed(t.seed, step, index)
+                    extra["sigreg_seed"] = noise_seed(t.resolved_mask_seed, step, index)
                 if self.target is not None:
                     with torch.no_grad(), ctx:
                         target_z = self.model.target_repr(self.target, x[:rows])  # (rows, T, D), unmasked sequence
