@@ -219,7 +219,7 @@ def _research_common(args: argparse.Namespace) -> dict[str, str]:
 
 def _research_options(args: argparse.Namespace) -> dict[str, Any]:
     """The options ``ablate`` and ``ladder`` share, as keyword arguments of their main functions."""
-    return {"calib_steps": args.calib_steps, "wallclock_slack": args.wallclock_slack}
+    return {"calib_steps": args.calib_steps, "wallclock_slack": args.wallclock_slack, "vary": args.vary}
 
 
 def _print_result(text: str, what: str, out: Path, files: str) -> int:
@@ -433,6 +433,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="timed steps per arm for --match wallclock (in 5 rounds, the arms taking turns)")
     p.add_argument("--wallclock-slack", type=float, default=0.25,
                    help="--match wallclock: the time cap is budget x (1 + slack), a guard only")
+    p.add_argument("--vary", choices=["all", "init", "masks", "data"], default="all",
+                   help="what the seeds vary (default all: init and masks, as the seed always did; init or masks: "
+                        "that factor alone; data: the training tokens alone, each seed reading the stream from "
+                        "its own offset): a factor's paired sd, measured apart")
     p.set_defaults(func=cmd_ablate)
 
     p = sub.add_parser("ladder", help="compute ladder: arms x rungs x seeds, the effect's trend against compute and "
@@ -460,6 +464,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wallclock-slack", type=float, default=1.0,
                    help="each run's time cap is its budget x (1 + slack): a guard against a stalled machine, not "
                         "the budget (the calibrated step count is); a run it stops is flagged")
+    p.add_argument("--vary", choices=["all", "init", "masks", "data"], default="all",
+                   help="what the seeds vary (default all: init and masks, as the seed always did; init or masks: "
+                        "that factor alone; data: the training tokens alone, each seed reading the stream from "
+                        "its own offset): a factor's paired sd, measured apart")
     p.add_argument("--val-tokens", type=int, default=262_144,
                    help="score every run on the first N validation tokens (a linked copy in OUT/data; 0: all)")
     p.add_argument("--add-points", action="append", default=[], metavar="RUNS_CSV",

@@ -4,6 +4,7 @@ data_offset (where the training stream starts), each changing only its own facto
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -13,9 +14,14 @@ import torch
 
 import jepagolf.train.batches as batches
 import jepagolf.train.loop as loop
+from jepagolf.cli import main
 from jepagolf.config import ConfigError, build_config, config_dict_hash
 from jepagolf.data.corpus import DatasetPaths
 from jepagolf.data.shards import TokenStream, list_shards
+from jepagolf.research import ladder_plan
+from jepagolf.research.ablate_plan import VARY_MODES, AblationError, Arm, plan_ablation
+from jepagolf.research.ablate_report import finalize
+from jepagolf.research.ablate_run import run_ablation
 from jepagolf.train.batches import step_tokens
 from jepagolf.train.runtime import Runtime
 
@@ -140,3 +146,92 @@ def test_spelled_defaults_reproduce_the_run_bitwise(tiny_data, tmp_path, one_tor
             [s["prequant_val_loss"], s["roundtrip_val_loss"], s["config_hash"]]
 
     assert run("default") == run("spelled", init_seed=1337, mask_seed=1337, data_offset=0)
+
+
+# ----- ablate / ladder designs that vary one factor ----------------------------------------------
+
+
+def _factors(plan, arm, seed) -> tuple[int, int, int]:
+    t = plan.config(arm, seed).train
+    return t.resolved_init_seed, t.resolved_mask_seed, t.data_offset
+
+
+def test_vary_designs_move_one_factor_and_pair_the_arms():
+    arms = [Arm("ce", {"jepa": "false"}), Arm("v3")]
+    seeds = [5, 6, 7]
+    common = {"iterations": "10"}
+    plans = {v: plan_ablation("smoke", arms, seeds, "steps", common, vary=v) for v in VARY_MODES}
+    stride = 10 * step_tokens(plans["data"].config(arms[0], 5))
+    want = {"all": [(5, 5, 0), (6, 6, 0), (7, 7, 0)], "init": [(5, 5, 0), (6, 5, 0), (7, 5, 0)],
+            "masks": [(5, 5, 0), (5, 6, 0), (5, 7, 0)], "data": [(5, 5, 0), (5, 5, stride), (5, 5, 2 * stride)]}
+    for v, plan in plans.items():
+        for arm in arms:  # every arm of a seed gets the same factors: the pairing holds in every design
+            assert [_factors(plan, arm, s) for s in seeds] == want[v], v
+        assert plan.to_dict()["vary"] == v
+    # all is today's ablation: the same configs (and hashes) as a plan that knows nothing of --vary
+    for s in seeds:
+        assert plans["all"].config(arms[1], s).hash() == build_config("smoke", {**common, "seed": s}, environ={}).hash()
+    # the first seed's run is the same run in every design (one hash, however the seeds are spelled)
+    assert len({p.config(arms[1], 5).hash() for p in plans.values()}) == 1
+    # at equal wall-clock an arm may run more steps than the control: the stride is the longest run's tokens
+    fl = plan_ablation("smoke", arms, seeds, "flops", common, vary="data")
+    longest = max(fl.config(a, 5).train.iterations * step_tokens(fl.config(a, 5)) for a in arms)
+    assert fl.data_stride() == longest and _factors(fl, arms[1], 6)[2] == longest
+
+
+@pytest.mark.parametrize(("vary", "common", "arm_over", "match"), [
+    ("data", {}, {}, "--vary"),
+    ("all", {"init_seed": "3"}, {}, "--seeds"),
+    ("init", {}, {"mask_seed": "3"}, "--seeds"),
+    ("all", {}, {"data_offset": "64"}, "data_offset"),
+    ("data", {"data_offset": "64"}, {}, "data_offset"),
+])
+def test_vary_refuses_what_would_break_the_design(vary, common, arm_over, match):
+    arms = [Arm("ce", {"jepa": "false"}), Arm("v3", arm_over)]
+    with pytest.raises(AblationError, match=match):
+        plan_ablation("smoke", arms, [1, 2], "steps", common, vary="sideways" if match == "--vary" else vary)
+
+
+def test_vary_is_recorded_in_runs_csv_ablation_json_and_the_report(tmp_path):
+    arms = [Arm("ce", {"jepa": "false"}), Arm("v3")]
+    plan = plan_ablation("smoke", arms, [1, 2, 3], "steps", {"iterations": "6"}, vary="masks")
+
+    def fake_train(cfg, _rt, run_dir):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        seq = cfg.train.train_seq_len
+        loss = 2.0 + 0.01 * cfg.train.resolved_mask_seed + 0.001 * cfg.jepa.active
+        summary = {"summary_version": 2, "steps": 6, "config_hash": cfg.hash(), "train_seconds": 1.0,
+                   "tokens_seen": 1, "params": 1, "artifact_bytes": 1, "score_seq_len": seq, "score_stride": seq,
+                   "val_tokens": 10, "val_bytes": 20, "seed": cfg.train.seed,
+                   **{f"{k}_val_{m}": loss for k in ("score", "roundtrip", "prequant") for m in ("bpb", "loss")}}
+        (run_dir / "summary.json").write_text(json.dumps(summary))
+        (run_dir / "config.json").write_text(json.dumps(cfg.to_dict()))
+        return summary
+
+    out = tmp_path / "abl"
+    rows = run_ablation(plan, out, Runtime(device=torch.device("cpu")), train_fn=fake_train, log=lambda _m: None)
+    finalize(rows, plan, out, plots_wanted=False)
+    with open(out / "runs.csv") as f:
+        back = list(csv.DictReader(f))
+    assert [(r["arm"], r["init_seed"], r["mask_seed"], r["data_offset"]) for r in back] == [
+        (a, "1", str(s), "0") for s in (1, 2, 3) for a in ("ce", "v3")]
+    assert json.loads((out / "ablation.json").read_text())["vary"] == "masks"
+    setting = next(line for line in (out / "ablation.md").read_text().splitlines() if line.startswith("- control:"))
+    assert "seeds vary: **masks** (the JEPA span masks" in setting
+
+
+def test_ladder_plan_only_varies_the_data(tiny_data, tmp_path, monkeypatch):
+    monkeypatch.setattr(ladder_plan, "plan_calibrated", lambda *a, **k: plan_ablation(
+        *a[:5], step_timer=lambda cfgs, _s: [0.02 if c.jepa.active else 0.01 for c in cfgs],
+        calib_steps=k["calib_steps"], warmdown_fraction=k["warmdown_fraction"],
+        wallclock_slack=k["wallclock_slack"], vary=k["vary"]))
+    args = ["ladder", "--smoke", "--data", str(tiny_data), "--arm", "ce:jepa=false", "--arm", "v3:", "--match",
+            "steps", "--rung", "e:num_layers=2,model_dim=32,steps=20,seeds=2", "--out", str(tmp_path / "l"),
+            "--calib-steps", "1", "--plan-only", "--vary", "data"]
+    assert main(args) == 0
+    plan = (tmp_path / "l" / "plan.md").read_text()
+    spread = 2 * 20 * 1025  # 2 seeds x 20 steps x the smoke step's 1,024 + 1 tokens
+    assert "seeds vary: data (the training tokens only" in plan
+    assert f"e: --vary data spreads its seeds over {spread:,} tokens ({spread / 60_000:.3f} epochs)" in plan
+    with pytest.raises(SystemExit):
+        main([*args[:-1], "sideways"])

@@ -33,6 +33,13 @@ Compute matching (``--match``):
   seconds are reported; a run that the guard stopped early is trained again once, then flagged in
   ablation.md.
 
+What the seeds vary (``--vary``): ``all`` (the default) lets each seed drive the model init and the JEPA span
+masks (and SIGReg directions) together, every seed reading the same training tokens in the same order; ``init``
+and ``masks`` vary that factor alone (``init_seed`` / ``mask_seed``), the other pinned to the first seed's;
+``data`` varies only the training tokens (``data_offset``: seed k starts k x the longest run's tokens into the
+stream), init and masks pinned. The paired sd of each design is that factor's share of the seed-to-seed noise
+(docs/results/noise-plan.md). runs.csv records each run's resolved init seed, mask seed and data offset.
+
 Both steps and flops matching need ``max_wallclock_seconds=0`` (a cap would decide the step counts).
 
 Resume: a run is finished when its ``summary.json`` exists and its config hash and data section
@@ -52,6 +59,7 @@ from typing import Any
 
 from jepagolf.config import build_config, field_index
 from jepagolf.research.ablate_plan import (
+    VARY_NOTES,
     AblationError,
     AblationPlan,
     Arm,
@@ -79,6 +87,7 @@ def ignored_environment(environ: Mapping[str, str] | None = None) -> list[str]:
 def main_ablate(
     preset: str, arm_specs: Sequence[str], seeds_text: str, match: str, common: Mapping[str, str], out: Path,
     calib_steps: int = 20, wallclock_slack: float = 0.25, train_fn: TrainFn | None = None, rt: Any = None,
+    vary: str = "all",
 ) -> str:
     """The whole ``jepagolf ablate`` command; returns the printed tables."""
     from jepagolf.train.runtime import setup_runtime
@@ -96,7 +105,8 @@ def main_ablate(
     rt = rt or setup_runtime(first.train.device)
     log = print if rt.is_main else (lambda _msg: None)
     plan = plan_calibrated(preset, arms, seeds, match, common, out, rt, log, calib_steps=calib_steps,
-                           wallclock_slack=wallclock_slack)
+                           wallclock_slack=wallclock_slack, vary=vary)
+    log(f"seeds vary: {plan.vary} ({VARY_NOTES[plan.vary]})")
     for a in plan.arms:
         log(f"arm {a.name}: {a.spec()}  budget: {plan.notes[a.name]}")
     rows = run_ablation(plan, out, rt, train_fn=train_fn, log=log)

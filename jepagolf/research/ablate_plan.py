@@ -20,6 +20,7 @@ from jepagolf.config import Config, build_config, resolve_key
 from jepagolf.jsonfile import read_json_object
 from jepagolf.research.flops import train_flops_per_token
 from jepagolf.train import schedules
+from jepagolf.train.batches import step_tokens
 from jepagolf.train.logger import atomic_write_text
 
 MATCH_MODES = ("steps", "flops", "wallclock")
@@ -27,6 +28,20 @@ BAR_NATS = 0.005  # the challenge's record bar: >= 0.005 nats better ...
 BAR_P = 0.01  # ... at p < 0.01
 CALIB_WARMUP_STEPS = 2
 CALIB_ROUNDS = 5  # the timed steps are split into this many interleaved rounds (see measure_step_seconds)
+# What the seeds of an ablation vary (--vary): all = everything the seed drives (model init, JEPA span masks and
+# SIGReg directions), as always; init / masks = that factor alone, the other pinned to the first seed's; data =
+# the training tokens alone (each seed's stream starts one run's tokens after the previous seed's), init and
+# masks pinned. The training tokens are the same for every seed except under data.
+VARY_MODES = ("all", "init", "masks", "data")
+VARY_NOTES = {
+    "all": "init and masks (seed); the same training tokens for every seed",
+    "init": "the initial weights only (init_seed); masks pinned to the first seed's, the same training tokens",
+    "masks": "the JEPA span masks and SIGReg directions only (mask_seed); init pinned to the first seed's, the "
+             "same training tokens",
+    "data": "the training tokens only (data_offset: seed k starts k runs' tokens into the stream); init and "
+            "masks pinned to the first seed's",
+}
+FACTOR_KEYS = ("init_seed", "mask_seed", "data_offset")
 _ARM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 
@@ -90,14 +105,34 @@ class AblationPlan:
     notes: dict[str, str]  # arm -> how its budget was derived (one line)
     flops_per_step: dict[str, float]
     calibration: dict[str, Any] | None = None
+    vary: str = "all"
 
     @property
     def control(self) -> Arm:
         return self.arms[0]
 
     def config(self, arm: Arm, seed: int) -> Config:
-        over = {**_canonical(self.common), **_canonical(arm.overrides), **self.derived[arm.name], "seed": seed}
+        over = {**_canonical(self.common), **_canonical(arm.overrides), **self.derived[arm.name],
+                **self.seed_overrides(seed)}
         return build_config(self.preset, over, environ={})
+
+    def seed_overrides(self, seed: int) -> dict[str, Any]:
+        """What ``seed`` sets under ``vary``: the seed, and the factors pinned or moved (see VARY_MODES)."""
+        base = self.seeds[0]
+        if self.vary == "all":
+            return {"seed": seed}
+        if self.vary == "init":
+            return {"seed": seed, "mask_seed": base}
+        if self.vary == "masks":
+            return {"seed": seed, "init_seed": base}
+        k = self.seeds.index(seed)  # the first seed's stride is never asked for: data_stride builds its configs
+        return {"seed": seed, "init_seed": base, "mask_seed": base, "data_offset": k * self.data_stride() if k else 0}
+
+    def data_stride(self) -> int:
+        """Training tokens between two seeds' starts under ``vary=data``: the most any arm's run reads, so
+        the seeds' windows do not overlap while the corpus holds them all (the stream wraps after it)."""
+        cfgs = [self.config(a, self.seeds[0]) for a in self.arms]
+        return max(c.train.iterations * step_tokens(c) for c in cfgs)
 
     def schedules(self, arm: Arm) -> dict[str, float]:
         """What the arm's schedules come to (lengths in steps, the artifact EMA's decay)."""
@@ -129,6 +164,8 @@ class AblationPlan:
             "calibration": self.calibration,
             "schedules": {a.name: self.schedules(a) for a in self.arms},
             "export": self.export_note(),
+            "vary": self.vary,
+            "vary_note": VARY_NOTES[self.vary],
         }
 
 
@@ -147,8 +184,10 @@ def plan_ablation(
     calib_steps: int = 20,
     wallclock_slack: float = 0.25,
     warmdown_fraction: float | None = None,
+    vary: str = "all",
 ) -> AblationPlan:
-    """Resolve every arm's configuration and derive its step budget from the matching rule.
+    """Resolve every arm's configuration and derive its step budget from the matching rule; ``vary`` says
+    what the seeds vary (``VARY_MODES``).
 
     ``--match wallclock`` calls ``step_timer(configs, steps)`` once, with every arm that has no entry with
     the same config hash and step count in ``saved_calibration`` (the ``arms`` of an earlier plan's
@@ -162,10 +201,19 @@ def plan_ablation(
     names = [a.name for a in arms]
     if len(set(names)) != len(names):
         raise AblationError(f"arm names must be distinct (got {names})")
-    if "seed" in _canonical(common or {}) or any("seed" in _canonical(a.overrides) for a in arms):
-        raise AblationError("set seeds with --seeds, not as an override: every arm runs every seed")
+    if vary not in VARY_MODES:
+        raise AblationError(f"--vary {vary!r}: use one of {', '.join(VARY_MODES)}")
+    seed_keys = ("seed", "init_seed", "mask_seed")
+    if any(k in _canonical(common or {}) for k in seed_keys) or \
+            any(k in _canonical(a.overrides) for a in arms for k in seed_keys):
+        raise AblationError("set seeds with --seeds (and what they vary with --vary), not as an override: every "
+                            "arm runs every seed")
+    if any("data_offset" in _canonical(a.overrides) for a in arms) or \
+            (vary == "data" and "data_offset" in _canonical(common or {})):
+        raise AblationError("data_offset is the same for every arm of a seed (the pairing), and --vary data sets it: "
+                            "not an arm's override")
     plan = AblationPlan(preset, list(arms), list(seeds), match, dict(common or {}), {a.name: {} for a in arms},
-                        {}, {})
+                        {}, {}, vary=vary)
     base = {a.name: plan.config(a, seeds[0]) for a in arms}  # seeds do not change shapes or budgets
     ctrl = base[arms[0].name]
     for a in arms:

@@ -13,7 +13,7 @@ from typing import Any
 from jepagolf.jepa.diagnostics import share_group_order
 from jepagolf.jsonfile import bounded_lines
 from jepagolf.research import stats
-from jepagolf.research.ablate_plan import BAR_NATS, BAR_P, AblationError, AblationPlan
+from jepagolf.research.ablate_plan import BAR_NATS, BAR_P, VARY_NOTES, AblationError, AblationPlan
 from jepagolf.research.ablate_run import write_runs_csv
 from jepagolf.research.flops import mask_setting
 from jepagolf.summary import score_kind
@@ -228,7 +228,7 @@ def ablation_markdown(
         f"# Ablation: {' vs '.join(a.name for a in plan.arms)} (preset `{plan.preset}`)",
         "",
         f"- control: `{ctrl}` (the first arm); seeds: {', '.join(map(str, plan.seeds))}; "
-        f"match: **{plan.match}**",
+        f"match: **{plan.match}**; seeds vary: **{plan.vary}** ({VARY_NOTES[plan.vary]})",
         f"- data: `{base.data.data_path or 'offline demo corpus'}`; common overrides: "
         f"`{json.dumps(plan.common, sort_keys=True)}`",
         *[f"- JEPA masks of `{a.name}`: {mask_setting(plan.config(a, plan.seeds[0]))}"

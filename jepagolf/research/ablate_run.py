@@ -21,7 +21,8 @@ from jepagolf.summary import read_scores, score_kind
 from jepagolf.train.logger import atomic_write_text
 
 CSV_COLUMNS = ("arm", "seed", "val_bpb", "prequant_val_bpb", "val_loss", "steps", "tokens", "seconds",
-               "artifact_bytes", "config_hash", "run_dir", "score_kind", "prequant_val_loss")
+               "artifact_bytes", "config_hash", "run_dir", "score_kind", "prequant_val_loss",
+               "init_seed", "mask_seed", "data_offset")
 
 TrainFn = Callable[[Config, Any, Path], dict[str, Any]]
 
@@ -123,7 +124,8 @@ def run_ablation(
             assert summary is not None
             if k not in progress.skipped:
                 progress.end(k)
-            rows.append(row_from_summary(arm.name, seed, summary, run_dir, cfg.train.train_seq_len))
+            rows.append({**row_from_summary(arm.name, seed, summary, run_dir, cfg.train.train_seq_len),
+                         **factor_columns(cfg)})
     return rows
 
 
@@ -172,6 +174,12 @@ def _barrier(rt: Any) -> None:
         import torch.distributed as dist
 
         dist.barrier()
+
+
+def factor_columns(cfg: Config) -> dict[str, int]:
+    """What a run's seed came to: the seeds of its init and masks and its data offset (runs.csv)."""
+    t = cfg.train
+    return {"init_seed": t.resolved_init_seed, "mask_seed": t.resolved_mask_seed, "data_offset": t.data_offset}
 
 
 def row_from_summary(

@@ -42,7 +42,7 @@ from typing import Any
 from jepagolf.config import build_config
 from jepagolf.outputs import MARKER, claim_dir, owns
 from jepagolf.research.ablate import ignored_environment
-from jepagolf.research.ablate_plan import Arm, parse_arm, parse_seeds, plan_ablation
+from jepagolf.research.ablate_plan import VARY_MODES, VARY_NOTES, Arm, parse_arm, parse_seeds, plan_ablation
 from jepagolf.research.ablate_report import finalize
 from jepagolf.research.ablate_run import run_ablation, write_runs_csv
 from jepagolf.research.ladder_fit import (
@@ -125,7 +125,7 @@ def main_ladder(
     arm_specs: Sequence[str] | None, rung_specs: Sequence[str] | None, seeds_text: str, common: Mapping[str, str],
     out: Path, *, data: str | None, smoke: bool = False, match: str = "wallclock", calib_steps: int = 20,
     max_epochs: float = 1.0, add_points: Sequence[Path] = (), plan_only: bool = False, train_fn: Any = None,
-    rt: Any = None, val_tokens: int = DEFAULT_VAL_TOKENS, wallclock_slack: float = 1.0,
+    rt: Any = None, val_tokens: int = DEFAULT_VAL_TOKENS, wallclock_slack: float = 1.0, vary: str = "all",
 ) -> str:
     """The whole ``jepagolf ladder`` command; returns what it prints at the end."""
     from jepagolf.data.dataset import resolve_dataset
@@ -134,6 +134,8 @@ def main_ladder(
     if match not in LADDER_MATCHES:
         raise LadderError(f"--match {match!r}: a ladder matches wallclock (the challenge's currency), flops or steps "
                           "(the organisers' first test)")
+    if vary not in VARY_MODES:
+        raise LadderError(f"--vary {vary!r}: use one of {', '.join(VARY_MODES)}")
     check_ladder_out(out)  # before any calibration or training
     if calib_steps < 1 or not max_epochs > 0 or val_tokens < 0 or wallclock_slack < 0:
         raise LadderError("--calib-steps must be >= 1, --max-epochs > 0, --val-tokens and --wallclock-slack >= 0")
@@ -179,10 +181,17 @@ def main_ladder(
         f"{val_tokens:,} val tokens), match {match}, out {out}")
     plans = []
     for rung in rungs:
-        rp = plan_rung(preset, arms, rung, seeds, common, match, out, rt, log, calib_steps, wallclock_slack)
+        rp = plan_rung(preset, arms, rung, seeds, common, match, out, rt, log, calib_steps, wallclock_slack, vary)
         plans.append(rp)
-    notes = [comparison_line([match]).replace("**", ""), *plan_notes(plans), *check_epochs(plans, train_tokens,
+    notes = [comparison_line([match]).replace("**", ""), f"seeds vary: {vary} ({VARY_NOTES[vary]})",
+             *plan_notes(plans), *check_epochs(plans, train_tokens,
                                                                                            max_epochs)]
+    if vary == "data":  # the seeds read disjoint windows of the stream while the corpus holds them all
+        for rp in plans:
+            spread = len(rp.plan.seeds) * rp.plan.data_stride()
+            overlap = "; the windows overlap" if spread > train_tokens else ""
+            notes.append(f"{rp.rung.name}: --vary data spreads its seeds over {spread:,} tokens "
+                         f"({spread / train_tokens:.3f} epochs{overlap})")
     table, total_s = plan_table(plans, train_tokens, val_tokens)
     text = table + "\n\n" + "\n".join(f"- {n}" for n in notes)
     log("\n" + text + f"\n\nestimated wall time: {total_s / 60:.1f} min ({total_s / 3600:.2f} h)")

@@ -26,7 +26,7 @@ from jepagolf.research.ladder_plan import (
 
 CSV_COLUMNS = ("rung", "arm", "seed", "val_bpb", "prequant_val_bpb", "val_loss", "steps", "tokens", "seconds",
                "params", "train_flops", "artifact_bytes", "config_hash", "run_dir", "prequant_val_loss",
-               "non_embed_params", "match")
+               "non_embed_params", "match", "init_seed", "mask_seed", "data_offset")
 _NUMERIC = {"seed": int, "val_bpb": float, "prequant_val_bpb": float, "val_loss": float, "steps": int,
             "tokens": int, "seconds": float, "params": int, "train_flops": float}
 # Columns a runs.csv written before they existed lacks: read when present (and then checked), else unknown.

@@ -181,6 +181,7 @@ def rung_common(rung: Rung, common: Mapping[str, str]) -> dict[str, str]:
 def plan_rung(
     preset: str, arms: Sequence[Arm], rung: Rung, seeds: Sequence[int], common: Mapping[str, str], match: str,
     out: Path, rt: Any, log: Callable[[str], None], calib_steps: int, wallclock_slack: float = 1.0,
+    vary: str = "all",
 ) -> RungPlan:
     """The rung's ablation plan: wall-clock matched (every arm the control's time), FLOP matched or step matched
     (every arm the control's steps), the control's steps being those its budget gives: calibrated from
@@ -194,7 +195,7 @@ def plan_rung(
     over = rung_common(rung, common)
     plan = plan_calibrated(preset, arms, seeds[: rung.seeds], "wallclock", over, rung_out, rt, log,
                            calib_steps=calib_steps, warmdown_fraction=WARMDOWN_FRACTION,
-                           wallclock_slack=wallclock_slack)
+                           wallclock_slack=wallclock_slack, vary=vary)
     ctrl_steps = control_steps(rung, plan)
     if ctrl_steps is not None:
         # The budget is the time the control needs for the rung's steps at its calibrated step time;
@@ -203,13 +204,13 @@ def plan_rung(
         over["max_wallclock_seconds"] = f"{(ctrl_steps + 0.5) * measured[0]:.6g}"
         plan = plan_ablation(preset, arms, seeds[: rung.seeds], "wallclock", over,
                              step_timer=lambda _c, _s: measured, calib_steps=calib_steps,
-                             warmdown_fraction=WARMDOWN_FRACTION, wallclock_slack=wallclock_slack)
+                             warmdown_fraction=WARMDOWN_FRACTION, wallclock_slack=wallclock_slack, vary=vary)
     if match in ("flops", "steps"):
         iters = plan.config(plan.control, plan.seeds[0]).train.iterations if ctrl_steps is None else ctrl_steps
         fixed_over = {**over, "iterations": str(iters), "warmdown_iters": str(round(WARMDOWN_FRACTION * iters)),
                       "max_wallclock_seconds": "0"}
         calibration = plan.calibration
-        plan = plan_ablation(preset, arms, seeds[: rung.seeds], match, fixed_over)
+        plan = plan_ablation(preset, arms, seeds[: rung.seeds], match, fixed_over, vary=vary)
         plan.calibration = calibration  # the step times stay known (estimates, the budget shown)
     return RungPlan(rung, plan, rung_out)
 
