@@ -51,9 +51,10 @@ import stat
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-# What a `jepagolf train` run folder holds (the artifact name is export.artifact.ARTIFACT_NAME; this
+# What a `jepagolf train` run folder holds (the artifact names are export.artifact.ARTIFACT_NAMES; this
 # module sits below export, so the names are spelled out here).
-RUN_FOLDER_FILES = ("summary.json", "train.log", "metrics.jsonl", "final_model.int6.lzma", "checkpoints")
+RUN_FOLDER_FILES = ("summary.json", "train.log", "metrics.jsonl", "final_model.int6.lzma", "final_model.int8.zlib",
+                    "checkpoints")
 LOCK_FILE = ".jepagolf.lock"
 # The ownership marker (see the module docstring); not listed in any manifest.
 MARKER = ".jepagolf-output.json"
