@@ -14,18 +14,17 @@ from jepagolf.cli import main
 from jepagolf.config import build_config
 from jepagolf.train.logger import TENSORBOARD_MISSING, RunLogger
 
-pytest.importorskip("tensorboard")
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
-
 
 def read_events(folder: Path) -> dict[str, list[tuple[int, float]]]:
-    """Every scalar of the event files in ``folder``: tag -> [(step, value)]."""
-    acc = EventAccumulator(str(folder), size_guidance={"scalars": 0})  # 0: keep every point
+    """Every scalar of the event files in ``folder``: tag -> [(step, value)], read by the tensorboard package."""
+    accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    acc = accumulator.EventAccumulator(str(folder), size_guidance={"scalars": 0})  # 0: keep every point
     acc.Reload()
     return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
 
 
 def test_logger_writes_every_number_of_every_record_as_a_scalar(tmp_path):
+    pytest.importorskip("tensorboard")
     log = RunLogger(tmp_path, interactive=False, tensorboard=True)
     log.metrics("train", {"step": 1, "train_loss": 6.5, "lr_scale": 1.0, "tokens_per_s": 1234.0, "jepa_loss": 0.25})
     log.metrics("train", {"step": 3, "train_loss": 5.5, "lr_scale": 0.5, "tokens_per_s": 1300.0, "jepa_loss": 0.2})
@@ -43,6 +42,7 @@ def test_logger_writes_every_number_of_every_record_as_a_scalar(tmp_path):
 
 
 def test_a_run_with_tensorboard_writes_the_metrics_scalars(tmp_path, tiny_data, one_torch_thread):
+    pytest.importorskip("tensorboard")
     out = tmp_path / "run"
     rc = main(["train", "--preset", "smoke", "--data", str(tiny_data), "--out", str(out), "--tensorboard",
                "--set", "iterations=6", "--set", "val_loss_every=3", "--set", "train_log_every=3"])
