@@ -12,8 +12,8 @@ scheme's quantiser and compressor (LZMA, or zlib level 9):
   Init weights would be useless here -- zero-init output projections compress to nothing -- and
   per-row scaling makes the code distribution independent of the weights' std, so only the shape of
   the distribution matters. One exception: the reference's int8 scale is floored at 1/127, so rows
-  whose largest |w| is under 1 use fewer codes (a short run's weights: the reference's 200-step
-  runs write about a third of the bytes of its full ones); the prediction prices rows past the floor,
+  whose largest |w| is under 1 use fewer codes (a short run's weights: weights at their initial scale
+  compress to about a third of the prediction, tests/test_records.py); the prediction prices rows past the floor,
   as a full run's are (:data:`REFERENCE_ROW_STD`);
 - fp16 / fp32 tensors: a sample of random values (their mantissas are incompressible noise);
 - the header: exact (built from the real names, shapes and metadata), then compressed;
@@ -296,7 +296,7 @@ def predict_size(cfg: Config, code_bytes: int | None = None, cap_bytes: int = CA
         notes = [
             f"prediction ({scheme}: the reference's int8 per row, zlib level 9): int8 matrices priced as Gaussian "
             "rows past the reference's scale floor (largest |w| over 1), as a full run's are; a short run's smaller "
-            "weights use fewer int8 codes and compress to less (down to about a third after 200 steps)",
+            "weights use fewer int8 codes and compress to less (about a third at their initial scale)",
         ]
     report = SizeReport("predicted", list(groups.values()), model_bytes, code_bytes, cap_bytes, notes=notes)
     report.gaussian_model_bytes = bound
