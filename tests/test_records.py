@@ -401,6 +401,11 @@ def test_records_name_an_artifact_for_the_scheme_its_file_holds(tmp_path):
     assert run.shipped_artifact == "final_model_seed7.int8.zlib"
     save_artifact(old, QuantizedModel(floats={"w": torch.ones(3)}))
     assert run.shipped_artifact == "final_model_seed7.int6.lzma"
+    # Every artifact name marks a run folder for the output rules (outputs.py spells them out).
+    from jepagolf.export.artifact import ARTIFACT_NAMES
+    from jepagolf.outputs import RUN_FOLDER_FILES
+
+    assert set(ARTIFACT_NAMES.values()) <= set(RUN_FOLDER_FILES)
 
 
 def test_size_command(capsys, smoke_runs):
