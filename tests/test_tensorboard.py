@@ -96,3 +96,18 @@ def test_ablate_and_ladder_hand_the_flag_to_every_run(monkeypatch, tmp_path, com
     assert seen["common"]["tensorboard"] == "true"
     assert main([*args, "--out", str(tmp_path / "x")]) == 0
     assert "tensorboard" not in seen["common"]
+
+
+def test_an_unfinished_run_with_event_files_is_still_a_runs_own_folder(tmp_path):
+    """An ablation rerun deletes an unfinished run folder of its own that holds only what a run writes: the
+    event files of a --tensorboard run are among those."""
+    from jepagolf.outputs import claim_dir, unfinished_run_removable
+
+    run = tmp_path / "run"
+    run.mkdir()
+    claim_dir(run, "jepagolf ablate", complete=False)
+    for name in ("train.log", "metrics.jsonl", "config.json", "events.out.tfevents.1796491245.host.23983.0"):
+        (run / name).write_text("x")
+    assert unfinished_run_removable(run, "jepagolf ablate") is None
+    (run / "notes.txt").write_text("mine")
+    assert "notes.txt" in unfinished_run_removable(run, "jepagolf ablate")
