@@ -52,6 +52,8 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, str]:
         overrides["data_path"] = args.data
     if args.tokenizer:
         overrides["tokenizer_path"] = args.tokenizer
+    if getattr(args, "tensorboard", False):
+        overrides["tensorboard"] = "true"
     return overrides
 
 
@@ -78,6 +80,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg, out = config_from_args(args), Path(args.out) if args.out else None
         if out is not None:
             refuse_used_run_folder(out)
+    if cfg.train.tensorboard:
+        from jepagolf.train.logger import require_tensorboard
+
+        require_tensorboard()  # at once, not after the data and the model are loaded
     rt = setup_runtime(cfg.train.device)
     try:
         summary = train(cfg, rt, out, resume=bool(args.resume),
@@ -88,6 +94,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"score val_bpb:{summary['score_val_bpb']:.4f} ({summary['score_desc']}; non-overlapping round "
               f"trip {summary['roundtrip_val_bpb']:.4f}, pre-quant {summary['prequant_val_bpb']:.4f}, unigram "
               f"reference {summary['unigram_val_bpb']:.4f}) artifact_bytes:{summary['artifact_bytes']}")
+        if summary.get("score_note"):
+            print(f"note: the score uses {summary['score_note']}")
         print(f"run folder: {summary['run_dir']}")
     return 0
 
@@ -133,7 +141,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
                             "weights overflow; this artifact gives no score")
     out = {"val_loss": res.loss, "val_bpb": res.bpb, "tokens": res.tokens, "bytes": res.bytes,
            "seq_len": kind.seq_len, "stride": kind.stride, "windows": kind.describe(),
-           "unigram_val_bpb": val.unigram_bpb}
+           "comparable_to_sliding_leaderboard": kind.comparable_to_sliding_leaderboard,
+           **({"note": kind.note()} if kind.note() else {}), "unigram_val_bpb": val.unigram_bpb}
     print(json.dumps(out, indent=2))
     return 0
 
@@ -210,10 +219,15 @@ def cmd_data_check(args: argparse.Namespace) -> int:
 
 def _research_common(args: argparse.Namespace) -> dict[str, str]:
     """The --set values of ``ablate`` and ``ladder``, with --tokenizer as an absolute path (a resumed ablation
-    or ladder is recognised from any working directory)."""
+    or ladder is recognised from any working directory) and --tensorboard as ``tensorboard=true``."""
     common = parse_set_args(args.overrides)
     if args.tokenizer:
         common["tokenizer_path"] = str(Path(args.tokenizer).resolve())
+    if args.tensorboard:  # the operational key in every run's config: each run writes its own event files
+        from jepagolf.train.logger import require_tensorboard
+
+        require_tensorboard()  # before the first run
+        common["tensorboard"] = "true"
     return common
 
 
@@ -358,6 +372,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.add_argument("--out", help="run folder (default: runs/<preset>-<time>-seed<seed>)")
     p.add_argument("--list-keys", action="store_true", help="list every config key and exit")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="also write TensorBoard event files in the run folder (live curves; the tensorboard=true key; "
+                        "needs pip install 'jepagolf[tensorboard]')")
     p.add_argument("--resume", metavar="RUN_DIR",
                    help="continue the run in RUN_DIR from its latest valid checkpoint (its config.json is used)")
     p.add_argument("--dump-rank-state", metavar="DIR",
@@ -429,6 +446,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field for every arm (repeatable); environment variables are ignored")
     p.add_argument("--out", help="ablation folder (default: runs/ablate-<preset>-<time>); rerun to resume")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="every run writes TensorBoard event files in its run folder: `tensorboard --logdir OUT` shows "
+                        "them all (needs pip install 'jepagolf[tensorboard]')")
     p.add_argument("--calib-steps", type=int, default=20,
                    help="timed steps per arm for --match wallclock (in 5 rounds, the arms taking turns)")
     p.add_argument("--wallclock-slack", type=float, default=0.25,
@@ -458,6 +478,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field in every run (repeatable); environment variables are ignored")
     p.add_argument("--out", help="ladder folder (default: runs/ladder, or runs/ladder-smoke); rerun to resume")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="every run writes TensorBoard event files in its run folder: `tensorboard --logdir OUT` shows "
+                        "them all (needs pip install 'jepagolf[tensorboard]')")
     p.add_argument("--calib-steps", type=int, default=20,
                    help="timed steps per arm and rung to calibrate (in 5 rounds, the arms taking turns)")
     p.add_argument("--max-epochs", type=float, default=1.0, help="refuse a rung reading more of the corpus")

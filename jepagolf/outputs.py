@@ -51,9 +51,10 @@ import stat
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-# What a `jepagolf train` run folder holds (the artifact name is export.artifact.ARTIFACT_NAME; this
+# What a `jepagolf train` run folder holds (the artifact names are export.artifact.ARTIFACT_NAMES; this
 # module sits below export, so the names are spelled out here).
-RUN_FOLDER_FILES = ("summary.json", "train.log", "metrics.jsonl", "final_model.int6.lzma", "checkpoints")
+RUN_FOLDER_FILES = ("summary.json", "train.log", "metrics.jsonl", "final_model.int6.lzma", "final_model.int8.zlib",
+                    "checkpoints")
 LOCK_FILE = ".jepagolf.lock"
 # The ownership marker (see the module docstring); not listed in any manifest.
 MARKER = ".jepagolf-output.json"
@@ -63,6 +64,8 @@ _MARKER_MAX_BYTES = 1 << 20
 # unfinished run folder of its own only when it holds nothing else. Hidden atomic-write temporaries
 # (".NAME.PID.HEX.tmp") are a run's too.
 RUN_WRITES = (*RUN_FOLDER_FILES, "config.json", "plots", LOCK_FILE, MARKER)
+# ...and files by these prefixes: artifacts, and the TensorBoard event files of a run with tensorboard=true.
+RUN_WRITE_PREFIXES = ("final_model.", "events.out.tfevents.")
 # A foreign folder is inspected (for run folders and inputs inside it) up to this many entries; a larger
 # one is refused outright rather than searched, which is what a mistyped --out usually is.
 SCAN_LIMIT = 10_000
@@ -145,8 +148,8 @@ def unfinished_run_removable(run_dir: Path, command: str) -> str | None:
         return f"it carries no marker of {command} (written by hand, copied, or by an older jepagolf)"
     extra = []
     for p in sorted(Path(run_dir).iterdir()):
-        if p.name in RUN_WRITES or p.name.startswith("final_model.") or (p.name.startswith(".") and
-                                                                         p.name.endswith(".tmp")):
+        if p.name in RUN_WRITES or p.name.startswith(RUN_WRITE_PREFIXES) or (p.name.startswith(".") and
+                                                                             p.name.endswith(".tmp")):
             continue
         extra.append(p.name)
     if extra:

@@ -17,6 +17,11 @@ from typing import Any
 from jepagolf.config import Config
 
 SUMMARY_VERSION = 2
+# Said wherever a score by non-overlapping windows is reported (summary.json, train.log's last lines, the train
+# and eval commands): the leaderboard's records score sliding windows, which read the same weights lower.
+NON_OVERLAPPING_NOTE = ("non-overlapping windows (eval_stride=0): not comparable with sliding-window leaderboard "
+                        "scores (the records score stride 64 at seq 1024: set eval_stride=64, or rescore the artifact "
+                        "with `jepagolf eval ARTIFACT --stride 64`)")
 
 
 class SummaryError(ValueError):
@@ -44,9 +49,20 @@ class ScoreKind:
             return f"round-trip artifact, sliding windows, stride {self.stride} at seq {self.seq_len}"
         return "round-trip artifact, non-overlapping windows" + (f" of {self.seq_len}" if self.seq_len else "")
 
+    @property
+    def comparable_to_sliding_leaderboard(self) -> bool:
+        """Whether the score may stand beside the leaderboard's sliding-window scores."""
+        return self.sliding
+
+    def note(self) -> str:
+        """What a reader of the score must know ("" for a sliding-window score)."""
+        return "" if self.sliding else NON_OVERLAPPING_NOTE
+
     def fields(self) -> dict[str, Any]:
         return {"score_kind": self.name, "score_seq_len": self.seq_len, "score_stride": self.stride,
-                "score_desc": self.describe()}
+                "score_desc": self.describe(),
+                "comparable_to_sliding_leaderboard": self.comparable_to_sliding_leaderboard,
+                "score_note": self.note()}
 
     def log_fields(self) -> str:
         return f"score_kind:{self.name} eval_seq_len:{self.seq_len} eval_stride:{self.stride}"

@@ -13,7 +13,7 @@ import torch
 from helpers import write_parity_shards
 
 from jepagolf.config import build_config
-from jepagolf.export.artifact import ARTIFACT_NAME
+from jepagolf.export.artifact import ARTIFACT_NAMES
 from jepagolf.export.container import MAGIC_ZLIB
 from jepagolf.export.quant import quantize_rows_reference
 from jepagolf.train.loop import train
@@ -66,7 +66,10 @@ def test_last_weights_and_int8_zlib_round_trip_match_the_reference(baseline_run)
     assert summary["prequant_val_bpb"] == summary["live_val_bpb"]
     assert summary["score_val_bpb"] == summary["roundtrip_val_bpb"]  # no sliding window in the baseline
     assert summary["roundtrip_val_loss"] == pytest.approx(FIGURES["roundtrip_val_loss"], abs=TOL)
-    assert (out / ARTIFACT_NAME).read_bytes()[: len(MAGIC_ZLIB)] == MAGIC_ZLIB
+    # The file's name says its scheme: int8 + zlib, not the int6 + LZMA of jepagolf's own export.
+    assert summary["artifact"] == ARTIFACT_NAMES["int8-zlib"] == "final_model.int8.zlib"
+    assert (out / summary["artifact"]).read_bytes()[: len(MAGIC_ZLIB)] == MAGIC_ZLIB
+    assert not (out / ARTIFACT_NAMES["int6-lzma"]).exists()
 
 
 def test_int8_rows_match_the_reference_quantiser():

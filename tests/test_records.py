@@ -146,6 +146,8 @@ def test_bundle_ships_the_training_closure_and_nothing_for_the_cli():
         assert needed in names
     assert not names & EXCLUDED_MODULES
     assert "jepagolf.export.records" not in names and "jepagolf.export.size" not in names
+    # The research commands (their statistics need scipy, a dependency the challenge machine lacks) stay out.
+    assert not {n for n in names if n.startswith("jepagolf.research")}
 
 
 def _module_level_imports(tree: ast.Module) -> list[tuple[str, bool]]:
@@ -334,6 +336,76 @@ def test_size_prediction_is_close_to_the_measured_artifact(smoke_runs):
     assert 0 < measured.overhead_bytes < 0.05 * measured.model_bytes
     for g_pred, g_meas in zip(pred.groups, measured.groups, strict=True):
         assert g_pred.params == g_meas.params and g_pred.kinds == g_meas.kinds
+
+
+# The baseline preset at a shape that exports in a moment, its matrices still past the reference's 65,536-element
+# float limit (width 384: attention 384 x 384 and 192 x 384, MLP 768 x 384, embedding 1024 x 384), so that
+# every storage kind of its int8 + zlib scheme is priced.
+BASELINE_SMALL = {"num_layers": 2, "model_dim": 384, "train_seq_len": 64, "micro_batch_tokens": 512,
+                  "train_batch_tokens": 512, "val_batch_tokens": 512}
+
+
+def _baseline_like_weights(cfg, std: float | None) -> dict[str, torch.Tensor]:
+    """The GPT's own state dict, its int8 matrices redrawn as Gaussian rows of ``std`` (None: as initialised).
+    A full run's rows pass the reference's scale floor (largest |w| over 1); init rows do not, and the
+    zero-initialised output projections would compress to nothing."""
+    from jepagolf.export.quant import reference_storage_kind
+
+    torch.manual_seed(0)
+    sd = GPT(cfg.model, cfg.train.train_seq_len).state_dict()
+    if std is None:
+        return sd
+    g = torch.Generator().manual_seed(1)
+    return {k: torch.randn(v.shape, generator=g) * std if reference_storage_kind(k, tuple(v.shape)) == "int8" else v
+            for k, v in sd.items()}
+
+
+def test_size_prediction_prices_the_baseline_in_its_own_int8_zlib_scheme(tmp_path):
+    from jepagolf.export.artifact import ARTIFACT_NAMES, artifact_name, write_artifact
+
+    cfg = build_config("baseline", BASELINE_SMALL, environ={})
+    assert cfg.export.export_scheme == "int8-zlib" and artifact_name(cfg) == ARTIFACT_NAMES["int8-zlib"]
+    pred = predict_size(cfg, code_bytes=0)
+    path = tmp_path / artifact_name(cfg)
+    written = write_artifact(_baseline_like_weights(cfg, std=0.5), path, cfg)
+    # Within 2% of an artifact of the same shape written by the exporter (int6 + LZMA prices are ~40% low).
+    assert pred.model_bytes == pytest.approx(written, rel=0.02)
+    measured = artifact_size_report(path)
+    assert measured.model_bytes == written and "zlib-compressed alone" in measured.notes[0]
+    for g_pred, g_meas in zip(pred.groups, measured.groups, strict=True):
+        assert g_pred.params == g_meas.params and g_pred.kinds == g_meas.kinds, g_pred.group  # routed alike
+    assert set(pred.groups[GROUPS.index("attention")].kinds) == {"int8"}
+    assert "int8-zlib" in pred.notes[0]
+    # Rows short of the floor (weights as initialised, as after a short run) use fewer codes: an upper bound.
+    small = write_artifact(_baseline_like_weights(cfg, std=None), tmp_path / "init.zlib", cfg)
+    assert small < 0.5 * pred.model_bytes  # about a third
+
+
+def test_size_prediction_of_the_full_baseline_matches_its_published_artifact():
+    # The reference baseline's published int8 + zlib artifact (600 s on 8xH100, 13,780 steps): 15,815,847 bytes
+    # for 17,059,912 parameters. Its container is torch.save's, not jepagolf's: the framing differs by < 0.1%.
+    pred = predict_size(build_config("baseline", {}, environ={}), code_bytes=0)
+    assert pred.params == 17_059_912
+    assert pred.model_bytes == pytest.approx(15_815_847, rel=0.01)
+
+
+def test_records_name_an_artifact_for_the_scheme_its_file_holds(tmp_path):
+    from jepagolf.export.container import save_artifact
+    from jepagolf.export.quant import QuantizedModel
+    from jepagolf.export.records import RunRecord
+
+    # A run folder from before the names told the schemes apart: int8 + zlib under the int6 + LZMA name.
+    old = tmp_path / ARTIFACT_NAME
+    save_artifact(old, QuantizedModel(floats={"w": torch.ones(3)}), compression="zlib")
+    run = RunRecord(tmp_path, {"train": {"seed": 7}}, {"artifact": ARTIFACT_NAME}, old, tmp_path / "train.log")
+    assert run.shipped_artifact == "final_model_seed7.int8.zlib"
+    save_artifact(old, QuantizedModel(floats={"w": torch.ones(3)}))
+    assert run.shipped_artifact == "final_model_seed7.int6.lzma"
+    # Every artifact name marks a run folder for the output rules (outputs.py spells them out).
+    from jepagolf.export.artifact import ARTIFACT_NAMES
+    from jepagolf.outputs import RUN_FOLDER_FILES
+
+    assert set(ARTIFACT_NAMES.values()) <= set(RUN_FOLDER_FILES)
 
 
 def test_size_command(capsys, smoke_runs):

@@ -64,6 +64,10 @@ def test_run_outputs_follow_the_contract(smoke_run):
     final = [ln for ln in log_lines(out) if ln.startswith("final ")]
     assert len(final) == 1 and final[0].startswith(f"final score_val_bpb:{on_disk['score_val_bpb']:.4f} "
                                                    "score_kind:roundtrip eval_seq_len:64 eval_stride:64 ")
+    # ...and that such a score does not compare with the leaderboard's sliding-window ones (issue 23).
+    assert on_disk["comparable_to_sliding_leaderboard"] is False and "not comparable" in on_disk["score_note"]
+    lines = log_lines(out)
+    assert lines[lines.index(final[0]) + 1] == f"note: the score uses {on_disk['score_note']}"
     assert json.loads((out / "config.json").read_text())["model"]["num_layers"] == 3
     log = (out / "train.log").read_text()
     assert "step:12/12" in log and "train_loss:" in log and "source:" in log
@@ -100,6 +104,7 @@ def test_eval_command_reproduces_the_roundtrip_score(smoke_run, demo_data, capsy
     assert rc == 0
     res = json.loads(capsys.readouterr().out)
     assert res["val_bpb"] == pytest.approx(summary["roundtrip_val_bpb"], abs=1e-9)
+    assert res["comparable_to_sliding_leaderboard"] is False and "not comparable with sliding-window" in res["note"]
 
 
 @pytest.fixture(scope="module")
@@ -127,6 +132,7 @@ def test_eval_command_at_longer_lengths_and_by_sliding_windows(smoke_run, small_
     assert (slide["tokens"], slide["bytes"]) == (plain["tokens"], plain["bytes"]) and plain["tokens"] % T == 0
     assert math.isfinite(slide["val_bpb"]) and slide["val_bpb"] != plain["val_bpb"]
     assert slide["windows"] == f"round-trip artifact, sliding windows, stride {T // 2} at seq {T}"
+    assert slide["comparable_to_sliding_leaderboard"] is True and "note" not in slide
 
 
 @pytest.mark.parametrize(("args", "env", "message"), [

@@ -74,6 +74,9 @@ class TrainConfig:
     compile_warmup_steps: int = -1
     """Training steps run before the clock starts to compile and warm up kernels, after which the
     weights, optimizer states, EMAs and data position are restored; -1 = 20 when compiling, else 0."""
+    tensorboard: bool = False
+    """Also write the metrics.jsonl scalars as TensorBoard event files in the run folder, for live curves
+    (`tensorboard --logdir RUN_OR_ABLATION_DIR`); needs the optional extra: pip install 'jepagolf[tensorboard]'."""
 
     def __post_init__(self) -> None:
         _check_types(self)
@@ -150,4 +153,5 @@ MAX_DATA_OFFSET = 1 << 48  # training tokens; far beyond any corpus (the stream 
 # Train fields that change how a run is executed or kept, not the model it trains: left out of
 # Config.hash(), and free to change when a run is resumed.
 OPERATIONAL_TRAIN_KEYS = ("device", "compile", "checkpoint_every_steps", "checkpoint_every_seconds",
-                          "checkpoint_keep", "skip_nonfinite_steps", "eval_seq_len", "eval_stride", "guard_seconds")
+                          "checkpoint_keep", "skip_nonfinite_steps", "eval_seq_len", "eval_stride", "guard_seconds",
+                          "tensorboard")

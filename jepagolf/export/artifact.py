@@ -1,4 +1,5 @@
-"""The run's compressed artifact: exported GPT weights -> int5/int6 + LZMA container, and back."""
+"""The run's compressed artifact: exported GPT weights -> int5/int6 + LZMA (or the reference's int8 + zlib)
+container, and back."""
 
 from __future__ import annotations
 
@@ -11,11 +12,28 @@ import torch
 from torch import Tensor
 
 from jepagolf.config import Config, ConfigError, ModelConfig, check_rope_tables, check_seq_len, section_from_dict
-from jepagolf.export.container import ArtifactError, load_artifact, save_artifact
+from jepagolf.export.container import ArtifactError, artifact_compression, load_artifact, save_artifact
 from jepagolf.export.quant import dequantize_state_dict, quantize_state_dict, quantize_state_dict_reference
 from jepagolf.model.gpt import GPT
 
-ARTIFACT_NAME = "final_model.int6.lzma"
+# The artifact's file name in a run folder says its export scheme (ExportConfig.export_scheme). Run folders
+# written before the names differed hold `final_model.int6.lzma` whatever the scheme; their summary.json
+# names the file ("artifact"), which is how every reader finds it.
+ARTIFACT_NAMES = {"int6-lzma": "final_model.int6.lzma", "int8-zlib": "final_model.int8.zlib"}
+ARTIFACT_NAME = ARTIFACT_NAMES["int6-lzma"]  # the default scheme's
+
+
+def artifact_name(cfg: Config) -> str:
+    """The file name of ``cfg``'s artifact in its run folder."""
+    return ARTIFACT_NAMES[cfg.export.export_scheme]
+
+
+def artifact_file_scheme(path: Path) -> str:
+    """The export scheme of an artifact file, told by its magic bytes (only those are read: loading the
+    file checks the rest)."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+    return {"lzma": "int6-lzma", "zlib": "int8-zlib"}[artifact_compression(head)]
 
 # Only the GPT's weights are shipped. These name fragments belong to training-only modules and must
 # never reach an artifact (defect 5: they cost bytes under the cap and evaluation does not use them).

@@ -344,6 +344,12 @@ def load_artifact_bytes(data: bytes, source: str = "<bytes>") -> tuple[Quantized
     return qm, header["meta"]
 
 
+def artifact_compression(data: bytes) -> str:
+    """The compression ("lzma" or "zlib") of artifact file contents, from its magic bytes (not checked
+    here: reading the file checks them)."""
+    return "zlib" if data[: len(MAGIC_ZLIB)] == MAGIC_ZLIB else "lzma"
+
+
 def artifact_payload(data: bytes, source: str = "<bytes>") -> bytes:
     """The checked, decompressed payload of artifact file contents (for size reports)."""
     return _unwrap(data, source)

@@ -268,17 +268,30 @@ def quantize_state_dict_reference(sd: Mapping[str, Tensor]) -> QuantizedModel:
     qm = QuantizedModel()
     for name in sorted(sd):
         t = sd[name].detach().cpu()
-        if not t.is_floating_point():
+        kind = reference_storage_kind(name, tuple(t.shape), t.is_floating_point())
+        if kind == "raw":
             qm.floats[name] = t.clone()
-        elif t.numel() <= REFERENCE_KEEP_FLOAT_MAX_NUMEL:
-            control = is_fp32_name(name, REFERENCE_CONTROL_PATTERNS)
-            qm.floats[name] = t.to(torch.float32).clone() if control else t.to(torch.float16)
-        elif t.ndim == 2:
+        elif kind == "int8":
             qm.quantized[name] = QuantizedTensor(*quantize_rows_reference(t), "int8")
         else:
-            raise ValueError(f"{name}: the reference int8 export of a {t.ndim}-D tensor of {t.numel()} elements "
-                             "(per-tensor scale) is not implemented")
+            qm.floats[name] = t.to(torch.float32).clone() if kind == "fp32" else t.to(torch.float16)
     return qm
+
+
+def reference_storage_kind(name: str, shape: tuple[int, ...], is_float: bool = True) -> str:
+    """How :func:`quantize_state_dict_reference` stores a tensor: "int8", "fp32", "fp16" or "raw"
+    (non-float, unchanged), from name and shape alone (so sizes can be predicted before training)."""
+    if not is_float:
+        return "raw"
+    numel = 1
+    for d in shape:
+        numel *= d
+    if numel <= REFERENCE_KEEP_FLOAT_MAX_NUMEL:
+        return "fp32" if is_fp32_name(name, REFERENCE_CONTROL_PATTERNS) else "fp16"
+    if len(shape) == 2:
+        return "int8"
+    raise ValueError(f"{name}: the reference int8 export of a {len(shape)}-D tensor of {numel} elements "
+                     "(per-tensor scale) is not implemented")
 
 
 def storage_kind(

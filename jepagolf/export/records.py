@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from jepagolf.config import ConfigError, config_dict_hash, config_from_dict, jepa_variant_settings
-from jepagolf.export.artifact import ARTIFACT_NAME, artifact_meta
+from jepagolf.export.artifact import ARTIFACT_NAME, ARTIFACT_NAMES, artifact_file_scheme, artifact_meta
 from jepagolf.export.size import CAP_BYTES, SizeReport, artifact_size_report, over_cap_message
 from jepagolf.jsonfile import MAX_JSON_BYTES, JsonFileError, read_json_object
 from jepagolf.outputs import check_output_dir, claim_dir, replace_dir, temp_sibling
@@ -80,6 +80,13 @@ class RunRecord:
     @property
     def artifact_bytes(self) -> int:
         return self.artifact.stat().st_size
+
+    @property
+    def shipped_artifact(self) -> str:
+        """The artifact's name in a records folder: by seed, named for the scheme its file holds (so a run
+        folder from before the names told the scheme apart ships its artifact under the true one)."""
+        name = ARTIFACT_NAMES[artifact_file_scheme(self.artifact)]
+        return name.replace("final_model", f"final_model_seed{self.seed}", 1)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -532,7 +539,7 @@ def render_readme(sub: dict[str, Any], runs: Sequence[RunRecord], size: SizeRepo
         "done",
         "```", "",
         f"`python {SCRIPT_NAME}` runs on one device. Each run writes `train.log`, `metrics.jsonl`, `summary.json` and "
-        f"`{ARTIFACT_NAME}`; `jepagolf eval` re-scores an artifact.", "",
+        f"`{ARTIFACT_NAMES[artifact_file_scheme(runs[0].artifact)]}`; `jepagolf eval` re-scores an artifact.", "",
     ]
     lines += ["## Files", ""]
     lines.append(f"- `{SCRIPT_NAME}`: the single-file trainer (counted code bytes)")
@@ -541,7 +548,7 @@ def render_readme(sub: dict[str, Any], runs: Sequence[RunRecord], size: SizeRepo
         lines.append(f"- `train_seed{r.seed}.log`: the training log of seed {r.seed}")
     if sub.get("artifacts_included"):
         for r in runs:
-            lines.append(f"- `final_model_seed{r.seed}.int6.lzma`: the artifact of seed {r.seed}")
+            lines.append(f"- `{r.shipped_artifact}`: the artifact of seed {r.seed}")
     lines.append("- `requirements.txt`: the versions the runs used")
     if warnings:
         lines += ["", "## Notes", ""] + [f"- {w}" for w in warnings]
@@ -557,7 +564,7 @@ def _check_shipped_sizes(folder: Path, runs: Sequence[RunRecord], sub: dict[str,
     if shipped_code != sub["bytes_code"]:
         raise ExportError(f"{SCRIPT_NAME} is {shipped_code} bytes on disk, {sub['bytes_code']} accounted")
     if artifacts:
-        shipped_model = max((folder / f"final_model_seed{r.seed}.int6.lzma").stat().st_size for r in runs)
+        shipped_model = max((folder / r.shipped_artifact).stat().st_size for r in runs)
         if shipped_model != sub["bytes_model"]:
             raise ExportError(f"largest artifact is {shipped_model} bytes on disk, {sub['bytes_model']} accounted")
 
@@ -635,7 +642,7 @@ def export_records(
         for r in runs:
             shutil.copyfile(r.log, tmp / f"train_seed{r.seed}.log")
             if include_artifacts:
-                shutil.copyfile(r.artifact, tmp / f"final_model_seed{r.seed}.int6.lzma")
+                shutil.copyfile(r.artifact, tmp / r.shipped_artifact)
         (tmp / "requirements.txt").write_text(_requirements(runs[0].summary), encoding="utf-8")
         # allow_nan=False: a non-finite number would make invalid JSON (checked above; this is the last guard).
         (tmp / "submission.json").write_text(json.dumps(sub, indent=2, allow_nan=False) + "\n", encoding="utf-8")

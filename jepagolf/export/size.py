@@ -1,14 +1,20 @@
 """Bytes against the 16,000,000-byte cap: by tensor group, predicted before training or measured.
 
 ``predict_size(cfg)`` builds the GPT on the meta device (shapes only, no memory), routes every
-tensor exactly as the exporter will (:func:`jepagolf.export.quant.storage_kind`), and prices it:
+tensor exactly as the config's ``export_scheme`` will (:func:`jepagolf.export.quant.storage_kind` for
+int6-lzma, :func:`jepagolf.export.quant.reference_storage_kind` for int8-zlib), and prices it with that
+scheme's quantiser and compressor (LZMA, or zlib level 9):
 
 - int5 / int6 / int8 matrices: a Gaussian sample with the tensor's row length is quantised with the real
-  per-row clip search and compressed with the real LZMA settings; its bytes per element (codes and
-  fp16 scales together) times the tensor's size, times the group's trained/Gaussian ratio
-  (:data:`TRAINED_OVER_GAUSSIAN`, measured). Init weights would be useless here -- zero-init
-  output projections compress to nothing -- and per-row scaling makes the code distribution
-  independent of the weights' std, so only the shape of the distribution matters;
+  per-row quantiser (int6-lzma: the clip search; int8-zlib: the reference's clip) and compressed with
+  the real settings; its bytes per element (codes and fp16 scales together) times the tensor's size,
+  times the group's trained/Gaussian ratio (int6-lzma: :data:`TRAINED_OVER_GAUSSIAN`, measured).
+  Init weights would be useless here -- zero-init output projections compress to nothing -- and
+  per-row scaling makes the code distribution independent of the weights' std, so only the shape of
+  the distribution matters. One exception: the reference's int8 scale is floored at 1/127, so rows
+  whose largest |w| is under 1 use fewer codes (a short run's weights: weights at their initial scale
+  compress to about a third of the prediction, tests/test_records.py); the prediction prices rows past the floor,
+  as a full run's are (:data:`REFERENCE_ROW_STD`);
 - fp16 / fp32 tensors: a sample of random values (their mantissas are incompressible noise);
 - the header: exact (built from the real names, shapes and metadata), then compressed;
 - container framing: exact.
@@ -35,6 +41,7 @@ from jepagolf.export.artifact import artifact_meta_for, int5_patterns
 from jepagolf.export.container import (  # the framing sizes are the container's own constants
     _DIGEST_LEN,
     _PREFIX,
+    artifact_compression,
     artifact_payload,
     compress_payload,
     compress_report,
@@ -47,6 +54,8 @@ from jepagolf.export.quant import (
     QuantizedModel,
     QuantizedTensor,
     quantize_rows,
+    quantize_rows_reference,
+    reference_storage_kind,
     storage_kind,
 )
 from jepagolf.model.gpt import GPT
@@ -60,6 +69,14 @@ GROUPS = ("embeddings", "bigram", "attention", "mlp", "skip weights", "control",
 # prediction, the same within 0.02 for int5+GPTQ and int6 round-to-nearest, with and without JEPA.
 # The prediction applies them to the int groups; the Gaussian bound is reported beside it.
 TRAINED_OVER_GAUSSIAN: dict[str, float] = {"embeddings": 0.90, "bigram": 1.00, "attention": 0.98, "mlp": 0.965}
+
+# The std of the Gaussian rows that price the int8-zlib scheme: rows whose largest |w| passes the
+# reference's scale floor (|w| = 1), where the codes no longer depend on the std (any larger std gives the
+# same codes). A full reference baseline run's rows are there: its published artifact (15,815,847 bytes,
+# 17,059,912 parameters, 600 s on 8xH100) is within 1% of this prediction.
+REFERENCE_ROW_STD = 1.0
+# The compressor of each export scheme (jepagolf.config ExportConfig.export_scheme).
+SCHEME_COMPRESSION = {"int6-lzma": "lzma", "int8-zlib": "zlib"}
 
 _SAMPLE_ELEMENTS = 1 << 18  # per (kind, row length): big enough for LZMA's rate to settle
 _FRAMING_BYTES = _PREFIX.size + _DIGEST_LEN
@@ -174,26 +191,28 @@ def _gaussian(rows: int, cols: int, seed: int) -> torch.Tensor:
 
 
 @functools.lru_cache(maxsize=64)
-def quantized_bytes_per_element(kind: str, cols: int) -> float:
+def quantized_bytes_per_element(kind: str, cols: int, scheme: str = "int6-lzma") -> float:
     """Compressed bytes per element (codes + per-row fp16 scales) of a Gaussian matrix with rows of
-    ``cols`` elements, quantised and compressed exactly as the artifact does."""
+    ``cols`` elements, quantised and compressed exactly as the artifact of ``scheme`` does."""
     rows = max(1, math.ceil(_SAMPLE_ELEMENTS / cols))
-    w = _gaussian(rows, cols, seed=cols) * 0.02
-    q, scale = quantize_rows(w, _LEVELS[kind])
+    if scheme == "int8-zlib":
+        q, scale = quantize_rows_reference(_gaussian(rows, cols, seed=cols) * REFERENCE_ROW_STD)
+    else:
+        q, scale = quantize_rows(_gaussian(rows, cols, seed=cols) * 0.02, _LEVELS[kind])
     # The container stores the scales, then the codes, as little-endian raw bytes.
     data = scale.numpy().tobytes() + q.numpy().tobytes()
-    return len(compress_payload(data)) / q.numel()
+    return len(compress_payload(data, SCHEME_COMPRESSION[scheme])) / q.numel()
 
 
 @functools.lru_cache(maxsize=8)
-def float_bytes_per_element(dtype_name: str) -> float:
+def float_bytes_per_element(dtype_name: str, compression: str = "lzma") -> float:
     """Compressed bytes per element of trained-like float values (random mantissas) in fp16/fp32."""
     n = _SAMPLE_ELEMENTS // 4
     dtype = torch.float16 if dtype_name == "fp16" else torch.float32
     # Control tensors sit around 1 and weights around 0: a mixture of both magnitudes.
     x = torch.cat((1 + 0.3 * _gaussian(1, n // 2, 1), 0.05 * _gaussian(1, n - n // 2, 2)), dim=1).to(dtype)
     data = x.numpy().tobytes()
-    return len(compress_payload(data)) / n
+    return len(compress_payload(data, compression)) / n
 
 
 def _meta_state_dict(cfg: Config) -> dict[str, torch.Tensor]:
@@ -218,14 +237,24 @@ def _zero_quantized_model(sd: Mapping[str, torch.Tensor], kinds: Mapping[str, st
     return qm
 
 
+def export_kinds(cfg: Config, sd: Mapping[str, torch.Tensor]) -> dict[str, str]:
+    """Name -> storage kind of every tensor, as ``cfg``'s export scheme stores it."""
+    if cfg.export.export_scheme == "int8-zlib":
+        return {name: reference_storage_kind(name, tuple(t.shape), t.is_floating_point()) for name, t in sd.items()}
+    return {name: storage_kind(name, tuple(t.shape), t.is_floating_point(), min_numel=cfg.export.int6_min_numel,
+                               int5_patterns=int5_patterns(cfg), embedding_kind=cfg.export.embed_quant)  # type: ignore[arg-type]
+            for name, t in sd.items()}
+
+
 def predict_size(cfg: Config, code_bytes: int | None = None, cap_bytes: int = CAP_BYTES) -> SizeReport:
-    """Predicted artifact bytes (int5/int6 + LZMA, as the export config says) for ``cfg``, by group,
-    before any training.
+    """Predicted artifact bytes for ``cfg``, by group, before any training, in the config's own export
+    scheme (int6-lzma: int5/int6 + LZMA; int8-zlib: the reference's int8 + zlib).
     ``code_bytes`` defaults to the exact size of the train_gpt.py export would write."""
+    scheme = cfg.export.export_scheme
+    compression = SCHEME_COMPRESSION[scheme]
+    ratios = TRAINED_OVER_GAUSSIAN if scheme == "int6-lzma" else {}
     sd = _meta_state_dict(cfg)
-    kinds = {name: storage_kind(name, tuple(t.shape), t.is_floating_point(), min_numel=cfg.export.int6_min_numel,
-                                int5_patterns=int5_patterns(cfg), embedding_kind=cfg.export.embed_quant)  # type: ignore[arg-type]
-             for name, t in sd.items()}
+    kinds = export_kinds(cfg, sd)
     groups = _new_groups()
     gaussian = 0.0
     for name, t in sd.items():
@@ -237,31 +266,38 @@ def predict_size(cfg: Config, code_bytes: int | None = None, cap_bytes: int = CA
         if kind in _LEVELS:
             rows, cols = t.shape
             g.raw_bytes += n + 2 * rows
-            est = n * quantized_bytes_per_element(kind, cols)
+            est = n * quantized_bytes_per_element(kind, cols, scheme)
             gaussian += est
-            g.bytes += round(est * TRAINED_OVER_GAUSSIAN.get(grp, 1.0))
+            g.bytes += round(est * ratios.get(grp, 1.0))
         elif kind == "raw":
             g.raw_bytes += n * t.element_size()
             g.bytes += n * t.element_size()
         else:
             g.raw_bytes += n * (2 if kind == "fp16" else 4)
-            g.bytes += round(n * float_bytes_per_element(kind))
-            gaussian += n * float_bytes_per_element(kind)
+            g.bytes += round(n * float_bytes_per_element(kind, compression))
+            gaussian += n * float_bytes_per_element(kind, compression)
     payload = encode_payload(_zero_quantized_model(sd, kinds), artifact_meta_for(cfg))
     header = payload[: 4 + int.from_bytes(payload[:4], "little")]
-    header_bytes = len(compress_payload(header))
+    header_bytes = len(compress_payload(header, compression))
     model_bytes = sum(g.bytes for g in groups.values()) + header_bytes + _FRAMING_BYTES
     if code_bytes is None:
         from jepagolf.sources import build_script
 
         code_bytes = len(build_script(cfg.to_dict()))
     bound = round(gaussian) + header_bytes + _FRAMING_BYTES
-    notes = [
-        f"prediction: int matrices priced as Gaussian rows quantised and compressed like the artifact, times "
-        f"trained/Gaussian ratios measured on cpu-demo {TRAINED_OVER_GAUSSIAN}; measured cpu-demo artifacts were "
-        "within 1% of it. Gaussian rows alone (an upper bound so far, 3-5% above trained artifacts): "
-        f"model {bound:,}, total {bound + code_bytes:,} bytes",
-    ]
+    if scheme == "int6-lzma":
+        notes = [
+            f"prediction ({scheme}: int5/int6 per row, LZMA): int matrices priced as Gaussian rows quantised and "
+            f"compressed like the artifact, times trained/Gaussian ratios measured on cpu-demo "
+            f"{TRAINED_OVER_GAUSSIAN}; measured cpu-demo artifacts were within 1% of it. Gaussian rows alone (an "
+            f"upper bound so far, 3-5% above trained artifacts): model {bound:,}, total {bound + code_bytes:,} bytes",
+        ]
+    else:
+        notes = [
+            f"prediction ({scheme}: the reference's int8 per row, zlib level 9): int8 matrices priced as Gaussian "
+            "rows past the reference's scale floor (largest |w| over 1), as a full run's are; a short run's smaller "
+            "weights use fewer int8 codes and compress to less (about a third at their initial scale)",
+        ]
     report = SizeReport("predicted", list(groups.values()), model_bytes, code_bytes, cap_bytes, notes=notes)
     report.gaussian_model_bytes = bound
     return report
@@ -299,10 +335,12 @@ def artifact_size_report(
     # Each group compressed on its own (tensor data only), then scaled so the groups share exactly
     # what the file spends beyond its header and framing: groups compressed apart cost a little
     # more than in one stream, and the breakdown should add up to the file.
-    alone = {grp: len(compress_payload(_tensor_bytes(part))) for grp, part in parts.items() if part.names()}
+    compression = artifact_compression(data)
+    alone = {grp: len(compress_payload(_tensor_bytes(part), compression)) for grp, part in parts.items()
+             if part.names()}
     payload = artifact_payload(data, str(path))
     header = payload[: 4 + int.from_bytes(payload[:4], "little")]
-    overhead = len(compress_payload(header)) + _FRAMING_BYTES
+    overhead = len(compress_payload(header, compression)) + _FRAMING_BYTES
     budget = len(data) - overhead
     for grp, n in alone.items():
         groups[grp].bytes = round(n * budget / sum(alone.values()))
@@ -310,7 +348,8 @@ def artifact_size_report(
         biggest = max(alone, key=alone.__getitem__)
         groups[biggest].bytes += budget - sum(g.bytes for g in groups.values())
     report = SizeReport("measured", list(groups.values()), len(data), code_bytes, cap_bytes)
-    report.notes.append(f"measured: each group LZMA-compressed alone ({sum(alone.values()):,} bytes in all), "
+    codec = {"lzma": "LZMA", "zlib": "zlib"}[compression]
+    report.notes.append(f"measured: each group {codec}-compressed alone ({sum(alone.values()):,} bytes in all), "
                         f"scaled to the file's {budget:,} bytes of tensor data; header+framing {overhead:,}")
     if codecs:
         report.codecs = compress_report(artifact_payload(data, str(path)))

@@ -45,4 +45,6 @@ def bundle_main(config: Mapping[str, Any], environ: Mapping[str, str] | None = N
               f"{summary['prequant_val_bpb']:.8f}) "
               f"artifact_bytes:{summary['artifact_bytes']} code_bytes:{summary['code_bytes']} "
               f"total_bytes:{summary['total_bytes']}")
+        if summary.get("score_note"):
+            print(f"note: the score uses {summary['score_note']}")
     return 0

@@ -1,7 +1,10 @@
-"""Run outputs: train.log (grep-able key:value lines), metrics.jsonl, JSON files, a progress bar.
+"""Run outputs: train.log (grep-able key:value lines), metrics.jsonl, JSON files, a progress bar, and
+optionally TensorBoard event files.
 
 Only rank 0 writes (``enabled``). On an interactive terminal a tqdm bar shows progress and the log
-lines go to the files only; otherwise every log line is also printed.
+lines go to the files only; otherwise every log line is also printed. With ``tensorboard``, every
+numeric value of every metrics.jsonl record also goes to an event file in the run folder, tagged
+``KIND/KEY`` (``train/train_loss``, ``val/val_bpb``, ``train/lr_scale``...) at its step.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+from jepagolf.config import ConfigError
 from jepagolf.data.shards import atomic_write
 
 try:
@@ -23,6 +27,26 @@ CONSOLE_KEYS = (
     "train_loss", "jepa_loss", "jepa_mse", "pred_std", "target_std", "val_loss", "val_bpb",
     "lr_scale", "step_ms", "tokens_per_s", "train_time_s",
 )
+
+
+TENSORBOARD_MISSING = ("--tensorboard (tensorboard=true) needs the tensorboard package, an optional extra: "
+                       "pip install 'jepagolf[tensorboard]'")
+TENSORBOARD_FLUSH_SECONDS = 10  # live curves: events reach the file at least this often
+
+
+def require_tensorboard() -> None:
+    """ConfigError (one line naming the extra) unless TensorBoard event files can be written."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter  # noqa: F401  (needs the tensorboard package)
+    except ImportError:
+        raise ConfigError(TENSORBOARD_MISSING) from None
+
+
+def _tensorboard_writer(out_dir: Path) -> Any:
+    require_tensorboard()
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(log_dir=str(out_dir), flush_secs=TENSORBOARD_FLUSH_SECONDS)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -67,17 +91,23 @@ class _Progress:
 
 
 class RunLogger:
-    def __init__(self, out_dir: Path, enabled: bool = True, interactive: bool | None = None) -> None:
+    def __init__(self, out_dir: Path, enabled: bool = True, interactive: bool | None = None,
+                 tensorboard: bool = False) -> None:
         self.out_dir = out_dir
         self.enabled = enabled
         self.interactive = sys.stderr.isatty() if interactive is None else interactive
         self.interactive = self.interactive and tqdm is not None  # no tqdm: plain lines, no bar
         self._log: TextIO | None = None
         self._metrics: TextIO | None = None
+        self._tb: Any = None
         if enabled:
+            if tensorboard:
+                require_tensorboard()  # before any file is opened
             out_dir.mkdir(parents=True, exist_ok=True)
             self._log = open(out_dir / "train.log", "a", encoding="utf-8")
             self._metrics = open(out_dir / "metrics.jsonl", "a", encoding="utf-8")
+            if tensorboard:
+                self._tb = _tensorboard_writer(out_dir)
 
     def line(self, text: str, console: bool = True) -> None:
         if not self.enabled:
@@ -95,6 +125,8 @@ class RunLogger:
         assert self._metrics is not None
         _append(self._metrics, json.dumps({"kind": kind, **record}, sort_keys=True))
         step = record.get("step")
+        if self._tb is not None:
+            self._scalars(kind, record, step)
         head = f"step:{step}/{total}" if total else f"{kind} step:{step}"
         keys = [k for k in CONSOLE_KEYS if k in record]
         full = " ".join([head] + [f"{k}:{fmt(record[k])}" for k in sorted(record) if k not in ("step",)])
@@ -106,6 +138,13 @@ class RunLogger:
                 tqdm.write(short, file=sys.stderr)
         else:
             print(short, flush=True)
+
+    def _scalars(self, kind: str, record: dict[str, Any], step: Any) -> None:
+        """The record's numbers as TensorBoard scalars ``KIND/KEY`` at its step (strings and flags are left out)."""
+        at = step if isinstance(step, int) and not isinstance(step, bool) else None
+        for key, v in record.items():
+            if key != "step" and isinstance(v, int | float) and not isinstance(v, bool):
+                self._tb.add_scalar(f"{kind}/{key}", v, global_step=at)
 
     def _log_write(self, text: str) -> None:
         assert self._log is not None
@@ -130,5 +169,8 @@ class RunLogger:
                 except OSError as e:
                     error = error or (OSError(e.errno, e.strerror, f.name) if e.errno is not None else e)
         self._log = self._metrics = None
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
         if error is not None:
             raise error

@@ -37,7 +37,7 @@ from jepagolf.data.shards import (
     read_header,
 )
 from jepagolf.data.tokenizer import load_tokenizer
-from jepagolf.export.artifact import ARTIFACT_NAME, load_gpt_from_artifact, write_artifact
+from jepagolf.export.artifact import ARTIFACT_NAMES, artifact_name, load_gpt_from_artifact, write_artifact
 from jepagolf.export.gptq import estimate_calibration_seconds, export_hessians
 from jepagolf.jepa.diagnostics import gradient_share
 from jepagolf.jepa.masking import jepa_rows
@@ -160,7 +160,7 @@ class Trainer(ReliabilityMixin):
         self.step = 0
         self.elapsed_s = 0.0
         self.tokens_seen = 0
-        self.logger = RunLogger(out_dir, enabled=rt.is_main)
+        self.logger = RunLogger(out_dir, enabled=rt.is_main, tensorboard=cfg.train.tensorboard)
         self.init_reliability()
         # Size of the train_gpt.py this run would ship; computed now so a bundling error stops the run
         # before training, not after it.
@@ -524,7 +524,7 @@ class Trainer(ReliabilityMixin):
         ema_gpt.load_state_dict(self.exported_state())
         pre = self.evaluate(ema_gpt)
         log.metrics("final_pre_quant", {"step": self.step, "val_loss": pre.loss, "val_bpb": pre.bpb})
-        artifact_path = self.out_dir / ARTIFACT_NAME
+        artifact_path = self.out_dir / artifact_name(cfg)
         artifact_bytes = 0
         if rt.is_main:
             t0 = time.perf_counter()
@@ -566,7 +566,7 @@ class Trainer(ReliabilityMixin):
             "val_tokens": score.tokens,
             "val_bytes": score.bytes,
             "run_dir": str(self.out_dir),
-            "artifact": ARTIFACT_NAME,
+            "artifact": artifact_path.name,
             "artifact_bytes": artifact_bytes,
             "code_bytes": code_bytes,
             "total_bytes": artifact_bytes + code_bytes,
@@ -600,6 +600,8 @@ class Trainer(ReliabilityMixin):
             f"train_seconds:{self.elapsed_s:.1f}"
             + (f" peak_memory_mib:{summary['peak_memory_mib']:.0f}" if summary["peak_memory_mib"] is not None else "")
         )
+        if kind.note():
+            log.line(f"note: the score uses {kind.note()}")
         if rt.is_main and summary["total_bytes"] > CAP_BYTES:
             # Said now, not first at `jepagolf export`: the run is over and only the quantised weights remain.
             log.line(f"warning: code + artifact = {summary['total_bytes']:,} bytes, "
@@ -725,7 +727,7 @@ def refuse_used_run_folder(out_dir: Path) -> None:
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"--out {out_dir} is a file, not a folder; choose a folder for the run")
     refuse_resumable_run(out_dir)
-    found = [n for n in ("summary.json", ARTIFACT_NAME, "train.log", "metrics.jsonl", "config.json")
+    found = [n for n in ("summary.json", *ARTIFACT_NAMES.values(), "train.log", "metrics.jsonl", "config.json")
              if (out_dir / n).exists()]
     if found:
         raise CheckpointError(
