@@ -54,7 +54,14 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, str]:
         overrides["tokenizer_path"] = args.tokenizer
     if getattr(args, "tensorboard", False):
         overrides["tensorboard"] = "true"
+    if getattr(args, "threads", 0):
+        overrides["threads"] = str(args.threads)
     return overrides
+
+
+def _add_threads_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads for every run (the threads key; default: "
+                   "torch's own choice); recorded in each run's config.json and summary.json")
 
 
 def config_from_args(args: argparse.Namespace):
@@ -228,6 +235,8 @@ def _research_common(args: argparse.Namespace) -> dict[str, str]:
 
         require_tensorboard()  # before the first run
         common["tensorboard"] = "true"
+    if args.threads:
+        common["threads"] = str(args.threads)
     return common
 
 
@@ -286,6 +295,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.ladder_shapes:
+        return _bench_ladder_shapes(args)
     preset = args.preset or _default_preset()
     cfg = config_from_args(argparse.Namespace(**{**vars(args), "preset": preset}))
     rt = setup_runtime(cfg.train.device)
@@ -303,6 +314,38 @@ def cmd_bench(args: argparse.Namespace) -> int:
     print(f"bench json: {out}")
     for w in res["warnings"]:
         print(f"warning: {w}", file=sys.stderr)
+    return 0
+
+
+def _bench_ladder_shapes(args: argparse.Namespace) -> int:
+    import time
+
+    from jepagolf.outputs import check_output_file
+    from jepagolf.research.bench import (
+        LADDER_SHAPE_VARIANTS,
+        format_ladder_shapes,
+        is_ladder_shapes_json,
+        run_ladder_shapes,
+        write_json,
+    )
+    from jepagolf.research.ladder import DEFAULT_RUNGS
+
+    rungs = list(DEFAULT_RUNGS)
+    if args.shapes:
+        wanted = [s.strip() for s in args.shapes.split(",") if s.strip()]
+        unknown = [s for s in wanted if s not in {r.name for r in rungs}]
+        if unknown:
+            raise ConfigError(f"bench --shapes: unknown rungs {unknown}; the default ladder has "
+                              f"{', '.join(r.name for r in rungs)}")
+        rungs = [r for r in rungs if r.name in wanted]
+    preset = args.preset or "cpu-demo"  # the default ladder's preset
+    variants = args.variants.split(",") if args.variants else list(LADDER_SHAPE_VARIANTS)
+    out = Path(args.out) if args.out else Path("runs") / f"bench-ladder-shapes-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    check_output_file(out, command="jepagolf bench --ladder-shapes", is_own=is_ladder_shapes_json)
+    res = run_ladder_shapes(rungs, variants, preset, overrides_from_args(args), repeats=args.repeats)
+    write_json(res, out)
+    print(format_ladder_shapes(res))
+    print(f"bench json: {out}")
     return 0
 
 
@@ -379,6 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue the run in RUN_DIR from its latest valid checkpoint (its config.json is used)")
     p.add_argument("--dump-rank-state", metavar="DIR",
                    help="debug: every process writes its final weights and EMAs to DIR/rank<R>.npz")
+    _add_threads_arg(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="val_bpb of an artifact on a dataset's validation split")
@@ -404,6 +448,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--export-repeats", type=int, default=3,
                    help="times the artifact export is measured (0 skips it; a v3 export takes tens of seconds)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's own choice)")
+    p.add_argument("--ladder-shapes", action="store_true",
+                   help="instead: each distinct shape of the default ladder, ce, v3 and the cheapest JEPA option on "
+                        "the default training path against the plain eager step, with a profiler breakdown")
+    p.add_argument("--shapes", help="with --ladder-shapes: comma-separated rung names to measure (default: all)")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("data", help="datasets: demo corpus, FineWeb download, build from your text, check")
@@ -457,6 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="what the seeds vary (default all: init and masks, as the seed always did; init or masks: "
                         "that factor alone; data: the training tokens alone, each seed reading the stream from "
                         "its own offset): a factor's paired sd, measured apart")
+    _add_threads_arg(p)
     p.set_defaults(func=cmd_ablate)
 
     p = sub.add_parser("ladder", help="compute ladder: arms x rungs x seeds, the effect's trend against compute and "
@@ -497,6 +546,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="merge another ladder's runs.csv (e.g. GPU rungs) into the fit (repeatable)")
     p.add_argument("--plan-only", action="store_true",
                    help="calibrate, print the plan and the estimated wall time, train nothing")
+    _add_threads_arg(p)
     p.set_defaults(func=cmd_ladder)
 
     p = sub.add_parser("report", help="PNG plots of one or more run folders (needs matplotlib)")

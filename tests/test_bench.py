@@ -119,3 +119,34 @@ def test_bench_warns_when_a_ratio_falls_below_its_flop_ratio():
     # Within the spread of the repeats, or within the 5% tolerance (the idle H200's 1.231 vs 1.246): no warning.
     for ok in (variant(1.06, 1.22, 0.95, 1.25), variant(1.231, 1.246, 1.228, 1.241), variant(1.4, 1.3, 1.3, 1.5)):
         assert bench_warnings({"x": ok}, None, None, cpu_count=2, own_threads=2) == ([], False)
+
+
+def test_ladder_shapes_writes_every_figure(demo_data):
+    from jepagolf.research.bench import format_ladder_shapes, ladder_shape_groups, run_ladder_shapes
+    from jepagolf.research.ladder import DEFAULT_RUNGS, SMOKE_RUNGS
+
+    groups = ladder_shape_groups(DEFAULT_RUNGS)
+    assert list(groups) == ["r0", "r2", "r3", "r4"] and groups["r0"][0] == ["r0", "r1"]  # r0 and r1: one shape
+    torch.set_num_threads(1)
+    res = run_ladder_shapes(SMOKE_RUNGS[:1], ["v3"], preset="smoke",
+                            user_overrides={"data_path": str(demo_data.data_dir)}, repeats=2, steps_per_repeat=1,
+                            profile_steps=1, log=lambda _: None)
+    assert list(res["ladder_shapes"]) == ["s1"]
+    for shape in res["ladder_shapes"].values():
+        assert set(shape["variants"]) == {"ce", "v3"}  # ce is added: the ceiling is plain CE's
+        for key in ("step_ms", "eager_step_ms", "speedup_vs_eager", "mfu", "breakdown"):
+            assert shape[key] == shape["variants"]["ce"][key]  # plain CE's figures at the top
+        for v in shape["variants"].values():
+            assert len(v["step_ms_all"]) == len(v["eager_step_ms_all"]) == 2
+            assert v["speedup_min"] <= v["speedup_vs_eager"] <= v["speedup_max"]
+            assert v["step_compiled"] is False  # the smoke preset stays eager: both paths are the same here
+            b = v["breakdown"]
+            assert b["forward_ms"] > 0 and b["backward_ms"] > 0 and b["adam_ms"] > 0 and b["ema_ms"] > 0
+            assert b["muon_newton_schulz_ms"] > 0 and b["muon_other_ms"] >= 0
+            parts = sum(b[k] for k in ("forward_ms", "backward_ms", "muon_newton_schulz_ms", "muon_other_ms",
+                                       "adam_ms", "ema_ms", "rest_ms"))
+            assert parts == pytest.approx(b["profiled_step_ms"])
+        c = shape["ceiling"]
+        assert c["floor_step_ms"] == pytest.approx(c["gemm_ms"] + c["attention_ms"] + c["update_ms"])
+        assert c["speedup_ceiling_vs_eager"] == pytest.approx(shape["eager_step_ms"] / c["floor_step_ms"])
+    assert "ceiling: CE cannot beat" in format_ladder_shapes(res)

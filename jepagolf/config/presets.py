@@ -63,7 +63,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "device": "cpu",
     },
     "smoke": {
-        # Tiny: exercises every code path (U-Net skips, GQA, bigram, JEPA, accumulation, export).
+        # Tiny: exercises every code path (U-Net skips, GQA, bigram, JEPA, accumulation, export). Runs of a few
+        # steps: compiling the step would cost more than it saves.
+        "step_compile": "off",
         "num_layers": 3,
         "model_dim": 64,
         "num_heads": 4,

@@ -58,6 +58,12 @@ class TrainConfig:
     """auto | cpu | cuda (auto picks cuda when available)."""
     compile: str = "auto"
     """torch.compile the model: auto (on for CUDA, off for CPU) | on | off."""
+    step_compile: str = "auto"
+    """torch.compile the whole training forward of a single-process run (network, JEPA paths and loss; the
+    backward with it): auto (on for CPU) | on | off. Compiled graphs are cached on disk (TORCHINDUCTOR_CACHE_DIR,
+    default <cache>/inductor) and compiled before the clock starts."""
+    threads: int = 0
+    """CPU threads for torch (intra-op; inter-op 1): 0 = torch's own choice. Recorded in the summary."""
     checkpoint_every_steps: int = 0
     """Write a resumable checkpoint to RUN_DIR/checkpoints every N steps (0: off)."""
     checkpoint_every_seconds: float = 0.0
@@ -73,7 +79,8 @@ class TrainConfig:
     micro_batch_tokens + 1 tokens, as the reference trainer's loader does)."""
     compile_warmup_steps: int = -1
     """Training steps run before the clock starts to compile and warm up kernels, after which the
-    weights, optimizer states, EMAs and data position are restored; -1 = 20 when compiling, else 0."""
+    weights, optimizer states, EMAs and data position are restored; -1 = 20 when compiling, max(4, jepa_every + 2)
+    when only the step is compiled (step_compile), else 0."""
     tensorboard: bool = False
     """Also write the metrics.jsonl scalars as TensorBoard event files in the run folder, for live curves
     (`tensorboard --logdir RUN_OR_ABLATION_DIR`); needs the optional extra: pip install 'jepagolf[tensorboard]'."""
@@ -116,6 +123,10 @@ class TrainConfig:
             raise ConfigError(f"device={self.device!r}: use auto, cpu or cuda")
         if self.compile not in ("auto", "on", "off"):
             raise ConfigError(f"compile={self.compile!r}: use auto, on or off")
+        if self.step_compile not in ("auto", "on", "off"):
+            raise ConfigError(f"step_compile={self.step_compile!r}: use auto, on or off")
+        if self.threads < 0:
+            raise ConfigError(f"threads={self.threads}: use 0 (torch's own choice) or a count >= 1")
         if self.checkpoint_every_steps < 0 or self.checkpoint_every_seconds < 0 or self.skip_nonfinite_steps < 0:
             raise ConfigError(
                 "checkpoint_every_steps, checkpoint_every_seconds and skip_nonfinite_steps must be >= 0 (0: off)"
@@ -152,6 +163,6 @@ MAX_DATA_OFFSET = 1 << 48  # training tokens; far beyond any corpus (the stream 
 
 # Train fields that change how a run is executed or kept, not the model it trains: left out of
 # Config.hash(), and free to change when a run is resumed.
-OPERATIONAL_TRAIN_KEYS = ("device", "compile", "checkpoint_every_steps", "checkpoint_every_seconds",
-                          "checkpoint_keep", "skip_nonfinite_steps", "eval_seq_len", "eval_stride", "guard_seconds",
-                          "tensorboard")
+OPERATIONAL_TRAIN_KEYS = ("device", "compile", "step_compile", "threads", "checkpoint_every_steps",
+                          "checkpoint_every_seconds", "checkpoint_keep", "skip_nonfinite_steps", "eval_seq_len",
+                          "eval_stride", "guard_seconds", "tensorboard")

@@ -308,10 +308,11 @@ class GPT(nn.Module):
         c, w = self.cfg.logit_softcap, self.tok_emb.weight
         fused = (
             0 < c <= FUSED_CE_MAX_CAP and reduction in ("mean", "sum") and z.dtype == w.dtype == torch.float32
-            and not torch.is_autocast_enabled(z.device.type)
+            and not torch.is_autocast_enabled(z.device.type) and not torch.compiler.is_compiling()
         )
         if fused:
-            # fp32 without autocast (the CPU path): the fused loss, same value, fewer passes over (N, V).
+            # fp32 without autocast (the CPU path): the fused loss, same value, fewer passes over (N, V). A
+            # compiled step (jepagolf.train.fastpath) takes the plain ops instead: inductor fuses them itself.
             n = targets.numel()
             scale = 1.0 / n if reduction == "mean" else 1.0
             return SoftcapCrossEntropy.apply(z.reshape(n, -1), w, targets.reshape(n), c, scale)

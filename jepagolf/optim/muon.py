@@ -19,6 +19,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import Tensor
+from torch.autograd.profiler import record_function
 
 # Coefficients of the quintic p(x) = a x + b x^3 + c x^5 from Keller Jordan's Muon: chosen to
 # maximise the slope at 0 (fast growth of small singular values) at the price of not converging
@@ -196,7 +197,9 @@ class Muon(torch.optim.Optimizer):
         for (_, _, ns_steps), slots in buckets.items():
             p0 = updates[slots[0][0]][slots[0][1]][0]
             stacked = torch.stack([updates[gi][i][1] for gi, i in slots])  # (n, rows, cols)
-            for (gi, i), out in zip(slots, self._orthogonalise(stacked, p0, ns_steps).unbind(0), strict=True):
+            with record_function("muon.newton_schulz"):
+                ortho = self._orthogonalise(stacked, p0, ns_steps)
+            for (gi, i), out in zip(slots, ortho.unbind(0), strict=True):
                 final[gi][i] = out
         return final
 

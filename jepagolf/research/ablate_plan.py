@@ -369,6 +369,8 @@ def measure_step_seconds(cfgs: Sequence[Config], steps: int, rt: Any = None) -> 
                 return step
 
             fns = [stepper(t) for t in trainers]
+            for t in trainers:  # a compiled step compiles here, as before a run's clock (then restored)
+                t.warmup(t.warmup_steps)
             for fn in fns:
                 for _ in range(CALIB_WARMUP_STEPS):
                     fn()

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor
+from torch.autograd.profiler import record_function
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from jepagolf.config import CAP_BYTES, Config, ConfigError
@@ -52,6 +53,14 @@ from jepagolf.summary import SUMMARY_VERSION, score_kind
 from jepagolf.train import schedules
 from jepagolf.train.batches import micro_batch, micro_batch_indices, micro_batch_mask, micro_stride, step_tokens
 from jepagolf.train.checkpoint import CheckpointError, list_checkpoints, load_latest
+from jepagolf.train.fastpath import (
+    STEP_COMPILE_WARMUP_STEPS,
+    apply_threads,
+    compile_cache_dir,
+    compile_forward,
+    compile_target_pass,
+    step_compile_on,
+)
 from jepagolf.train.logger import RunLogger
 from jepagolf.train.preempt import Preempted, signal_name
 from jepagolf.train.reliability import ReliabilityMixin, TrainingDiverged  # noqa: F401 (part of this module's API)
@@ -118,6 +127,10 @@ class Trainer(ReliabilityMixin):
                 f"micro_batch_tokens so that the count is a multiple of the world size, {fix}"
             )
         self.grad_accum = micro_total // rt.world_size
+        self.threads = apply_threads(t.threads)
+        self.step_compiled = step_compile_on(cfg, rt.device, rt.distributed)
+        if self.step_compiled:
+            compile_cache_dir()  # before torch's first use of its cache folder sets the folder for this process
         seed_everything(t.resolved_init_seed)  # same init on every rank
         self.model = JepaLM(cfg).to(rt.device)
         self.calibration_reserve_s = self.measure_calibration_reserve()
@@ -133,7 +146,7 @@ class Trainer(ReliabilityMixin):
                                            rank=rt.rank, world_size=rt.world_size,
                                            pred_optimizer=cfg.jepa.jepa_pred_optimizer, pred_lr=cfg.jepa.jepa_pred_lr)
         self.compiled = t.compile == "on" or (t.compile == "auto" and rt.device.type == "cuda")
-        self.forward_module: torch.nn.Module = self.model
+        self.forward_module: Any = self.model  # the module, its DDP wrapper, or its compiled forward
         if self.compiled:
             # dynamic=False: the evaluation's other batch shapes get their own static graphs instead of
             # turning the training graphs into slower dynamic-shape ones.
@@ -144,7 +157,14 @@ class Trainer(ReliabilityMixin):
                 for gpt in (self.model.gpt, self.target):
                     if gpt is not None:
                         gpt.encode_blocks = torch.compile(gpt.encode_blocks, dynamic=False)  # type: ignore[method-assign]
-        auto_warmup = AUTO_WARMUP_STEPS if self.compiled else 0
+        self.target_pass = self.model.target_repr
+        if self.step_compiled:
+            self.forward_module = compile_forward(self.model)
+            if self.target is not None:
+                self.target_pass = compile_target_pass(self.model)
+        # Enough steps to trace every graph: the JEPA step and, with jepa_every > 1, the CE-only one.
+        step_warmup = max(STEP_COMPILE_WARMUP_STEPS, cfg.jepa.jepa_every + 2)
+        auto_warmup = AUTO_WARMUP_STEPS if self.compiled else step_warmup if self.step_compiled else 0
         self.warmup_steps = auto_warmup if t.compile_warmup_steps < 0 else t.compile_warmup_steps
         if rt.distributed:
             ids = [rt.device.index] if rt.device.type == "cuda" else None
@@ -214,6 +234,8 @@ class Trainer(ReliabilityMixin):
         sums: dict[str, Tensor] = {}
         grad_stats: dict[str, float] = {}
         ctx = torch.autocast(rt.device.type, dtype=rt.autocast_dtype) if rt.autocast_dtype else nullcontext()
+        # A diagnostic step differentiates the graph more than once (gradient_share): the eager module runs it.
+        module = self.model if diag and self.step_compiled else self.forward_module
         for a, index in enumerate(micro_batch_indices(rt.rank, self.grad_accum)):
             x, y = micro_batch(chunk, index, t.micro_batch_tokens, t.train_seq_len, rt.device, micro_stride(cfg))
             mask = target_z = mask_pos = None
@@ -228,18 +250,19 @@ class Trainer(ReliabilityMixin):
                 if cfg.jepa.jepa_reg == "sigreg":
                     extra["sigreg_seed"] = noise_seed(t.resolved_mask_seed, step, index)
                 if self.target is not None:
-                    with torch.no_grad(), ctx:
-                        target_z = self.model.target_repr(self.target, x[:rows])  # (rows, T, D), unmasked sequence
+                    with torch.no_grad(), ctx, record_function("forward"):
+                        target_z = self.target_pass(self.target, x[:rows])  # (rows, T, D), unmasked sequence
             last = a == self.grad_accum - 1
             sync = nullcontext() if (last or not rt.distributed) else self.forward_module.no_sync()
             with sync:
-                with ctx:
-                    ce, jl, stats = self.forward_module(x, y, mask, target_z, mask_pos, **extra)
+                with ctx, record_function("forward"):
+                    ce, jl, stats = module(x, y, mask, target_z, mask_pos, **extra)
                 if diag and a == 0 and jl is not None:  # first micro-batch only: it is a sample
                     names, params = zip(*self.model.gpt.named_parameters(), strict=True)
                     grad_stats = gradient_share(ce, weight * jl, list(params), list(names))
-                loss = ce if jl is None else ce + weight * jl
-                (loss / self.grad_accum).backward()
+                with record_function("backward"):
+                    loss = ce if jl is None else ce + weight * jl
+                    (loss / self.grad_accum).backward()
             for k, v in stats.items():
                 sums[k] = sums[k] + v if k in sums else v.clone()
         means = {k: v / self.grad_accum for k, v in sums.items()}
@@ -260,18 +283,20 @@ class Trainer(ReliabilityMixin):
                 if "momentum" in group:
                     group["momentum"] = mom
         for opt in self.optimizers:
-            opt.step()
+            with record_function(f"optimizer.{type(opt).__name__.lower()}"):
+                opt.step()
         for opt in self.optimizers:
             opt.zero_grad(set_to_none=True)
         # The target EMA moves on every optimizer step, JEPA step or not (jepa_every > 1), so that it
         # is the same average of the online trajectory as in v3; the update is one foreach lerp.
-        if self.target is not None:
-            m = ema_momentum(
-                schedules.progress(cfg, step + 1, self.elapsed_s, self.train_budget_s), cfg.jepa.jepa_ema_start,
-                cfg.jepa.jepa_ema_end
-            )
-            update_target(self.target, self.model.gpt, m)
-        self.artifact_ema.update(self.model.gpt)
+        with record_function("ema"):
+            if self.target is not None:
+                m = ema_momentum(
+                    schedules.progress(cfg, step + 1, self.elapsed_s, self.train_budget_s), cfg.jepa.jepa_ema_start,
+                    cfg.jepa.jepa_ema_end
+                )
+                update_target(self.target, self.model.gpt, m)
+            self.artifact_ema.update(self.model.gpt)
         return scale
 
     # ----- evaluation ---------------------------------------------------------------------------
@@ -581,6 +606,8 @@ class Trainer(ReliabilityMixin):
             "preset": cfg.preset,
             "device": device_name(rt.device),
             "world_size": rt.world_size,
+            **self.threads,
+            "step_compiled": self.step_compiled,
             "peak_memory_mib": peak_memory_mib(rt.device),
             "config_hash": cfg.hash(),
             "source_hash": source_hash(),
