@@ -321,12 +321,12 @@ def _bench_ladder_shapes(args: argparse.Namespace) -> int:
     import time
 
     from jepagolf.outputs import check_output_file
-    from jepagolf.research.bench import (
+    from jepagolf.research.bench import write_json
+    from jepagolf.research.bench_shapes import (
         LADDER_SHAPE_VARIANTS,
         format_ladder_shapes,
         is_ladder_shapes_json,
         run_ladder_shapes,
-        write_json,
     )
     from jepagolf.research.ladder import DEFAULT_RUNGS
 
