@@ -52,3 +52,102 @@ def test_export_never_imports_train_and_nothing_imports_cli():
     assert not [m for m in graph if part(m) == "export" and any(part(t) == "train" for t in graph[m])]
     assert not [m for m, targets in graph.items() if part(m) not in ("cli", "__main__")
                 and any(part(t) == "cli" for t in targets)]
+
+
+# What each package may import besides itself, as its __init__ docstring states it (the ground: the small
+# modules at the package's top level). A part missing here fails the test below: state its rule.
+GROUND = frozenset({"", "outputs", "jsonfile", "sources", "recipes", "tensor_bytes", "summary"})
+ALLOWED: dict[str, frozenset[str]] = {
+    "data": frozenset({"", "outputs", "jsonfile"}),
+    "config": frozenset({"", "outputs", "jsonfile", "recipes"}),
+    "model": frozenset({"config"}),
+    "optim": frozenset({"config"}),
+    "jepa": frozenset({"model", "config"}) | GROUND,
+    "export": frozenset({"model", "data", "config"}) | GROUND - {"recipes"},
+    "train": frozenset({"export", "jepa", "model", "optim", "data", "config"}) | GROUND,
+    "research": frozenset({"train", "export", "jepa", "model", "optim", "data", "config"}) | GROUND,
+}
+
+
+def test_every_import_keeps_its_package_rules():
+    graph = import_graph()
+    packages = {part(m) for m in graph if m.count(".") >= 2}  # parts that hold modules: the packages
+    assert not packages - set(ALLOWED), f"state the import rule of {sorted(packages - set(ALLOWED))}"
+    broken = [f"{m} -> {t}" for m, targets in sorted(graph.items()) for t in sorted(targets)
+              if part(m) in ALLOWED and part(t) != part(m) and part(t) not in ALLOWED[part(m)]]
+    assert not broken, "imports that break their package's rule:\n" + "\n".join(broken)
+
+
+def test_the_ground_never_imports_the_trainer_the_artifact_or_the_objective():
+    graph = import_graph()
+    above = {"train", "export", "jepa", "research", "cli", "__main__"}
+    assert not [f"{m} -> {t}" for m, targets in graph.items() for t in targets
+                if part(m) in ("model", "optim", "data", "config") and part(t) in above]
+
+
+def strongly_connected(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The graph's strongly connected components of more than one module (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph.get(child, ())))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    m = stack.pop()
+                    on_stack.discard(m)
+                    component.append(m)
+                    if m == node:
+                        break
+                if len(component) > 1:
+                    found.append(sorted(component))
+    return found
+
+
+def test_strongly_connected_finds_a_circle():
+    assert strongly_connected({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert strongly_connected({"a": {"b"}, "b": set(), "c": {"a", "b"}}) == []
+
+
+def test_no_import_circles():
+    # Every import counts: function-level (lazy) ones and those under TYPE_CHECKING too, inside one
+    # package as well as across packages.
+    circles = strongly_connected(import_graph())
+    assert not circles, "import circles:\n" + "\n".join(" <-> ".join(c) for c in circles)
+
+
+def test_no_mixins():
+    import ast
+
+    mixins = []
+    for path, text in package_sources().items():
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.ClassDef):
+                names = [b.id if isinstance(b, ast.Name) else getattr(b, "attr", "") for b in node.bases]
+                mixins += [f"{path}: {node.name}({n})" for n in names if n.endswith("Mixin")]
+                if node.name.endswith("Mixin"):
+                    mixins.append(f"{path}: class {node.name}")
+    assert not mixins, "classes mixed in instead of held:\n" + "\n".join(mixins)

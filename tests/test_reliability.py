@@ -30,6 +30,7 @@ from jepagolf.export.artifact import ARTIFACT_NAME
 from jepagolf.train import checkpoint as ckpt_mod
 from jepagolf.train.checkpoint import list_checkpoints, read_checkpoint
 from jepagolf.train.loop import Trainer
+from jepagolf.train.reliability import DivergenceGuard
 
 TIMING_KEYS = ("step_ms", "tokens_per_s", "train_time_s")
 ORIGINAL_TRAIN_STEP = Trainer.train_step
@@ -301,7 +302,7 @@ def test_nonfinite_gradient_is_named(tmp_path, tiny_data, monkeypatch, capsys):
 
 def test_deferred_check_never_saves_a_bad_state(tmp_path, tiny_data, monkeypatch, capsys):
     # The CUDA path: flags stay on the device and are read at log steps and before checkpoints.
-    monkeypatch.setattr(Trainer, "_guard_syncs_every_step", lambda self: False)
+    monkeypatch.setattr(DivergenceGuard, "syncs_every_step", lambda self: False)
     inject_nan(monkeypatch, {5})
     run = tmp_path / "run"
     assert main(short_run(tiny_data, run, "checkpoint_every_steps=3", "train_log_every=4")) == 2

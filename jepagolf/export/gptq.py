@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from jepagolf.config import Config
 from jepagolf.data.shards import TokenStream, list_shards
-from jepagolf.export.quant import DEFAULT_CLIP_QUANTILES, quantize_rows
+from jepagolf.export.grid import DEFAULT_CLIP_QUANTILES, quantize_rows
 
 # Calibration sequences per forward pass when the Hessians are collected.
 CALIBRATION_BATCH = 8

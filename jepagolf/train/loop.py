@@ -52,7 +52,7 @@ from jepagolf.sources import shipped_code_bytes, source_hash
 from jepagolf.summary import SUMMARY_VERSION, score_kind
 from jepagolf.train import schedules
 from jepagolf.train.batches import micro_batch, micro_batch_indices, micro_batch_mask, micro_stride, step_tokens
-from jepagolf.train.checkpoint import CheckpointError, list_checkpoints, load_latest
+from jepagolf.train.checkpoint import CheckpointError, LoadedCheckpoint, list_checkpoints, load_latest
 from jepagolf.train.fastpath import (
     STEP_COMPILE_WARMUP_STEPS,
     apply_threads,
@@ -62,9 +62,9 @@ from jepagolf.train.fastpath import (
     step_compile_on,
 )
 from jepagolf.train.logger import RunLogger
-from jepagolf.train.preempt import Preempted, signal_name
-from jepagolf.train.reliability import ReliabilityMixin, TrainingDiverged  # noqa: F401 (part of this module's API)
-from jepagolf.train.resume import check_restorable, max_checkpoint_bytes
+from jepagolf.train.preempt import Preempted, StopRequest, signal_name
+from jepagolf.train.reliability import Checkpoints, DivergenceGuard, TrainingDiverged
+from jepagolf.train.resume import capture_state, check_restorable, max_checkpoint_bytes, restore_state, truncate_metrics
 from jepagolf.train.runtime import (
     Runtime,
     device_name,
@@ -108,7 +108,7 @@ def load_val_data(cfg: Config, paths: DatasetPaths, device: torch.device) -> Val
     return ValData(tokens=val_tokens, byte_tables=(base, space, boundary), unigram_bpb=uni)
 
 
-class Trainer(ReliabilityMixin):
+class Trainer:
     def __init__(
         self, cfg: Config, rt: Runtime, out_dir: Path, paths: DatasetPaths, val: ValData | None = None
     ) -> None:
@@ -181,7 +181,17 @@ class Trainer(ReliabilityMixin):
         self.elapsed_s = 0.0
         self.tokens_seen = 0
         self.logger = RunLogger(out_dir, enabled=rt.is_main, tensorboard=cfg.train.tensorboard)
-        self.init_reliability()
+        # Reliability: the run's checkpoints, the divergence guard, and the stop signals (preemption).
+        self.checkpoints = Checkpoints(out_dir, keep=t.checkpoint_keep, every_seconds=t.checkpoint_every_seconds,
+                                       is_main=rt.is_main, distributed=rt.distributed, device=rt.device,
+                                       logger=self.logger)
+        self.guard = DivergenceGuard(rt.device, distributed=rt.distributed, skip_limit=t.skip_nonfinite_steps,
+                                     report_jepa=self.target is not None, advice=self.checkpoints.divergence_advice)
+        self.stop = StopRequest(announce=rt.is_main)
+        self.stop.on_unarmed = self.checkpoints.stop_outside_loop
+        self.training_done = False  # set when the loop ends; a checkpoint taken then resumes at finish()
+        self.resume_notes: list[str] = []
+        self.data_fingerprint: dict[str, list[list[object]]] | None = None  # see resume.data_fingerprint
         # Size of the train_gpt.py this run would ship; computed now so a bundling error stops the run
         # before training, not after it.
         self.code_bytes = package_code_bytes(cfg)
@@ -299,6 +309,56 @@ class Trainer(ReliabilityMixin):
             self.artifact_ema.update(self.model.gpt)
         return scale
 
+    # ----- reliability: the guard and the checkpoints ------------------------------------------
+    @property
+    def skipped_steps(self) -> int:
+        """Bad steps skipped so far (skip_nonfinite_steps); the guard counts them, a checkpoint keeps them."""
+        return self.guard.skipped_steps
+
+    @skipped_steps.setter
+    def skipped_steps(self, n: int) -> None:
+        self.guard.skipped_steps = n
+
+    def grad_norm(self) -> Tensor:
+        """Global gradient norm before clipping (0-d tensor on the device); clips when grad_clip_norm > 0."""
+        clip = self.cfg.optim.grad_clip_norm
+        if clip > 0:
+            return torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        return torch.nn.utils.get_total_norm(grads)
+
+    def skip_bad_step(self, stats: dict[str, Tensor]) -> bool:
+        """Guard this step's losses and gradient (``DivergenceGuard.check``); True when it is skipped (a bad
+        step within skip_nonfinite_steps): its gradients are dropped and a "skip" row logged."""
+        reason = self.guard.check(self.step + 1, stats, self.grad_norm())
+        if reason is None:
+            return False
+        for opt in self.optimizers:
+            opt.zero_grad(set_to_none=True)
+        self.logger.metrics("skip", {"step": self.step + 1, "reason": reason, "skipped_steps": self.skipped_steps})
+        return True
+
+    def checkpoint_now(self, reason: str) -> None:
+        """Write the full training state (rank 0) after checking it is finite; all ranks agree."""
+        if self.checkpoints.holds(self.step):
+            return
+        self.guard.check_diverged(self.step)  # never save a state that a non-finite step has already touched
+        self.checkpoints.save(self.step, lambda: capture_state(self), reason)
+
+    def restore(self, ckpt: LoadedCheckpoint, warnings: list[str]) -> None:
+        """Continue from ``ckpt`` (``check_restorable`` has passed on it)."""
+        restore_state(self, ckpt)
+        self.checkpoints.restored(self.step, ckpt.path)
+        dropped = truncate_metrics(self.out_dir, ckpt.meta) if self.rt.is_main else 0
+        notes = list(warnings)
+        notes.append(f"resume: from {ckpt.path} at step {self.step} (train_time_s {self.elapsed_s:.1f}, tokens "
+                     f"{self.tokens_seen}); dropped {dropped} metrics.jsonl row(s) written after that step, "
+                     "they are logged again below")
+        if ckpt.meta.get("world_size") != self.rt.world_size:
+            notes.append(f"resume: world size {ckpt.meta.get('world_size')} -> {self.rt.world_size}: same "
+                         "data and masks, but gradients are summed in another order (not bitwise)")
+        self.resume_notes = notes
+
     # ----- evaluation ---------------------------------------------------------------------------
     def evaluate(self, gpt: GPT, max_tokens: int = 0, *, scoring: bool = False) -> EvalResult:
         """See :func:`evaluate_run`."""
@@ -322,9 +382,7 @@ class Trainer(ReliabilityMixin):
         next_step_s = self.elapsed_s / max(self.step, 1) if self.calibration_reserve_s else 0.0
         time_up = t.max_wallclock_seconds > 0 and self.elapsed_s + next_step_s >= self.train_budget_s
         time_up = time_up or 0 < t.guard_seconds <= self.elapsed_s  # ablate/ladder's guard: not the cap
-        due = (t.checkpoint_every_seconds > 0
-               and time.monotonic() - self._last_checkpoint_wall >= t.checkpoint_every_seconds)
-        flags = [time_up, self.stop.requested, due]
+        flags = [time_up, self.stop.requested, self.checkpoints.due_by_clock()]
         if self.rt.distributed:
             reduced = torch.tensor([float(f) for f in flags], device=self.rt.device)
             dist.all_reduce(reduced, op=dist.ReduceOp.MAX)
@@ -434,7 +492,7 @@ class Trainer(ReliabilityMixin):
             t0 = time.perf_counter()
             diag = self.is_diag_step(self.step + 1)
             stats = self.train_step()
-            skipped = self.guard(stats, self.grad_norm())
+            skipped = self.skip_bad_step(stats)
             lr_scale = self.apply_update() if not skipped else 0.0
             self.step += 1
             self.tokens_seen += t.train_batch_tokens
@@ -444,7 +502,7 @@ class Trainer(ReliabilityMixin):
             if (self.step % t.train_log_every == 0 or self.step == 1 or done or diag) and not skipped:
                 self._sync()
                 now = time.perf_counter()
-                self.check_diverged()
+                self.guard.check_diverged(self.step)
                 step_ms = 1000 * (now - last_log_time) / max(self.step - last_log_step, 1)
                 last_log_time, last_log_step = now, self.step
                 record = {k: float(v) for k, v in stats.items()}
@@ -479,18 +537,18 @@ class Trainer(ReliabilityMixin):
             if stop:
                 assert self.stop.signum is not None or rt.distributed
                 signum = self.stop.signum or signal.SIGTERM  # a rank that got no signal itself
-                assert self.last_checkpoint is not None
-                path = self.last_checkpoint[1]
+                assert self.checkpoints.last is not None
+                path = self.checkpoints.last[1]
                 log.line(f"stopped by {signal_name(signum)} after step {self.step}; checkpoint {path}")
                 raise Preempted(
                     f"stopped by {signal_name(signum)} after step {self.step}/{t.iterations}; checkpoint saved "
-                    f"to {path}; resume with {self._resume_hint()}", signum)
+                    f"to {path}; resume with {self.checkpoints.resume_hint()}", signum)
             if done:
                 break
         self.stop.armed = False
         self.training_done = True
         progress.close()
-        self.check_diverged()
+        self.guard.check_diverged(self.step)
         return self.finish(n_params)
 
     def rank_state(self) -> dict[str, np.ndarray]:
@@ -570,7 +628,7 @@ class Trainer(ReliabilityMixin):
         if not all(math.isfinite(v) for v in scores.values()):
             listed = ", ".join(f"{k} {v}" for k, v in scores.items())
             raise TrainingDiverged(f"the final evaluation is not finite ({listed}); the run has no score and writes "
-                                   "no summary.json" + self._divergence_advice())
+                                   "no summary.json" + self.checkpoints.divergence_advice())
         code_bytes = self.code_bytes
         summary = {
             # The number the challenge scores leads; val_bpb / val_loss are the same figures (DESIGN section 6).

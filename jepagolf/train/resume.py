@@ -15,21 +15,41 @@ import os
 import random
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from jepagolf.config import Config, ConfigError, config_from_dict, override_config, read_config_json
+from jepagolf.data.corpus import DatasetPaths
 from jepagolf.data.fingerprint import dataset_fingerprint
-from jepagolf.data.shards import list_shards, read_header
+from jepagolf.data.shards import TokenStream, list_shards, read_header
+from jepagolf.jepa.target import WeightEMA
 from jepagolf.sources import source_hash
 from jepagolf.train.checkpoint import MAX_HEADER_BYTES, CheckpointError, DataChanged, LoadedCheckpoint
-from jepagolf.train.runtime import versions
+from jepagolf.train.runtime import Runtime, versions
 
-if TYPE_CHECKING:
-    from jepagolf.train.loop import Trainer
+
+class TrainerState(Protocol):
+    """What a checkpoint is captured from and restored into (``jepagolf.train.loop.Trainer``): the
+    functions below read and set exactly these."""
+
+    cfg: Config
+    rt: Runtime
+    out_dir: Path
+    paths: DatasetPaths
+    model: torch.nn.Module
+    target: torch.nn.Module | None
+    artifact_ema: WeightEMA
+    optimizers: list[torch.optim.Optimizer]
+    stream: TokenStream
+    step: int
+    elapsed_s: float
+    tokens_seen: int
+    skipped_steps: int
+    training_done: bool
+    data_fingerprint: dict[str, list[list[Any]]] | None
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -44,7 +64,7 @@ SCHEDULED_GROUP_KEYS = ("lr", "momentum")
 _DEVICE_GROUP_KEYS = ("foreach", "fused", "capturable", "differentiable")
 
 
-def data_fingerprint(trainer: Trainer) -> dict[str, list[list[Any]]]:
+def data_fingerprint(trainer: TrainerState) -> dict[str, list[list[Any]]]:
     """[name, size, content fingerprint] of every train and val shard (``jepagolf.data.fingerprint``:
     sampled bytes plus the manifest's sha256), taken once per trainer."""
     if trainer.data_fingerprint is None:
@@ -53,7 +73,7 @@ def data_fingerprint(trainer: Trainer) -> dict[str, list[list[Any]]]:
     return trainer.data_fingerprint
 
 
-def capture_state(trainer: Trainer) -> tuple[dict[str, Tensor], dict[str, Any]]:
+def capture_state(trainer: TrainerState) -> tuple[dict[str, Tensor], dict[str, Any]]:
     """(tensors, JSON meta) of the trainer's full state; tensors are not copied here."""
     tensors: dict[str, Tensor] = {}
     tensors.update({f"model/{k}": v for k, v in trainer.model.state_dict().items()})
@@ -108,7 +128,7 @@ def capture_state(trainer: Trainer) -> tuple[dict[str, Tensor], dict[str, Any]]:
     return tensors, meta
 
 
-def max_checkpoint_bytes(trainer: Trainer) -> int:
+def max_checkpoint_bytes(trainer: TrainerState) -> int:
     """The most a checkpoint of this trainer can hold: its model, EMA target and artifact EMA, up to two
     optimizer moments per weight (Adam; Muon keeps one) plus a step counter each, the RNG states, and the
     largest header; ``load_latest`` refuses a larger file unread (a 5 GiB file named like a checkpoint)."""
@@ -147,7 +167,7 @@ def check_fits(ckpt: LoadedCheckpoint, cfg: Config, run_dir: Path) -> None:
         )
 
 
-def check_data(trainer: Trainer, ckpt: LoadedCheckpoint) -> None:
+def check_data(trainer: TrainerState, ckpt: LoadedCheckpoint) -> None:
     """Refuse (DataChanged) a resume whose shards differ in content from those the checkpoint was
     trained on; a checkpoint without a readable fingerprint is a bad checkpoint (CheckpointError)."""
     saved = ckpt.meta.get("data")
@@ -172,7 +192,7 @@ def check_data(trainer: Trainer, ckpt: LoadedCheckpoint) -> None:
     )
 
 
-def check_restorable(trainer: Trainer, ckpt: LoadedCheckpoint, run_dir: Path) -> None:
+def check_restorable(trainer: TrainerState, ckpt: LoadedCheckpoint, run_dir: Path) -> None:
     """Raise CheckpointError unless ``ckpt`` fits this run and can be restored completely: the same
     configuration (``check_fits``) and data (``check_data``, which raises DataChanged), and every tensor
     and meta entry that ``restore_state`` reads present, of the right type, shape and dtype, finite and
@@ -194,7 +214,7 @@ def _count(meta: dict[str, Any], key: str) -> int:
     return v
 
 
-def _check_meta(trainer: Trainer, meta: dict[str, Any]) -> None:
+def _check_meta(trainer: TrainerState, meta: dict[str, Any]) -> None:
     for key in ("step", "tokens_seen", "skipped_steps", "artifact_ema_updates", "world_size"):
         _count(meta, key)
     elapsed = meta.get("elapsed_s")
@@ -255,7 +275,7 @@ def _check_optimizer(i: int, opt: torch.optim.Optimizer, saved: Any) -> None:
         raise ValueError(f"optimizer {i}: unexpected non-tensor state {scalars!r}")
 
 
-def _expected_tensors(trainer: Trainer) -> dict[str, Tensor]:
+def _expected_tensors(trainer: TrainerState) -> dict[str, Tensor]:
     """The live trainer's tensors under their checkpoint names (model, target, artifact EMA, RNG)."""
     live: dict[str, Tensor] = {f"model/{k}": v for k, v in trainer.model.state_dict().items()}
     if trainer.target is not None:
@@ -265,7 +285,7 @@ def _expected_tensors(trainer: Trainer) -> dict[str, Tensor]:
     return live
 
 
-def _check_tensors(trainer: Trainer, ckpt: LoadedCheckpoint) -> None:
+def _check_tensors(trainer: TrainerState, ckpt: LoadedCheckpoint) -> None:
     t, meta = ckpt.tensors, ckpt.meta
     live = _expected_tensors(trainer)
     for name, ref in live.items():
@@ -309,7 +329,7 @@ def _check_tensors(trainer: Trainer, ckpt: LoadedCheckpoint) -> None:
             raise ValueError(f"optimizer {i} parameter {pid}: state {sorted(keys_found)}, expected {sorted(expected)}")
 
 
-def restore_state(trainer: Trainer, ckpt: LoadedCheckpoint) -> None:
+def restore_state(trainer: TrainerState, ckpt: LoadedCheckpoint) -> None:
     """Load ``ckpt`` into a freshly built trainer (same config), in place; ``check_restorable`` has
     passed on it."""
     t, meta = ckpt.tensors, ckpt.meta
