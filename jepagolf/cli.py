@@ -69,8 +69,9 @@ def config_from_args(args: argparse.Namespace):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from jepagolf.train.loop import refuse_used_run_folder, train
+    from jepagolf.train.run import train
     from jepagolf.train.runtime import setup_runtime, teardown_runtime
+    from jepagolf.train.setup import refuse_used_run_folder
 
     if args.list_keys:
         for name, (section, typ) in field_index().items():
@@ -126,8 +127,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from jepagolf.export.container import ArtifactError
     from jepagolf.model.eval import evaluate
     from jepagolf.summary import score_kind
-    from jepagolf.train.loop import load_val_data
     from jepagolf.train.runtime import setup_runtime
+    from jepagolf.train.validation import load_val_data
 
     rt = setup_runtime(args.device)
     gpt = load_gpt_from_artifact(Path(args.artifact), rt.device)
@@ -659,7 +660,7 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     from jepagolf.sources import BundleError
     from jepagolf.summary import SummaryError
     from jepagolf.train.checkpoint import CheckpointError
-    from jepagolf.train.loop import TrainingDiverged
+    from jepagolf.train.reliability import TrainingDiverged
 
     return (ConfigError, ShardError, ArtifactError, TrainingDiverged, FileNotFoundError, DataError,
             TokenizerError, CheckpointError, AblationError, ReportError, ExportError, BundleError, SummaryError,

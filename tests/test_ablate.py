@@ -15,7 +15,9 @@ import torch
 from scipy import stats as sps
 
 import jepagolf.train.batches as batches
+import jepagolf.train.budget as budget
 import jepagolf.train.loop as loop
+import jepagolf.train.run as run_module
 from jepagolf.cli import main
 from jepagolf.config import ConfigError, build_config
 from jepagolf.data.corpus import DatasetPaths
@@ -225,8 +227,8 @@ def read_rows(run: Path) -> list[dict]:
 
 def test_diagnostics_are_logged_and_do_not_change_training(tiny_data, tmp_path):
     rt = Runtime(device=torch.device("cpu"))
-    a = loop.train(smoke_cfg(tiny_data, iterations=5, diag_every=2, val_loss_every=0), rt, tmp_path / "a")
-    b = loop.train(smoke_cfg(tiny_data, iterations=5, diag_every=-1, val_loss_every=0), rt, tmp_path / "b")
+    a = run_module.train(smoke_cfg(tiny_data, iterations=5, diag_every=2, val_loss_every=0), rt, tmp_path / "a")
+    b = run_module.train(smoke_cfg(tiny_data, iterations=5, diag_every=-1, val_loss_every=0), rt, tmp_path / "b")
     assert a["roundtrip_val_bpb"] == b["roundtrip_val_bpb"]  # autograd.grad leaves .grad alone
     rows = [r for r in read_rows(tmp_path / "a") if r["kind"] == "train"]
     diag_steps = [r["step"] for r in rows if DIAG_KEYS <= set(r)]
@@ -253,13 +255,13 @@ def ablate_args(data: Path, out: Path, *extra: str) -> list[str]:
 
 def test_ablation_end_to_end_with_resume(tiny_data, tmp_path, monkeypatch, capsys):
     trained: list[str] = []
-    real_train = loop.train
+    real_train = run_module.train
 
     def counting_train(cfg, rt, out_dir=None):
         trained.append(Path(out_dir).name)
         return real_train(cfg, rt, out_dir)
 
-    monkeypatch.setattr(loop, "train", counting_train)
+    monkeypatch.setattr(run_module, "train", counting_train)
     out = tmp_path / "abl"
     assert main(ablate_args(tiny_data, out)) == 0
     printed = capsys.readouterr().out
@@ -366,8 +368,8 @@ def test_ablation_end_to_end_with_resume(tiny_data, tmp_path, monkeypatch, capsy
 
 def test_report_overlays_runs_and_fails_clearly(tiny_data, tmp_path, monkeypatch, capsys):
     rt = Runtime(device=torch.device("cpu"))
-    loop.train(smoke_cfg(tiny_data, iterations=4, val_loss_every=2), rt, tmp_path / "jepa")
-    loop.train(smoke_cfg(tiny_data, iterations=4, val_loss_every=2, jepa="false"), rt, tmp_path / "ce")
+    run_module.train(smoke_cfg(tiny_data, iterations=4, val_loss_every=2), rt, tmp_path / "jepa")
+    run_module.train(smoke_cfg(tiny_data, iterations=4, val_loss_every=2, jepa="false"), rt, tmp_path / "ce")
     capsys.readouterr()
     assert main(["report", str(tmp_path / "jepa"), str(tmp_path / "ce"), "--out", str(tmp_path / "rep")]) == 0
     names = {Path(p).name for p in capsys.readouterr().out.split()}
@@ -383,7 +385,7 @@ def test_the_guard_is_not_the_challenges_cap(tiny_data, tmp_path, monkeypatch):
     """A wall-clock rung of 12 s with a guard at 24 s on a machine where GPTQ calibration takes a measured
     30.2 s: the guard is a stop of its own (guard_seconds), not max_wallclock_seconds, so the calibration
     reserve of the challenge's cap never applies to it and the run trains its calibrated steps."""
-    monkeypatch.setattr(loop, "estimate_calibration_seconds", lambda *a, **k: 30.2)  # a slow calibration
+    monkeypatch.setattr(budget, "estimate_calibration_seconds", lambda *a, **k: 30.2)  # a slow calibration
     arms = [Arm("ce", {"jepa": "false"}), Arm("v3")]
     plan = plan_ablation("smoke", arms, [1], "wallclock",
                          {"max_wallclock_seconds": "12", "iterations": "1000", "data_path": str(tiny_data)},
@@ -391,17 +393,17 @@ def test_the_guard_is_not_the_challenges_cap(tiny_data, tmp_path, monkeypatch):
     cfg = plan.config(arms[0], 1)
     assert (cfg.train.iterations, cfg.train.guard_seconds, cfg.train.max_wallclock_seconds) == (6, 24.0, 0.0)
     rt = Runtime(device=torch.device("cpu"))
-    summary = loop.train(cfg, rt, tmp_path / "run")
+    summary = run_module.train(cfg, rt, tmp_path / "run")
     assert summary["steps"] == 6
     # The same 24 s as the challenge's cap: the reserve check fires (the simulation bites).
     with pytest.raises(ConfigError, match="leaves no training time"):
-        loop.train(smoke_cfg(tiny_data, max_wallclock_seconds=24.0, iterations=6), rt, tmp_path / "capped")
+        run_module.train(smoke_cfg(tiny_data, max_wallclock_seconds=24.0, iterations=6), rt, tmp_path / "capped")
 
 
 def test_the_guard_stops_training(tiny_data, tmp_path):
     """guard_seconds stops the loop once training seconds reach it, like a cap but with no reserve."""
     rt = Runtime(device=torch.device("cpu"))
-    summary = loop.train(smoke_cfg(tiny_data, iterations=6, guard_seconds=1e-9), rt, tmp_path / "run")
+    summary = run_module.train(smoke_cfg(tiny_data, iterations=6, guard_seconds=1e-9), rt, tmp_path / "run")
     assert summary["steps"] == 1
     cfg = build_config("smoke", {"guard_seconds": 5.0}, environ={})
     assert cfg.hash() == build_config("smoke", {}, environ={}).hash()  # operational: not in the hash

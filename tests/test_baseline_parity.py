@@ -16,7 +16,7 @@ from jepagolf.config import build_config
 from jepagolf.export.artifact import ARTIFACT_NAMES
 from jepagolf.export.container import MAGIC_ZLIB
 from jepagolf.export.quant import quantize_rows_reference
-from jepagolf.train.loop import train
+from jepagolf.train.run import train
 from jepagolf.train.runtime import Runtime
 
 FIGURES = json.loads((Path(__file__).parents[1] / "docs/results/baseline-parity/official_cpu.json").read_text())

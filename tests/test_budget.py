@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from jepagolf.config import build_config
-from jepagolf.train.loop import train
+from jepagolf.train.run import train
 from jepagolf.train.runtime import Runtime
 
 CAP_S = 5.0

@@ -18,8 +18,10 @@ from jepagolf.export.artifact import ARTIFACT_NAME
 from jepagolf.model.eval import evaluate
 from jepagolf.model.gpt import GPT
 from jepagolf.train.batches import micro_batch, micro_batch_indices, micro_batch_mask
-from jepagolf.train.loop import Trainer, load_val_data, train
+from jepagolf.train.loop import Trainer
+from jepagolf.train.run import train
 from jepagolf.train.runtime import Runtime, preferred_sdpa_backends, sdpa_context
+from jepagolf.train.validation import load_val_data
 
 CPU = torch.device("cpu")
 # A cap that is never reached in a 12-step smoke run: progress and warmdown stay step-determined,

@@ -32,7 +32,7 @@ from jepagolf.export.artifact import ARTIFACT_NAME
 from jepagolf.outputs import LOCK_FILE, MARKER, OutputError, RunLock, check_output_dir, claim_dir, is_locked
 from jepagolf.research.report import PNG_NAMES, ReportError, is_report_png, refuse_foreign_pngs
 from jepagolf.train.entry import bundle_main
-from jepagolf.train.loop import train
+from jepagolf.train.run import train
 from jepagolf.train.runtime import Runtime
 
 

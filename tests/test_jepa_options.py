@@ -24,8 +24,9 @@ from jepagolf.jepa.masking import jepa_rows, sample_mask, span_generator
 from jepagolf.jepa.objective import JepaLM
 from jepagolf.research.flops import flops_per_token, train_flops_per_token
 from jepagolf.train import schedules
-from jepagolf.train.loop import Trainer, load_val_data
+from jepagolf.train.loop import Trainer
 from jepagolf.train.runtime import Runtime
+from jepagolf.train.validation import load_val_data
 
 CPU = Runtime(device=torch.device("cpu"))
 

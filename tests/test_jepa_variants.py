@@ -23,8 +23,9 @@ from jepagolf.recipes import RECIPES
 from jepagolf.research.bench import variant_overrides
 from jepagolf.research.flops import flops_per_token
 from jepagolf.train import schedules
-from jepagolf.train.loop import Trainer, load_val_data
+from jepagolf.train.loop import Trainer
 from jepagolf.train.runtime import Runtime
+from jepagolf.train.validation import load_val_data
 
 CPU = Runtime(device=torch.device("cpu"))
 

@@ -32,7 +32,7 @@ from jepagolf.sources import (
     script_variants,
 )
 from jepagolf.train.entry import config_from_run
-from jepagolf.train.loop import train
+from jepagolf.train.run import train
 from jepagolf.train.runtime import Runtime
 
 SEEDS = (1337, 7)

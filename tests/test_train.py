@@ -20,7 +20,7 @@ from jepagolf.export.artifact import ARTIFACT_NAME
 from jepagolf.export.container import load_artifact
 from jepagolf.model.eval import evaluate
 from jepagolf.model.gpt import GPT
-from jepagolf.train.loop import train
+from jepagolf.train.run import train
 from jepagolf.train.runtime import Runtime
 
 SUMMARY_KEYS = {"val_loss", "val_bpb", "roundtrip_val_bpb", "artifact_bytes", "code_bytes", "total_bytes",
@@ -160,15 +160,15 @@ def test_plain_ce_path(tmp_path, demo_data):
 
 
 def test_a_run_over_the_size_cap_says_so_at_its_end(tmp_path, demo_data, monkeypatch):
-    import jepagolf.train.loop as loop
+    import jepagolf.train.finish as finish
 
-    monkeypatch.setattr(loop, "CAP_BYTES", 50_000)  # the smoke artifact alone is ~100 kB
+    monkeypatch.setattr(finish, "CAP_BYTES", 50_000)  # the smoke artifact alone is ~100 kB
     summary = run_smoke(tmp_path, iterations=2, val_loss_every=0)
     log = (tmp_path / "train.log").read_text()
     over = summary["total_bytes"] - 50_000
     assert f"warning: code + artifact = {summary['total_bytes']:,} bytes, {over:,} over the 50,000-byte cap" in log
     assert f"jepagolf size --artifact {tmp_path / ARTIFACT_NAME}" in log
-    monkeypatch.setattr(loop, "CAP_BYTES", 10**9)
+    monkeypatch.setattr(finish, "CAP_BYTES", 10**9)
     run_smoke(tmp_path / "fits", iterations=2, val_loss_every=0)
     assert "warning" not in (tmp_path / "fits" / "train.log").read_text()
 

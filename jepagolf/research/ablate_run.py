@@ -83,7 +83,7 @@ def run_ablation(
     """
     progress = progress or Progress(run_estimates(plan))
     if train_fn is None:
-        from jepagolf.train.loop import train as train_fn
+        from jepagolf.train.run import train as train_fn
     if rt.is_main:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "ablation.json", json.dumps(plan.to_dict(), indent=2, sort_keys=True) + "\n")

@@ -50,8 +50,9 @@ from jepagolf.recipes import RECIPES
 from jepagolf.research.flops import flops_per_token, train_flops_per_token
 from jepagolf.sources import source_hash
 from jepagolf.train.logger import atomic_write_text
-from jepagolf.train.loop import Trainer, load_val_data
+from jepagolf.train.loop import Trainer
 from jepagolf.train.runtime import Runtime, device_name, sdpa_context, versions
+from jepagolf.train.validation import load_val_data
 
 T = TypeVar("T")
 

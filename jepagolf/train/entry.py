@@ -17,7 +17,8 @@ from jepagolf.data.shards import ShardError
 from jepagolf.export.container import ArtifactError
 from jepagolf.outputs import OutputError
 from jepagolf.train.checkpoint import CheckpointError
-from jepagolf.train.loop import TrainingDiverged, train
+from jepagolf.train.reliability import TrainingDiverged
+from jepagolf.train.run import train
 from jepagolf.train.runtime import setup_runtime, teardown_runtime
 
 

@@ -1,19 +1,18 @@
-"""The training loop: data -> (CE + JEPA) step -> EMA updates -> validation -> export.
+"""The training loop: data -> (CE + JEPA) step -> EMA updates -> validation, under the wall-clock budget.
 
-One ``Trainer`` per run. ``train_step`` is one optimizer step (all micro-batches); ``run`` drives
-the steps, the clock (stopped during validation), logging, and the final export and round trip.
+One ``Trainer`` per run (built by :func:`jepagolf.train.run.train` after the set-up). ``train_step`` is one
+optimizer step (all micro-batches); ``run`` drives the steps, the clock (stopped during validation),
+logging, the divergence guard, checkpoints and stop signals (the reliability objects the trainer holds),
+and hands the trained weights to the finish (:mod:`jepagolf.train.finish`).
 """
 
 from __future__ import annotations
 
 import copy
 import json
-import math
 import signal
-import sys
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,35 +23,21 @@ from torch import Tensor
 from torch.autograd.profiler import record_function
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from jepagolf.config import CAP_BYTES, Config, ConfigError
-from jepagolf.data.bytes import build_byte_tables, unigram_bpb
+from jepagolf.config import Config, ConfigError
 from jepagolf.data.corpus import DatasetPaths
-from jepagolf.data.dataset import resolve_dataset
-from jepagolf.data.shards import (
-    ShardError,
-    TokenStream,
-    atomic_write,
-    list_shards,
-    load_shard,
-    load_tokens,
-    read_header,
-)
-from jepagolf.data.tokenizer import load_tokenizer
-from jepagolf.export.artifact import ARTIFACT_NAMES, artifact_name, load_gpt_from_artifact, write_artifact
-from jepagolf.export.gptq import estimate_calibration_seconds, export_hessians
+from jepagolf.data.shards import TokenStream, atomic_write, list_shards
 from jepagolf.jepa.diagnostics import gradient_share
 from jepagolf.jepa.masking import jepa_rows
 from jepagolf.jepa.objective import JepaLM, noise_seed
 from jepagolf.jepa.target import WeightEMA, ema_momentum, make_target_encoder, update_target
-from jepagolf.model.eval import EvalResult, evaluate
+from jepagolf.model.eval import EvalResult
 from jepagolf.model.gpt import GPT, count_params
 from jepagolf.optim.groups import build_optimizers
-from jepagolf.outputs import OutputError, RunLock
-from jepagolf.sources import shipped_code_bytes, source_hash
-from jepagolf.summary import SUMMARY_VERSION, score_kind
+from jepagolf.sources import source_hash
 from jepagolf.train import schedules
 from jepagolf.train.batches import micro_batch, micro_batch_indices, micro_batch_mask, micro_stride, step_tokens
-from jepagolf.train.checkpoint import CheckpointError, LoadedCheckpoint, list_checkpoints, load_latest
+from jepagolf.train.budget import Budget, measure_calibration_reserve
+from jepagolf.train.checkpoint import LoadedCheckpoint
 from jepagolf.train.fastpath import (
     STEP_COMPILE_WARMUP_STEPS,
     apply_threads,
@@ -61,51 +46,17 @@ from jepagolf.train.fastpath import (
     compile_target_pass,
     step_compile_on,
 )
+from jepagolf.train.finish import Trained
 from jepagolf.train.logger import RunLogger
 from jepagolf.train.preempt import Preempted, StopRequest, signal_name
-from jepagolf.train.reliability import Checkpoints, DivergenceGuard, TrainingDiverged
-from jepagolf.train.resume import capture_state, check_restorable, max_checkpoint_bytes, restore_state, truncate_metrics
-from jepagolf.train.runtime import (
-    Runtime,
-    device_name,
-    peak_memory_mib,
-    sdpa_context,
-    seed_everything,
-    versions,
-)
+from jepagolf.train.reliability import Checkpoints, DivergenceGuard
+from jepagolf.train.resume import capture_state, restore_state, truncate_metrics
+from jepagolf.train.runtime import Runtime, device_name, peak_memory_mib, sdpa_context, seed_everything, versions
+from jepagolf.train.validation import ValData, evaluate_run, load_val_data
 
 # Compile warm-up steps when compile_warmup_steps is -1 (auto) and the model is compiled: enough for
 # torch.compile to trace the CE and JEPA graphs and for the kernels' autotuning to settle.
 AUTO_WARMUP_STEPS = 20
-# The GPTQ calibration reserve is the measured estimate times this: room for the timing noise of a shared
-# host, so that training plus calibration stays under the cap (the test runs on 2 busy CPU cores).
-CALIBRATION_MARGIN = 1.5
-
-
-@dataclass
-class ValData:
-    tokens: np.ndarray
-    byte_tables: tuple[Tensor, Tensor, Tensor]
-    unigram_bpb: float
-
-
-def load_val_data(cfg: Config, paths: DatasetPaths, device: torch.device) -> ValData:
-    vocab = cfg.model.vocab_size
-    sp = load_tokenizer(paths.tokenizer, expected_vocab=vocab)
-    tables = build_byte_tables(sp, vocab)
-    val_tokens = load_tokens(list_shards(paths.data_dir, "val"), vocab)
-    for key, length in (("train_seq_len", cfg.train.train_seq_len), ("eval_seq_len", cfg.train.scoring_seq_len)):
-        if len(val_tokens) < length + 1:
-            raise ShardError(
-                f"validation split in {paths.data_dir} has {len(val_tokens)} tokens, fewer than one sequence "
-                f"({key} + 1 = {length + 1}); add validation documents or lower {key}"
-            )
-    # Unigram reference: token frequencies from (up to) the first train shard.
-    first_train = load_shard(list_shards(paths.data_dir, "train")[0], vocab)
-    counts = np.bincount(np.asarray(first_train[:100_000_000]), minlength=vocab)
-    uni = unigram_bpb(counts, np.asarray(val_tokens), tables)
-    base, space, boundary = tables.to_torch(device)
-    return ValData(tokens=val_tokens, byte_tables=(base, space, boundary), unigram_bpb=uni)
 
 
 class Trainer:
@@ -133,9 +84,10 @@ class Trainer:
             compile_cache_dir()  # before torch's first use of its cache folder sets the folder for this process
         seed_everything(t.resolved_init_seed)  # same init on every rank
         self.model = JepaLM(cfg).to(rt.device)
-        self.calibration_reserve_s = self.measure_calibration_reserve()
-        self.train_budget_s = t.max_wallclock_seconds - self.calibration_reserve_s  # training seconds under a cap
-        self.calibration_s = 0.0
+        # The cap less the seconds kept for the GPTQ calibration, measured before the clock starts.
+        self.budget = Budget(t.max_wallclock_seconds,
+                             measure_calibration_reserve(self.model.gpt, cfg, paths.data_dir, rt), t.guard_seconds)
+        self.train_budget_s = self.budget.train_s  # training seconds under a cap
         # online targets come from the trained network itself: no EMA copy, no target pass.
         self.target = (
             make_target_encoder(self.model.gpt) if cfg.jepa.active and cfg.jepa.jepa_target == "ema" else None
@@ -192,32 +144,6 @@ class Trainer:
         self.training_done = False  # set when the loop ends; a checkpoint taken then resumes at finish()
         self.resume_notes: list[str] = []
         self.data_fingerprint: dict[str, list[list[object]]] | None = None  # see resume.data_fingerprint
-        # Size of the train_gpt.py this run would ship; computed now so a bundling error stops the run
-        # before training, not after it.
-        self.code_bytes = package_code_bytes(cfg)
-
-    def measure_calibration_reserve(self) -> float:
-        """Seconds of the cap to keep for GPTQ calibration, measured (0 without a cap or without GPTQ).
-
-        The calibration reads training data, so under the challenge's rules it is training time: the run
-        must stop training early enough for it to finish within the cap. It is timed here, before the
-        clock starts, on an uncompiled copy of the model (what gets calibrated at the end) and agreed
-        over the ranks (the slowest one's figure), since every rank decides when to stop."""
-        cfg, t = self.cfg, self.cfg.train
-        if t.max_wallclock_seconds <= 0 or not cfg.export.gptq:
-            return 0.0
-        probe = copy.deepcopy(self.model.gpt)
-        with sdpa_context(self.rt.device):
-            estimate = estimate_calibration_seconds(probe, cfg, self.paths.data_dir)
-        del probe
-        reserve = self._agreed_max(CALIBRATION_MARGIN * estimate)
-        if reserve >= t.max_wallclock_seconds:
-            raise ConfigError(
-                f"max_wallclock_seconds={t.max_wallclock_seconds:g} leaves no training time: GPTQ calibration "
-                f"on {cfg.export.gptq_calib_tokens} training tokens needs a measured {reserve:.1f} s of it; raise "
-                "max_wallclock_seconds, lower gptq_calib_tokens, or set gptq=false"
-            )
-        return reserve
 
     # ----- one optimizer step -------------------------------------------------------------------
     def is_diag_step(self, step: int) -> bool:
@@ -371,17 +297,10 @@ class Trainer:
     def _control(self) -> tuple[bool, bool, bool]:
         """(time is up, stop signal received, checkpoint due by the clock), the same on every rank.
 
-        Without a calibration reserve, time is up once the elapsed training time reaches the cap (the
-        reference trainer's rule: the last step may end past it). With one, time is up when another step
-        at the mean pace so far would end past the training budget (the cap less the reserve), so that
-        training plus calibration finish within the cap.
-        One all_reduce carries the three flags, so every rank stops or checkpoints at the same step
-        (signals and clocks differ across processes).
+        Time is up by ``Budget.time_up``. One all_reduce carries the three flags, so every rank stops or
+        checkpoints at the same step (signals and clocks differ across processes).
         """
-        t = self.cfg.train
-        next_step_s = self.elapsed_s / max(self.step, 1) if self.calibration_reserve_s else 0.0
-        time_up = t.max_wallclock_seconds > 0 and self.elapsed_s + next_step_s >= self.train_budget_s
-        time_up = time_up or 0 < t.guard_seconds <= self.elapsed_s  # ablate/ladder's guard: not the cap
+        time_up = self.budget.time_up(self.elapsed_s, self.step)
         flags = [time_up, self.stop.requested, self.checkpoints.due_by_clock()]
         if self.rt.distributed:
             reduced = torch.tensor([float(f) for f in flags], device=self.rt.device)
@@ -394,16 +313,7 @@ class Trainer:
         momentum and the stop depend on it."""
         if self.cfg.train.max_wallclock_seconds <= 0 and self.cfg.train.guard_seconds <= 0:
             return local
-        return self._agreed_max(local)
-
-    def _agreed_max(self, local: float) -> float:
-        """The maximum of ``local`` over the ranks; over a host-side gloo group it costs microseconds and
-        no GPU sync."""
-        if not self.rt.distributed:
-            return local
-        buf = torch.tensor([local], dtype=torch.float64)
-        dist.all_reduce(buf, op=dist.ReduceOp.MAX, group=self.rt.cpu_group)
-        return float(buf[0])
+        return self.rt.agreed_max(local)
 
     # ----- compile warm-up ----------------------------------------------------------------------
     def _snapshot(self) -> dict[str, Any]:
@@ -460,7 +370,7 @@ class Trainer:
         return time.perf_counter() - t0
 
     # ----- the run ------------------------------------------------------------------------------
-    def run(self) -> dict[str, Any]:
+    def run(self) -> Trained:
         cfg, rt, t = self.cfg, self.rt, self.cfg.train
         log = self.logger
         n_params = count_params(self.model.gpt)
@@ -473,8 +383,8 @@ class Trainer:
         log.line("versions:" + json.dumps(versions(), sort_keys=True))
         log.line(f"data:{self.paths.data_dir} tokenizer:{self.paths.tokenizer} val_tokens:{len(self.val.tokens)} "
                  f"unigram_val_bpb:{self.val.unigram_bpb:.4f}")
-        if self.calibration_reserve_s:
-            log.line(f"calibration_reserve_seconds:{self.calibration_reserve_s:.2f} train_budget_seconds:"
+        if self.budget.calibration_reserve_s:
+            log.line(f"calibration_reserve_seconds:{self.budget.calibration_reserve_s:.2f} train_budget_seconds:"
                      f"{self.train_budget_s:.2f} (GPTQ calibration reads training data: it runs inside the "
                      f"{t.max_wallclock_seconds:g} s cap, timed on a slice before the clock started)")
         for note in self.resume_notes:
@@ -549,7 +459,9 @@ class Trainer:
         self.training_done = True
         progress.close()
         self.guard.check_diverged(self.step)
-        return self.finish(n_params)
+        return Trained(gpt=self.model.gpt, exported=self.exported_state(), params=n_params, steps=self.step,
+                       skipped_steps=self.skipped_steps, tokens_seen=self.tokens_seen, train_seconds=self.elapsed_s,
+                       threads=self.threads, step_compiled=self.step_compiled)
 
     def rank_state(self) -> dict[str, np.ndarray]:
         """This process's live weights, EMA target and artifact EMA as fp32 host arrays (for checks
@@ -578,256 +490,3 @@ class Trainer:
         if self.cfg.optim.artifact_ema_decay == 0:
             return self.model.gpt.state_dict()
         return self.artifact_ema.state_dict()
-
-    def budget_summary(self) -> dict[str, float]:
-        """How the wall-clock budget was spent: training steps, then GPTQ calibration (the other use of
-        training data), against the cap (0: none) and the reserve measured for the calibration."""
-        return {"calibration_seconds": self.calibration_s,
-                "budget_seconds": self.elapsed_s + self.calibration_s,
-                "calibration_reserve_seconds": self.calibration_reserve_s,
-                "max_wallclock_seconds": self.cfg.train.max_wallclock_seconds}
-
-    def budget_line(self) -> str:
-        b = self.budget_summary()
-        cap = b["max_wallclock_seconds"]
-        line = (f"budget train_seconds:{self.elapsed_s:.2f} calibration_seconds:{b['calibration_seconds']:.2f} "
-                f"total_seconds:{b['budget_seconds']:.2f} cap_seconds:{cap:g} "
-                f"calibration_reserve_seconds:{b['calibration_reserve_seconds']:.2f}")
-        if cap > 0 and b["budget_seconds"] > cap:
-            line += f" warning: {b['budget_seconds'] - cap:.2f} s over the cap"
-        return line
-
-    def finish(self, n_params: int) -> dict[str, Any]:
-        """Final exact validation of the live and EMA weights, export, round trip, summary."""
-        cfg, rt, log = self.cfg, self.rt, self.logger
-        self._sync()
-        live = self.evaluate(self.model.gpt)
-        log.metrics("final_live", {"step": self.step, "val_loss": live.loss, "val_bpb": live.bpb})
-        ema_gpt = GPT(cfg.model, cfg.train.train_seq_len).to(rt.device)
-        ema_gpt.load_state_dict(self.exported_state())
-        pre = self.evaluate(ema_gpt)
-        log.metrics("final_pre_quant", {"step": self.step, "val_loss": pre.loss, "val_bpb": pre.bpb})
-        artifact_path = self.out_dir / artifact_name(cfg)
-        artifact_bytes = 0
-        if rt.is_main:
-            t0 = time.perf_counter()
-            hessians = export_hessians(ema_gpt, cfg, self.paths.data_dir)  # None unless export.gptq
-            self.calibration_s = time.perf_counter() - t0 if hessians is not None else 0.0
-            artifact_bytes = write_artifact(ema_gpt.state_dict(), artifact_path, cfg, hessians)
-        if rt.distributed:
-            dist.barrier()
-        rt_gpt = load_gpt_from_artifact(artifact_path, rt.device)
-        rtrip = self.evaluate(rt_gpt)
-        log.metrics("final_roundtrip", {"step": self.step, "val_loss": rtrip.loss, "val_bpb": rtrip.bpb})
-        kind = score_kind(cfg)  # the round trip again, by the challenge's windows when they differ from those above
-        plain = not kind.sliding and kind.seq_len == cfg.train.train_seq_len
-        score = rtrip if plain else self.evaluate(rt_gpt, scoring=True)
-        log.metrics("final_score", {"step": self.step, "val_loss": score.loss, "val_bpb": score.bpb, **kind.fields()})
-        scores = {"val_bpb": score.bpb, "roundtrip_val_bpb": rtrip.bpb, "prequant_val_bpb": pre.bpb,
-                  "live_val_bpb": live.bpb}
-        if not all(math.isfinite(v) for v in scores.values()):
-            listed = ", ".join(f"{k} {v}" for k, v in scores.items())
-            raise TrainingDiverged(f"the final evaluation is not finite ({listed}); the run has no score and writes "
-                                   "no summary.json" + self.checkpoints.divergence_advice())
-        code_bytes = self.code_bytes
-        summary = {
-            # The number the challenge scores leads; val_bpb / val_loss are the same figures (DESIGN section 6).
-            "score_val_bpb": score.bpb,
-            "score_val_loss": score.loss,
-            **kind.fields(),
-            "val_bpb": score.bpb,
-            "val_loss": score.loss,
-            "summary_version": SUMMARY_VERSION,
-            # Labelled figures, all non-overlapping windows of train_seq_len: round trip, pre-quantisation
-            # (the exported weights before quantisation), live (the last iterate).
-            "roundtrip_val_loss": rtrip.loss,
-            "roundtrip_val_bpb": rtrip.bpb,
-            "prequant_val_loss": pre.loss,
-            "prequant_val_bpb": pre.bpb,
-            "live_val_bpb": live.bpb,
-            "unigram_val_bpb": self.val.unigram_bpb,
-            "val_tokens": score.tokens,
-            "val_bytes": score.bytes,
-            "run_dir": str(self.out_dir),
-            "artifact": artifact_path.name,
-            "artifact_bytes": artifact_bytes,
-            "code_bytes": code_bytes,
-            "total_bytes": artifact_bytes + code_bytes,
-            "params": n_params,
-            "steps": self.step,
-            "skipped_steps": self.skipped_steps,
-            "tokens_seen": self.tokens_seen,
-            "train_seconds": self.elapsed_s,
-            **self.budget_summary(),
-            "jepa": cfg.jepa.active,
-            "seed": cfg.train.seed,
-            "preset": cfg.preset,
-            "device": device_name(rt.device),
-            "world_size": rt.world_size,
-            **self.threads,
-            "step_compiled": self.step_compiled,
-            "peak_memory_mib": peak_memory_mib(rt.device),
-            "config_hash": cfg.hash(),
-            "source_hash": source_hash(),
-            "versions": versions(),
-        }
-        nonfinite = sorted(k for k, v in summary.items() if isinstance(v, float) and not math.isfinite(v))
-        if nonfinite:
-            # A non-finite score is an error, never a result (and never invalid JSON in summary.json).
-            values = ", ".join(f"{k}={summary[k]}" for k in nonfinite)
-            raise TrainingDiverged(f"the final evaluation gave non-finite {values}; no summary.json was written")
-        log.write_json("summary.json", summary, sort_keys=False)
-        log.line(self.budget_line())
-        log.line(
-            f"final score_val_bpb:{score.bpb:.4f} {kind.log_fields()} roundtrip_val_bpb:{rtrip.bpb:.4f} "
-            f"prequant_val_bpb:{pre.bpb:.4f} live_val_bpb:{live.bpb:.4f} "
-            f"unigram_val_bpb:{self.val.unigram_bpb:.4f} artifact_bytes:{artifact_bytes} steps:{self.step} "
-            f"train_seconds:{self.elapsed_s:.1f}"
-            + (f" peak_memory_mib:{summary['peak_memory_mib']:.0f}" if summary["peak_memory_mib"] is not None else "")
-        )
-        if kind.note():
-            log.line(f"note: the score uses {kind.note()}")
-        if rt.is_main and summary["total_bytes"] > CAP_BYTES:
-            # Said now, not first at `jepagolf export`: the run is over and only the quantised weights remain.
-            log.line(f"warning: code + artifact = {summary['total_bytes']:,} bytes, "
-                     f"{summary['total_bytes'] - CAP_BYTES:,} over the {CAP_BYTES:,}-byte cap: `jepagolf export` "
-                     f"will refuse this run; `jepagolf size --artifact {artifact_path}` shows where the bytes are")
-        log.close()
-        return summary
-
-
-def package_code_bytes(cfg: Config) -> int:
-    """Bytes of the single-file train_gpt.py that `jepagolf export` ships for this run (its own size
-    when this is that file), so that total_bytes is what counts against the cap."""
-    return shipped_code_bytes(cfg.to_dict())
-
-
-def default_run_dir(cfg: Config) -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{cfg.preset}-{stamp}-seed{cfg.train.seed}"
-
-
-def train(
-    cfg: Config, rt: Runtime, out_dir: Path | None = None, resume: bool = False,
-    dump_rank_state: Path | None = None,
-) -> dict[str, Any]:
-    """Train, evaluate and export one run; with ``resume``, continue the run in ``out_dir``.
-    ``dump_rank_state``: a folder where every rank writes its final weights and EMAs
-    (``Trainer.dump_rank_state``), to check that DDP ranks agree."""
-    paths = resolve_dataset(cfg.data.data_path or None, cfg.data.tokenizer_path or None,
-                            announce=rt.is_main)
-    check_dataset(cfg, paths)
-    if resume and out_dir is None:
-        raise CheckpointError("resume needs the run folder")
-    if not resume and out_dir is not None:
-        refuse_resumable_run(out_dir)
-    if resume and not list_checkpoints(out_dir):
-        load_latest(out_dir)  # raises: no checkpoints to resume from
-    if out_dir is None:
-        out_dir = default_run_dir(cfg)
-        if rt.distributed:
-            # Every rank must agree on the folder (rank 0's clock decides).
-            holder = [str(out_dir)]
-            dist.broadcast_object_list(holder, src=0)
-            out_dir = Path(holder[0])
-    lock = claim_run_folder(out_dir, rt, fresh=not resume)
-    try:
-        trainer = Trainer(cfg, rt, out_dir, paths)
-    except BaseException:
-        if lock is not None:
-            lock.release()
-        raise
-    try:
-        if resume:
-            # The newest checkpoint whose every piece fits this trainer (checked before anything is
-            # loaded into it), falling back to older ones; other data than the run's is refused.
-            ckpt, warnings = load_latest(out_dir, warn=(lambda m: print(m, file=sys.stderr)) if rt.is_main else None,
-                                         check=lambda c: check_restorable(trainer, c, out_dir),
-                                         max_bytes=max_checkpoint_bytes(trainer))
-            trainer.restore(ckpt, warnings)
-            del ckpt  # the state now lives in the trainer; free the host copy
-        with trainer.stop.installed():
-            summary = trainer.run()
-        if dump_rank_state is not None:
-            trainer.dump_rank_state(dump_rank_state)
-        return summary
-    finally:
-        trainer.logger.close()
-        if lock is not None:
-            lock.release()
-
-
-def claim_run_folder(out_dir: Path, rt: Runtime, *, fresh: bool) -> RunLock | None:
-    """Create ``out_dir`` and lock it for this run (rank 0 holds the lock, for the run's life); a new
-    run (``fresh``) also refuses a folder that already holds results, checked under the lock so that
-    two runs started at once cannot both pass. Every rank raises the same one-line error."""
-    lock, error = None, ""
-    if rt.is_main:
-        try:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            lock = RunLock(out_dir).acquire()
-            if fresh:
-                refuse_used_run_folder(out_dir)
-        except (OutputError, CheckpointError, OSError) as e:
-            if lock is not None:
-                lock.release()
-                lock = None
-            error = str(e) if not isinstance(e, OSError) else f"cannot use run folder {out_dir}: {e}"
-    if rt.distributed:
-        holder = [error]
-        dist.broadcast_object_list(holder, src=0)
-        error = holder[0]
-    if error:
-        raise OutputError(error)
-    return lock
-
-
-def refuse_resumable_run(out_dir: Path) -> None:
-    """A new run must not mix into a folder that holds a resumable one."""
-    if list_checkpoints(out_dir):
-        raise CheckpointError(
-            f"{out_dir} already holds a run with checkpoints; continue it with `jepagolf train --resume "
-            f"{out_dir}` or choose another --out"
-        )
-
-
-def evaluate_run(cfg: Config, rt: Runtime, val: ValData, gpt: GPT, max_tokens: int = 0, *,
-                 scoring: bool = False) -> EvalResult:
-    """A run's evaluation: non-overlapping windows of train_seq_len, or with ``scoring`` the challenge's
-    scoring eval: windows of eval_seq_len advanced by eval_stride (sliding when set)."""
-    t = cfg.train
-    seq_len, stride = (t.scoring_seq_len, t.eval_stride) if scoring else (t.train_seq_len, 0)
-    with sdpa_context(rt.device):
-        return evaluate(
-            gpt, val.tokens, val.byte_tables, seq_len, t.val_batch_tokens, rt.device,
-            stride=stride, max_tokens=max_tokens, rank=rt.rank, world_size=rt.world_size,
-            autocast_dtype=rt.autocast_dtype,
-        )
-
-
-def refuse_used_run_folder(out_dir: Path) -> None:
-    """A new run (``jepagolf train --out DIR``, the generated train_gpt.py with OUT_DIR) must not go
-    into a folder that holds another run's results, which it would append to (logs) or replace
-    (artifact, summary, config)."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ConfigError(f"--out {out_dir} is a file, not a folder; choose a folder for the run")
-    refuse_resumable_run(out_dir)
-    found = [n for n in ("summary.json", *ARTIFACT_NAMES.values(), "train.log", "metrics.jsonl", "config.json")
-             if (out_dir / n).exists()]
-    if found:
-        raise CheckpointError(
-            f"{out_dir} already holds a run ({', '.join(found)}); a new run there would append to its logs "
-            "and replace its results: choose another --out, or delete that folder first"
-        )
-
-
-def check_dataset(cfg: Config, paths: DatasetPaths) -> None:
-    """Fail fast, before building the model: every shard header and size, and the tokenizer's vocab."""
-    for split in ("train", "val"):
-        for path in list_shards(paths.data_dir, split):
-            read_header(path)
-    load_tokenizer(paths.tokenizer, expected_vocab=cfg.model.vocab_size)
-
-
-def print_err(msg: str) -> None:
-    print(msg, file=sys.stderr)

@@ -17,8 +17,8 @@ from jepagolf.config import config_from_dict
 from jepagolf.data.dataset import resolve_dataset
 from jepagolf.export.artifact import load_gpt_from_artifact
 from jepagolf.model.eval import EvalResult
-from jepagolf.train.loop import evaluate_run, load_val_data
 from jepagolf.train.runtime import Runtime
+from jepagolf.train.validation import evaluate_run, load_val_data
 
 
 def rescore_artifact(

@@ -36,6 +36,15 @@ class Runtime:
     def distributed(self) -> bool:
         return self.world_size > 1
 
+    def agreed_max(self, local: float) -> float:
+        """The maximum of ``local`` over the ranks; over a host-side gloo group it costs microseconds and
+        no GPU sync."""
+        if not self.distributed:
+            return local
+        buf = torch.tensor([local], dtype=torch.float64)
+        dist.all_reduce(buf, op=dist.ReduceOp.MAX, group=self.cpu_group)
+        return float(buf[0])
+
     @property
     def autocast_dtype(self) -> torch.dtype | None:
         # bf16 autocast on CUDA with fp32 master weights; plain fp32 on CPU, where bf16 matmuls are
