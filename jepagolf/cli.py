@@ -377,7 +377,7 @@ SCORE_TOLERANCE_OTHER_DEVICE = 3e-3
 def _rescorer(args: argparse.Namespace):
     """export's fresh evaluation of a run's artifact (the trainer's scoring, run here in the CLI: export
     sits below train)."""
-    from jepagolf.export.records import FreshScore, RunRecord
+    from jepagolf.export.runs import FreshScore, RunRecord
     from jepagolf.train.rescore import rescore_artifact
 
     def rescore(run: RunRecord) -> tuple[FreshScore, float]:
@@ -652,7 +652,7 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     from jepagolf.data.shards import ShardError
     from jepagolf.data.tokenizer import TokenizerError
     from jepagolf.export.container import ArtifactError
-    from jepagolf.export.records import ExportError
+    from jepagolf.export.runs import ExportError
     from jepagolf.jsonfile import JsonFileError
     from jepagolf.outputs import OutputError
     from jepagolf.research.ablate import AblationError

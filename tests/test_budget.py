@@ -31,3 +31,58 @@ def test_gptq_calibration_runs_inside_the_cap(demo_data, tmp_path):
     log = (tmp_path / "run" / "train.log").read_text()
     assert f"budget train_seconds:{summary['train_seconds']:.2f} calibration_seconds:{calib:.2f}" in log
     assert "over the cap" not in log
+
+
+class FakeClock:
+    """A clock that only moves when a faked calibration batch runs: by the next scripted duration."""
+
+    def __init__(self, durations: list[float]) -> None:
+        self.now, self.durations, self.rows = 0.0, list(durations), []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def collect(self, gpt, tokens):
+        self.rows.append(tokens.shape[0])
+        self.now += self.durations.pop(0)
+        return {}
+
+
+def fake_estimate(monkeypatch, durations: list[float], sequences: int) -> tuple[float, FakeClock]:
+    from jepagolf.export import gptq
+
+    clock = FakeClock(durations)
+    monkeypatch.setattr(gptq, "collect_hessians", clock.collect)
+    monkeypatch.setattr(gptq, "calibration_tokens", lambda data_dir, n, seq_len: torch.zeros(sequences, 4))
+    cfg = build_config("smoke", {"gptq": True}, environ={})
+    return gptq.estimate_calibration_seconds(None, cfg, "unused", clock=clock), clock
+
+
+def test_calibration_estimate_takes_the_median_of_several_batches(monkeypatch):
+    # 64 batches of 8: the first pays one-off costs (2 s), one later batch is slowed by a busy host (3 s),
+    # the others take 0.1 s. One sampled batch times 63 would reserve 2 + 3 * 63 = 191 s.
+    estimate, clock = fake_estimate(monkeypatch, [2.0, 3.0, 0.1, 0.1, 0.1, 0.1, 50.0], sequences=512)
+    # The first batch, 5 samples, and the full pass (the median pace says 6.4 s: cheap enough to time). It
+    # took 50 s here: the bound is above the median extrapolation, which stands.
+    assert clock.rows == [8] * 6 + [512]
+    assert estimate == pytest.approx(2.0 + 0.1 * 63)
+
+
+def test_calibration_estimate_is_bounded_by_a_measured_full_pass(monkeypatch):
+    # A pace of 0.15 s per batch extrapolates to 2 + 0.15 * 63 = 11.45 s; the full pass, timed because
+    # 64 * 0.15 = 9.6 s is cheap, took 4 s: the estimate is that plus the first batch's one-off excess.
+    estimate, clock = fake_estimate(monkeypatch, [2.0, 0.15, 0.15, 9.0, 0.15, 0.15, 4.0], sequences=512)
+    assert clock.rows == [8, 8, 8, 8, 8, 8, 512]
+    assert estimate == pytest.approx((2.0 - 0.15) + 4.0)
+
+
+def test_calibration_estimate_skips_an_expensive_full_pass(monkeypatch):
+    # At 1 s per batch the whole pass would take 64 s: not timed, the median extrapolation is the estimate.
+    estimate, clock = fake_estimate(monkeypatch, [1.5, 1.0, 1.0, 1.2, 0.9, 1.0], sequences=512)
+    assert clock.rows == [8] * 6
+    assert estimate == pytest.approx(1.5 + 1.0 * 63)
+
+
+def test_calibration_estimate_of_one_batch_is_that_batch(monkeypatch):
+    estimate, clock = fake_estimate(monkeypatch, [0.7], sequences=5)
+    assert clock.rows == [5] and estimate == pytest.approx(0.7)

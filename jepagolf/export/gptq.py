@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import math
 import os
+import statistics
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -28,6 +29,10 @@ from jepagolf.export.grid import DEFAULT_CLIP_QUANTILES, quantize_rows
 
 # Calibration sequences per forward pass when the Hessians are collected.
 CALIBRATION_BATCH = 8
+# Batches timed after the first one for the calibration estimate (their median is the steady rate), and
+# the most seconds a full calibration pass may take for the estimate to time it as well (a bound).
+CALIBRATION_SAMPLES = 5
+FULL_PASS_MAX_SECONDS = 10.0
 
 
 def gptq_quantize(
@@ -128,24 +133,49 @@ def export_hessians(gpt: nn.Module, cfg: Config, data_dir: str | os.PathLike[str
     return collect_hessians(gpt, tokens)
 
 
-def estimate_calibration_seconds(gpt: nn.Module, cfg: Config, data_dir: str | os.PathLike[str]) -> float:
+def estimate_calibration_seconds(gpt: nn.Module, cfg: Config, data_dir: str | os.PathLike[str], *,
+                                 clock: Callable[[], float] = time.perf_counter) -> float:
     """Measured seconds that :func:`export_hessians` will take for ``cfg`` on ``gpt``'s device (0 when
     ``cfg.export.gptq`` is off), so that a wall-clock-capped run can stop training early enough.
 
-    It does the real work on a slice: reads all the calibration tokens, then times the first forward
-    batch (which pays the one-off costs) and a second one (the steady rate), and extrapolates to the
-    number of batches. ``gpt`` only needs the trained model's shape; its weights do not change the cost.
+    It does the real work: reads all the calibration tokens, times the first forward batch (which pays the
+    one-off costs) and up to CALIBRATION_SAMPLES more (the steady rate: their median, so that one batch
+    slowed by a busy host does not multiply into the estimate), and extrapolates to the number of
+    batches. When that says the whole pass is cheap (FULL_PASS_MAX_SECONDS), the whole pass is timed too,
+    and the estimate is never more than it (plus the same reading and one-off costs). ``gpt`` only needs
+    the trained model's shape; its weights do not change the cost. ``clock``: seconds, monotonic.
     """
     if not cfg.export.gptq:
         return 0.0
-    t0 = time.perf_counter()
+    t0 = clock()
     tokens = calibration_tokens(data_dir, cfg.export.gptq_calib_tokens, cfg.train.train_seq_len)
     batches = math.ceil(tokens.shape[0] / CALIBRATION_BATCH)
-    t1 = time.perf_counter()
-    collect_hessians(gpt, tokens[:CALIBRATION_BATCH])  # returns host tensors: the device has finished
-    t2 = time.perf_counter()
-    if batches == 1:
-        return t2 - t0
-    collect_hessians(gpt, tokens[CALIBRATION_BATCH : 2 * CALIBRATION_BATCH])
-    t3 = time.perf_counter()
-    return (t1 - t0) + (t2 - t1) + (t3 - t2) * (batches - 1)
+    read_s = clock() - t0
+
+    def timed(rows: Tensor) -> float:
+        start = clock()
+        collect_hessians(gpt, rows)  # returns host tensors: the device has finished
+        return clock() - start
+
+    first_s = timed(tokens[:CALIBRATION_BATCH])
+    samples = [timed(tokens[b * CALIBRATION_BATCH : (b + 1) * CALIBRATION_BATCH])
+               for b in range(1, min(batches, 1 + CALIBRATION_SAMPLES))]
+    full_s = None
+    if samples and statistics.median(samples) * batches <= FULL_PASS_MAX_SECONDS:
+        full_s = timed(tokens)
+    return calibration_estimate(read_s, first_s, samples, batches, full_s)
+
+
+def calibration_estimate(read_s: float, first_s: float, samples: Sequence[float], batches: int,
+                         full_s: float | None = None) -> float:
+    """Seconds of a calibration of ``batches`` batches from the timings of :func:`estimate_calibration_seconds`:
+    reading, the first batch, then the median of the ``samples`` (later batches) for each of the others;
+    bounded above by the timed full pass ``full_s`` (when there is one) plus reading and the first batch's
+    one-off excess over the median."""
+    if batches <= 1 or not samples:
+        return read_s + first_s
+    steady = statistics.median(samples)
+    estimate = read_s + first_s + steady * (batches - 1)
+    if full_s is not None:
+        estimate = min(estimate, read_s + max(first_s - steady, 0.0) + full_s)
+    return estimate
