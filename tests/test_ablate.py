@@ -431,7 +431,7 @@ def test_a_non_finite_score_stops_the_ablation_naming_the_run(tiny_data, tmp_pat
         nan_run = cfg.jepa.active and cfg.train.seed == 42
         return _fake_summary(cfg, Path(run_dir), cfg.train.iterations, bad if nan_run else 2.0)
 
-    monkeypatch.setattr(loop, "train", fake_train)
+    monkeypatch.setattr(run_module, "train", fake_train)
     monkeypatch.setattr("jepagolf.research.report.plot_ablation", lambda groups, out: [])
     out = tmp_path / "abl"
     assert main(ablate_args(tiny_data, out)) == 2
