@@ -14,6 +14,7 @@ import torch
 
 import jepagolf.train.batches as batches
 import jepagolf.train.loop as loop
+import jepagolf.train.run as run_module
 from jepagolf.cli import main
 from jepagolf.config import ConfigError, build_config, config_dict_hash
 from jepagolf.data.corpus import DatasetPaths
@@ -140,7 +141,7 @@ def test_spelled_defaults_reproduce_the_run_bitwise(tiny_data, tmp_path, one_tor
 
     def run(name: str, **over) -> list:
         cfg = cfg_of(tiny_data, iterations=3, train_log_every=1, val_loss_every=0, **over)
-        s = loop.train(cfg, rt, tmp_path / name)
+        s = run_module.train(cfg, rt, tmp_path / name)
         rows = [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
         return [[r["train_loss"], r.get("jepa_loss")] for r in rows if r["kind"] == "train"] + \
             [s["prequant_val_loss"], s["roundtrip_val_loss"], s["config_hash"]]
