@@ -23,7 +23,7 @@ from jepagolf.model.gpt import rms_norm
 from jepagolf.optim.groups import build_optimizers, check_groups, route_params
 from jepagolf.research.bench import VARIANTS, variant_overrides
 from jepagolf.research.flops import flops_per_token
-from jepagolf.train.loop import train
+from jepagolf.train.run import train
 from jepagolf.train.runtime import Runtime
 
 T, D = 64, 64  # the smoke preset's sequence length and width

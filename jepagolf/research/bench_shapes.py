@@ -39,8 +39,9 @@ from jepagolf.research.bench import (
 )
 from jepagolf.research.flops import train_flops_per_token
 from jepagolf.sources import source_hash
-from jepagolf.train.loop import Trainer, load_val_data
+from jepagolf.train.loop import Trainer
 from jepagolf.train.runtime import Runtime, sdpa_context, versions
+from jepagolf.train.validation import load_val_data
 
 # The cheapest JEPA option that the default ladder runs (its "fast" arm).
 CHEAPEST_OPTION = "online+frac25+batched"
