@@ -20,6 +20,9 @@ The folder is built under a hidden temporary name next to ``out_dir`` and rename
 place at the end, with ``tokenizer.model`` beside the shards and a ``manifest.json``
 recording the inputs, settings, per-split counts and the size and sha256 of every file.
 The same inputs and settings give byte-identical files whatever the number of workers.
+
+One module, ~600 lines, because the two passes, the worker pool and the atomic folder swap are one
+pipeline whose failure paths (a worker's death, a full disk, an interrupt) must be read together.
 """
 
 from __future__ import annotations
