@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,73 @@ from jepagolf.config import (
 
 if TYPE_CHECKING:
     from jepagolf.train.preempt import Preempted
+
+
+# ----------------------------------------------------------------------------- flag types
+# Numeric and device flags are checked as they are parsed: a bad value stops the command with one
+# `error: argument --FLAG: ...` line and exit status 2, before anything is read or built.
+
+MAX_FLAG_INT = 2**40  # no count, size or token budget of this tool comes near it
+
+
+def _int_in(lo: int, hi: int, what: str):
+    def parse(text: str) -> int:
+        try:
+            value = int(text, 10)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"{value} must be {what}")
+        return value
+
+    parse.__name__ = "integer"  # argparse names the type in its messages
+    return parse
+
+
+positive_int = _int_in(1, MAX_FLAG_INT, f"a positive integer (1..{MAX_FLAG_INT:,})")
+nonneg_int = _int_in(0, MAX_FLAG_INT, f"an integer >= 0 (at most {MAX_FLAG_INT:,})")
+vocab_size_flag = _int_in(260, 65536, "in 260..65536 (byte fallback needs 256 bytes + 4 special pieces; shards "
+                                      "store uint16 tokens)")
+workers_flag = _int_in(1, 4096, "in 1..4096 (encoding processes)")
+threads_flag = _int_in(0, 4096, "in 0..4096 (0: torch's own choice)")
+
+
+def nonneg_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"{text} must be a finite number >= 0")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = nonneg_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} must be > 0")
+    return value
+
+
+def device_spec(text: str) -> str:
+    """auto, cpu, cuda or cuda:N, with CUDA (and device N) present when asked for."""
+    if text in ("auto", "cpu"):
+        return text
+    match = re.fullmatch(r"cuda(?::(\d{1,4}))?", text)
+    if match is None:
+        raise argparse.ArgumentTypeError(f"{text!r}: use auto, cpu, cuda or cuda:N")
+    if not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{text} requested but CUDA is not available; use --device cpu")
+    if match.group(1) is not None and int(match.group(1)) >= torch.cuda.device_count():
+        raise argparse.ArgumentTypeError(f"{text}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return text
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line (`error: argument --x: ...`), exit status 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
 def _default_preset() -> str:
@@ -140,6 +208,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                               "train_batch_tokens": T, "val_batch_tokens": max(args.batch_tokens, T),
                               "eval_seq_len": seq_len, "eval_stride": stride, "jepa": "false"}, environ={})
     paths = resolve_dataset(args.data, args.tokenizer)
+    tokenizer_check = _check_eval_tokenizer(Path(args.artifact), paths.tokenizer)
     val = load_val_data(cfg, paths, rt.device)
     kind = score_kind(cfg)
     res = evaluate(gpt, val.tokens, val.byte_tables, kind.seq_len, args.batch_tokens, rt.device,
@@ -150,9 +219,37 @@ def cmd_eval(args: argparse.Namespace) -> int:
     out = {"val_loss": res.loss, "val_bpb": res.bpb, "tokens": res.tokens, "bytes": res.bytes,
            "seq_len": kind.seq_len, "stride": kind.stride, "windows": kind.describe(),
            "comparable_to_sliding_leaderboard": kind.comparable_to_sliding_leaderboard,
-           **({"note": kind.note()} if kind.note() else {}), "unigram_val_bpb": val.unigram_bpb}
+           **({"note": kind.note()} if kind.note() else {}), "unigram_val_bpb": val.unigram_bpb,
+           "tokenizer_check": tokenizer_check}
     print(json.dumps(out, indent=2))
     return 0
+
+
+def _check_eval_tokenizer(artifact: Path, tokenizer: Path) -> str:
+    """Refuse (DataError) a tokenizer other than the one the artifact's run was trained with, when the run's
+    folder (the artifact's own, holding summary.json) says which; otherwise warn that it cannot tell. The
+    artifact itself records only the vocab size, and another tokenizer of that size gives a wrong val_bpb."""
+    from jepagolf.data.errors import DataError
+    from jepagolf.data.fingerprint import tokenizer_sha256
+    from jepagolf.jsonfile import JsonFileError, read_json_object
+
+    now = tokenizer_sha256(tokenizer)
+    summary_path = artifact.parent / "summary.json"
+    try:
+        expected = read_json_object(summary_path).get("tokenizer_sha256") if summary_path.is_file() else None
+    except JsonFileError:
+        expected = None
+    if not isinstance(expected, str):
+        why = ("its summary.json does not record the tokenizer" if summary_path.is_file()
+               else "no run folder (summary.json) beside it")
+        print(f"warning: cannot check that {tokenizer} is the tokenizer {artifact} was trained with ({why}); a "
+              "tokenizer of the same vocab size but other pieces gives a wrong val_bpb", file=sys.stderr)
+        return f"unchecked: {why}"
+    if expected != now:
+        raise DataError(f"{tokenizer} (sha256 {now[:12]}...) is not the tokenizer {artifact} was trained with (sha256 "
+                        f"{expected[:12]}... in {summary_path}); val_bpb would count the wrong bytes: pass the "
+                        "run's --tokenizer / --data")
+    return f"same as the run's (sha256 {now[:12]}...)"
 
 
 def cmd_data_demo(args: argparse.Namespace) -> int:
@@ -382,8 +479,9 @@ def _rescorer(args: argparse.Namespace):
 
     def rescore(run: RunRecord) -> tuple[FreshScore, float]:
         device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+        expected = run.summary.get("tokenizer_sha256")
         rtrip, score = rescore_artifact(run.config, run.artifact, data=args.data, tokenizer=args.tokenizer,
-                                        device=device)
+                                        device=device, tokenizer_sha256=expected if isinstance(expected, str) else None)
         run_on_cpu = str(run.summary.get("device", "cpu")).startswith("cpu")
         same = run_on_cpu == (device == "cpu")
         tolerance = SCORE_TOLERANCE_SAME_DEVICE if same else SCORE_TOLERANCE_OTHER_DEVICE
@@ -409,7 +507,7 @@ def cmd_size(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="jepagolf", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="jepagolf", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a model, evaluate it, write the artifact and summary")
@@ -435,20 +533,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stride", type=int, default=None,
                    help="sliding-window stride: each window scores only its last STRIDE targets, every target "
                         "once (default: EVAL_STRIDE, else 0 = non-overlapping; the records use 64 at 1024)")
-    p.add_argument("--batch-tokens", type=int, default=65_536, help="tokens per forward (windows x seq len)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-tokens", type=_int_in(1, 1 << 27, "in 1..134,217,728"), default=65_536,
+                   help="tokens per forward (windows x seq len)")
+    p.add_argument("--device", type=device_spec, default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("bench", help="step cost of plain CE, JEPA v3 and its efficiency options; MFU; eval, export")
     _add_config_args(p)
     p.add_argument("--out", help="JSON file (default: runs/bench-<preset>-<time>.json)")
-    p.add_argument("--repeats", type=int, default=5, help="timed repeats per variant (medians are reported)")
-    p.add_argument("--warmup", type=int, default=2, help="untimed steps per variant first")
+    p.add_argument("--repeats", type=positive_int, default=5, help="timed repeats per variant (medians are reported)")
+    p.add_argument("--warmup", type=nonneg_int, default=2, help="untimed steps per variant first")
     p.add_argument("--variants", help="comma-separated subset of the variants, or JEPA recipe names such as "
                    "chunk-latent (ce is always included)")
-    p.add_argument("--export-repeats", type=int, default=3,
+    p.add_argument("--export-repeats", type=nonneg_int, default=3,
                    help="times the artifact export is measured (0 skips it; a v3 export takes tens of seconds)")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's own choice)")
+    p.add_argument("--threads", type=threads_flag, default=0, help="torch CPU threads (default: torch's own choice)")
     p.add_argument("--ladder-shapes", action="store_true",
                    help="instead: each distinct shape of the default ladder, ce, v3 and the cheapest JEPA option on "
                         "the default training path against the plain eager step, with a profiler breakdown")
@@ -460,7 +559,8 @@ def build_parser() -> argparse.ArgumentParser:
     d = dsub.add_parser("demo", help="build the demo corpus from the docstrings of a pinned PyPI wheel (networkx 3.5, "
                                       "fetched once with pip, sha256-checked)")
     d.add_argument("--out", help="output folder (default: the cache folder)")
-    d.add_argument("--vocab-size", type=int, default=1024)
+    d.add_argument("--vocab-size", type=vocab_size_flag, default=1024, help="tokenizer pieces, 260..65536 "
+                   "(default 1024)")
     d.add_argument("--if-missing", action="store_true", help="reuse the cached corpus when it is valid")
     d.add_argument("--overwrite", action="store_true",
                    help="replace a non-empty --out that is not an earlier demo corpus (an earlier one is replaced "
@@ -474,7 +574,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", help="output folder (default: <cache>/research, $JEPAGOLF_CACHE or ~/.cache/jepagolf)")
     d.add_argument("--if-missing", action="store_true", help="reuse the corpus when it is complete and current")
     d.add_argument("--packages", help="download cache for the packages (default: <cache>/research-packages)")
-    d.add_argument("--workers", type=int, default=None, help="encoding processes (default: all cores)")
+    d.add_argument("--workers", type=workers_flag, default=None, help="encoding processes (default: all cores)")
     d.add_argument("--overwrite", action="store_true",
                    help="replace a non-empty --out that is not an earlier research corpus (an earlier one is "
                         "replaced anyway; never the package cache, a run folder or the working directory)")
@@ -498,9 +598,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tensorboard", action="store_true",
                    help="every run writes TensorBoard event files in its run folder: `tensorboard --logdir OUT` shows "
                         "them all (needs pip install 'jepagolf[tensorboard]')")
-    p.add_argument("--calib-steps", type=int, default=20,
+    p.add_argument("--calib-steps", type=positive_int, default=20,
                    help="timed steps per arm for --match wallclock (in 5 rounds, the arms taking turns)")
-    p.add_argument("--wallclock-slack", type=float, default=0.25,
+    p.add_argument("--wallclock-slack", type=nonneg_float, default=0.25,
                    help="--match wallclock: the time cap is budget x (1 + slack), a guard only")
     p.add_argument("--vary", choices=["all", "init", "masks", "data"], default="all",
                    help="what the seeds vary (default all: init and masks, as the seed always did; init or masks: "
@@ -531,17 +631,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tensorboard", action="store_true",
                    help="every run writes TensorBoard event files in its run folder: `tensorboard --logdir OUT` shows "
                         "them all (needs pip install 'jepagolf[tensorboard]')")
-    p.add_argument("--calib-steps", type=int, default=20,
+    p.add_argument("--calib-steps", type=positive_int, default=20,
                    help="timed steps per arm and rung to calibrate (in 5 rounds, the arms taking turns)")
-    p.add_argument("--max-epochs", type=float, default=1.0, help="refuse a rung reading more of the corpus")
-    p.add_argument("--wallclock-slack", type=float, default=1.0,
+    p.add_argument("--max-epochs", type=positive_float, default=1.0, help="refuse a rung reading more of the corpus")
+    p.add_argument("--wallclock-slack", type=nonneg_float, default=1.0,
                    help="each run's time cap is its budget x (1 + slack): a guard against a stalled machine, not "
                         "the budget (the calibrated step count is); a run it stops is flagged")
     p.add_argument("--vary", choices=["all", "init", "masks", "data"], default="all",
                    help="what the seeds vary (default all: init and masks, as the seed always did; init or masks: "
                         "that factor alone; data: the training tokens alone, each seed reading the stream from "
                         "its own offset): a factor's paired sd, measured apart")
-    p.add_argument("--val-tokens", type=int, default=262_144,
+    p.add_argument("--val-tokens", type=nonneg_int, default=262_144,
                    help="score every run on the first N validation tokens (a linked copy in OUT/data; 0: all)")
     p.add_argument("--add-points", action="append", default=[], metavar="RUNS_CSV",
                    help="merge another ladder's runs.csv (e.g. GPU rungs) into the fit (repeatable)")
@@ -565,7 +665,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--track", help="challenge track (default: 10min_16mb with a <= 600 s cap, else non_record_16mb)")
     p.add_argument("--compress", action=argparse.BooleanOptionalAction, default=None,
                    help="ship train_gpt.py LZMA-compressed in a self-extracting stub (default: when smaller)")
-    p.add_argument("--cap-bytes", type=int, default=CAP_BYTES, help="size cap, code + model (default 16,000,000)")
+    p.add_argument("--cap-bytes", type=positive_int, default=CAP_BYTES,
+                   help="size cap, code + model (default 16,000,000)")
     p.add_argument("--no-artifacts", dest="artifacts", action="store_false", help="do not copy the artifacts")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a non-empty output folder (never a run folder, an input, or the working directory)")
@@ -573,14 +674,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="evaluate each artifact again and refuse a summary.json whose score disagrees (default: on)")
     p.add_argument("--data", help="dataset folder for that evaluation (default: the one in the run's config)")
     p.add_argument("--tokenizer", help="SentencePiece model for that evaluation (default: the dataset's own)")
-    p.add_argument("--device", default="auto", help="device for that evaluation (default: cuda when available)")
+    p.add_argument("--device", type=device_spec, default="auto",
+                   help="device for that evaluation: auto, cpu, cuda or cuda:N (default: cuda when available)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("size", help="bytes against the cap by tensor group: predicted for a config, or measured "
                                     "for an artifact (exit 1 when over the cap)")
     _add_config_args(p)
     p.add_argument("--artifact", help="measure this artifact instead of predicting")
-    p.add_argument("--cap-bytes", type=int, default=CAP_BYTES)
+    p.add_argument("--cap-bytes", type=positive_int, default=CAP_BYTES, help="size cap, code + model (default "
+                   "16,000,000)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_size)
     return parser
@@ -595,7 +698,7 @@ def _add_data_tool_commands(dsub: argparse._SubParsersAction) -> None:
                         "challenge does (DIR/datasets/fineweb10B_<variant>/, DIR/tokenizers/). Resumable: "
                         "files already present and valid are skipped; every file is validated before it is kept.")
     d.add_argument("--variant", default="sp1024", help="tokenizer variant, sp<VOCAB> (default: sp1024)")
-    d.add_argument("--train-shards", type=int, default=DEFAULT_TRAIN_SHARDS,
+    d.add_argument("--train-shards", type=nonneg_int, default=DEFAULT_TRAIN_SHARDS,
                    help=f"how many train shards (100M tokens each) to fetch (default: {DEFAULT_TRAIN_SHARDS})")
     d.add_argument("--with-docs", action="store_true",
                    help="also fetch docs_selected.jsonl (the raw documents, tens of GB) and its sidecar")
@@ -615,10 +718,10 @@ def _add_data_tool_commands(dsub: argparse._SubParsersAction) -> None:
     d.add_argument("--input", nargs="+", required=True, metavar="PATH",
                    help="files or folders (searched recursively for .txt/.md/.jsonl/.parquet, optionally .gz)")
     d.add_argument("--out", required=True, help="output dataset folder (must not exist or be empty)")
-    d.add_argument("--vocab-size", type=int, default=None,
+    d.add_argument("--vocab-size", type=vocab_size_flag, default=None,
                    help="tokenizer vocab when training one (default 1024); must match --tokenizer if both")
     split = d.add_mutually_exclusive_group()
-    split.add_argument("--val-docs", type=int, default=None, help="the first N documents are validation")
+    split.add_argument("--val-docs", type=positive_int, default=None, help="the first N documents are validation")
     split.add_argument("--val-fraction", type=float, default=None,
                        help="this share of documents, chosen by a hash of their text, is validation (default 0.05)")
     d.add_argument("--tokenizer", default=None, help="reuse this SentencePiece model instead of training one")
@@ -627,10 +730,10 @@ def _add_data_tool_commands(dsub: argparse._SubParsersAction) -> None:
     d.add_argument("--format", default="auto", choices=["auto", "text", "jsonl", "parquet"],
                    help="read every input as this format (default: by file name)")
     d.add_argument("--prefix", default="fineweb", help="shard name prefix (default fineweb, as the challenge)")
-    d.add_argument("--shard-tokens", type=int, default=100_000_000, help="tokens per shard (default 100M)")
-    d.add_argument("--min-chars", type=int, default=1, help="skip documents shorter than this after stripping")
-    d.add_argument("--workers", type=int, default=None, help="encoding processes (default: all cores)")
-    d.add_argument("--tokenizer-sample-mb", type=float, default=100.0,
+    d.add_argument("--shard-tokens", type=positive_int, default=100_000_000, help="tokens per shard (default 100M)")
+    d.add_argument("--min-chars", type=nonneg_int, default=1, help="skip documents shorter than this after stripping")
+    d.add_argument("--workers", type=workers_flag, default=None, help="encoding processes (default: all cores)")
+    d.add_argument("--tokenizer-sample-mb", type=positive_float, default=100.0,
                    help="MB of train text, sampled across the corpus, to train the tokenizer on (default 100)")
     d.add_argument("--overwrite", action="store_true",
                    help="replace a non-empty --out (never an input, a run folder or the working directory)")
@@ -674,7 +777,10 @@ def _preempted() -> type[Preempted]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # a bad flag (one line, status 2) or --help (status 0)
+        return e.code if isinstance(e.code, int) else 2
     try:
         return args.func(args)
     except _expected_errors() as e:

@@ -177,7 +177,11 @@ def build_corpus(
     tmp_dir = temp_sibling(out_dir)
     try:
         say(f"training tokenizer (vocab {vocab_size}) on the train documents")
-        tok_path = train_sentencepiece(train_docs, vocab_size, tmp_dir / Path(TOKENIZER_FILE).stem)
+        try:
+            tok_path = train_sentencepiece(train_docs, vocab_size, tmp_dir / Path(TOKENIZER_FILE).stem)
+        except ValueError as e:  # named after the folder asked for, not the hidden one it is built in
+            raise DataError(f"{out_dir}: tokenizer training (vocab {vocab_size}) failed: {e.__cause__ or e}; "
+                            "use a smaller vocab size or more documents") from e
         sp = load_tokenizer(tok_path, expected_vocab=vocab_size)
         tables = build_byte_tables(sp, vocab_size).to_torch("cpu")
         splits = {}

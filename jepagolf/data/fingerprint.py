@@ -8,6 +8,11 @@ SAMPLE_BYTES, which covers a shard of up to 2 * SAMPLE_BYTES completely, plus th
 whole file that the dataset's jepagolf ``manifest.json`` records for it, when there is one (written
 once when the dataset was built, so it costs nothing to read). What it misses: tokens changed only in
 the middle of a large shard whose folder has no manifest (or a stale one).
+
+The tokenizer is part of the data: shards of the same tokens mean other bytes under another
+tokenizer of the same size, so val_bpb changes. ``tokenizer_sha256`` hashes its whole file (a
+SentencePiece model is small); it enters the resume fingerprint, the run's summary.json and the
+checks of ``eval`` and ``export``.
 """
 
 from __future__ import annotations
@@ -59,3 +64,12 @@ def dataset_fingerprint(paths: Sequence[Path]) -> list[list[Any]]:
         hashes = manifests.setdefault(p.parent, manifest_hashes(p.parent))
         out.append([p.name, p.stat().st_size, shard_fingerprint(p, hashes.get(p.name))])
     return out
+
+
+def tokenizer_sha256(path: Path) -> str:
+    """sha256 (hex) of the whole tokenizer file, read in 1 MiB pieces."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()

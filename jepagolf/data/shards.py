@@ -70,7 +70,9 @@ def write_shard(path: str | os.PathLike[str], tokens: np.ndarray) -> None:
     def write(f: BinaryIO) -> None:
         f.write(header.tobytes())
         f.flush()
-        body.tofile(f)  # streams the array's bytes without a second in-memory copy
+        # Through the file object, not ndarray.tofile: no second in-memory copy either, and a failed
+        # write (disk full) raises with its errno, which atomic_write turns into a line naming the file.
+        f.write(memoryview(body).cast("B"))
 
     atomic_write(path, write)
 

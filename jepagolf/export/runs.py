@@ -132,11 +132,16 @@ def logged_final(run: RunRecord, kind: str) -> dict[str, Any] | None:
     found = None
     needle = f'"kind": "{kind}"'
     with open(path, encoding="utf-8", errors="replace") as f:
-        for line in f:  # the trainer's lines are short; only the final records are parsed
-            if needle in line and len(line) < MAX_JSON_BYTES:
+        # The trainer's lines are short; a longer one is read in bounded pieces and skipped, and only the
+        # final records are parsed.
+        in_long_line = False
+        while line := f.readline(MAX_JSON_BYTES):
+            whole = not in_long_line and (line.endswith("\n") or len(line) < MAX_JSON_BYTES)
+            in_long_line = not line.endswith("\n")
+            if whole and needle in line:
                 try:
                     record = json.loads(line)
-                except ValueError:
+                except (ValueError, RecursionError):
                     continue
                 found = record if isinstance(record, dict) else found
     return found
@@ -160,7 +165,12 @@ def check_summary_numbers(run: RunRecord) -> dict[str, float]:
     fresh_keys, pre_keys = _score_keys(s)
     values = {k: _finite(s, k, d) for k in (*fresh_keys, *pre_keys, "train_seconds")}
     pre = logged_final(run, "final_pre_quant")
-    if pre is not None and (pre.get("val_bpb"), pre.get("val_loss")) != (values[pre_keys[0]], values[pre_keys[1]]):
+    if pre is None:
+        # Without it an edited pre-quant figure would be published unchecked.
+        raise ExportError(f"{d}/metrics.jsonl is missing or holds no readable final_pre_quant record, so the "
+                          f"pre-quant {pre_keys[0]} in summary.json cannot be checked; export needs the run's own "
+                          "metrics.jsonl")
+    if (pre.get("val_bpb"), pre.get("val_loss")) != (values[pre_keys[0]], values[pre_keys[1]]):
         raise ExportError(f"{d}/summary.json: pre-quant {pre_keys[0]} {values[pre_keys[0]]!r} / {pre_keys[1]} "
                           f"{values[pre_keys[1]]!r} differ from the run's metrics.jsonl ({pre.get('val_bpb')!r} / "
                           f"{pre.get('val_loss')!r}); summary.json was edited after the run")

@@ -16,6 +16,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 from jepagolf.config import CAP_BYTES, Config
+from jepagolf.data.fingerprint import tokenizer_sha256
 from jepagolf.export.artifact import artifact_name, load_gpt_from_artifact, write_artifact
 from jepagolf.export.gptq import export_hessians
 from jepagolf.model.eval import EvalResult
@@ -100,6 +101,7 @@ def finish_run(cfg: Config, rt: Runtime, run: RunSetup, log: RunLogger, trained:
         "prequant_val_bpb": pre.bpb,
         "live_val_bpb": live.bpb,
         "unigram_val_bpb": run.val.unigram_bpb,
+        "tokenizer_sha256": tokenizer_sha256(run.paths.tokenizer),
         "val_tokens": score.tokens,
         "val_bytes": score.bytes,
         "run_dir": str(run.out_dir),

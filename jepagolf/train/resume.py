@@ -23,7 +23,7 @@ from torch import Tensor
 
 from jepagolf.config import Config, ConfigError, config_from_dict, override_config, read_config_json
 from jepagolf.data.corpus import DatasetPaths
-from jepagolf.data.fingerprint import dataset_fingerprint
+from jepagolf.data.fingerprint import dataset_fingerprint, tokenizer_sha256
 from jepagolf.data.shards import TokenStream, list_shards, read_header
 from jepagolf.jepa.target import WeightEMA
 from jepagolf.sources import source_hash
@@ -66,10 +66,11 @@ _DEVICE_GROUP_KEYS = ("foreach", "fused", "capturable", "differentiable")
 
 def data_fingerprint(trainer: TrainerState) -> dict[str, list[list[Any]]]:
     """[name, size, content fingerprint] of every train and val shard (``jepagolf.data.fingerprint``:
-    sampled bytes plus the manifest's sha256), taken once per trainer."""
+    sampled bytes plus the manifest's sha256) and the tokenizer's sha256, taken once per trainer."""
     if trainer.data_fingerprint is None:
         trainer.data_fingerprint = {"train": dataset_fingerprint(trainer.stream.paths),
-                                    "val": dataset_fingerprint(list_shards(trainer.paths.data_dir, "val"))}
+                                    "val": dataset_fingerprint(list_shards(trainer.paths.data_dir, "val")),
+                                    "tokenizer": tokenizer_sha256(trainer.paths.tokenizer)}
     return trainer.data_fingerprint
 
 
@@ -172,14 +173,21 @@ def check_data(trainer: TrainerState, ckpt: LoadedCheckpoint) -> None:
     trained on; a checkpoint without a readable fingerprint is a bad checkpoint (CheckpointError)."""
     saved = ckpt.meta.get("data")
     saved = saved.get("fingerprint") if isinstance(saved, dict) else None
-    rows_ok = isinstance(saved, dict) and set(saved) == {"train", "val"} and all(
-        isinstance(rows, list) and all(isinstance(r, list) and len(r) == 3 for r in rows) for rows in saved.values())
+    # "tokenizer" is absent from checkpoints written before it was fingerprinted: those compare shards only.
+    rows_ok = isinstance(saved, dict) and set(saved) - {"tokenizer"} == {"train", "val"} and all(
+        isinstance(saved[split], list) and all(isinstance(r, list) and len(r) == 3 for r in saved[split])
+        for split in ("train", "val")) and isinstance(saved.get("tokenizer", ""), str)
     if not rows_ok:
         raise CheckpointError(f"{ckpt.path}: malformed checkpoint: no data fingerprint in its meta")
     now = data_fingerprint(trainer)
+    if "tokenizer" not in saved:
+        now = {k: v for k, v in now.items() if k != "tokenizer"}
     if saved == now:
         return
     diffs = []
+    if saved.get("tokenizer") != now.get("tokenizer"):
+        diffs.append(f"the tokenizer {trainer.paths.tokenizer} has other content (sha256 {now['tokenizer'][:12]}..., "
+                     f"{saved['tokenizer'][:12]}... then): the same tokens would stand for other bytes")
     for split in ("train", "val"):
         then_rows, now_rows = saved[split], now[split]
         if len(then_rows) != len(now_rows):

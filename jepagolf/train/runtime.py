@@ -52,11 +52,27 @@ class Runtime:
         return torch.bfloat16 if self.device.type == "cuda" else None
 
 
+def _env_int(name: str, default: int, lo: int) -> int:
+    """A torchrun variable as an integer >= lo, or one ConfigError line naming it."""
+    text = os.environ.get(name)
+    if text is None:
+        return default
+    try:
+        value = int(text.strip(), 10)
+    except ValueError:
+        raise ConfigError(f"{name}={text!r} is not an integer (torchrun sets it; unset it for one process)") from None
+    if not lo <= value <= 1 << 20:
+        raise ConfigError(f"{name}={value} must be in {lo}..{1 << 20}")
+    return value
+
+
 def setup_runtime(device_pref: str = "auto") -> Runtime:
     """Read torchrun's environment (at call time, never at import) and join the process group."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    world_size = _env_int("WORLD_SIZE", 1, 1)
+    rank = _env_int("RANK", 0, 0)
+    local_rank = _env_int("LOCAL_RANK", 0, 0)
+    if rank >= world_size:
+        raise ConfigError(f"RANK={rank} must be < WORLD_SIZE={world_size} (torchrun sets both)")
     if device_pref == "auto":
         device_pref = "cuda" if torch.cuda.is_available() else "cpu"
     if device_pref.startswith("cuda"):
