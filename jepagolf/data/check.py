@@ -33,7 +33,7 @@ from jepagolf.data.dataset import _find_tokenizer
 from jepagolf.data.errors import DataError
 from jepagolf.data.shards import HEADER_BYTES, TOKEN_DTYPE, ShardError, read_header
 from jepagolf.data.tokenizer import BOS_ID, load_tokenizer
-from jepagolf.jsonfile import read_json_object
+from jepagolf.jsonfile import JsonFileError, read_json_object
 
 SPLITS = ("train", "val")
 _BLOCK_TOKENS = 1 << 22  # 8 MB of tokens per read
@@ -107,12 +107,28 @@ class _SplitScan:
         return None
 
 
-def _jepagolf_manifest(data_dir: Path) -> dict[str, Any] | None:
-    try:
-        manifest = read_json_object(data_dir / "manifest.json")  # bounded; a FIFO refused, not read
-    except (OSError, ValueError, RecursionError):
+def _jepagolf_manifest(data_dir: Path, problems: list[str]) -> dict[str, Any] | None:
+    """The folder's jepagolf manifest.json, or None when there is none (or it is another tool's); one that
+    cannot be read (over 4 MiB, nested too deeply, not JSON) or whose file list is malformed is a problem,
+    not silently skipped: the shards would go unchecked against it."""
+    path = data_dir / "manifest.json"
+    if not path.exists():
         return None
-    return manifest if isinstance(manifest, dict) and manifest.get("format") == "jepagolf-corpus" else None
+    try:
+        manifest = read_json_object(path)  # bounded; a FIFO refused, not read
+    except (OSError, JsonFileError) as e:
+        problems.append(f"{e if isinstance(e, JsonFileError) else f'{path}: {e.strerror}'}; the shards cannot be "
+                        "checked against it")
+        return None
+    if manifest.get("format") != "jepagolf-corpus":
+        return None
+    files = manifest.get("files", {})
+    if not isinstance(files, dict) or not all(isinstance(e, dict) for e in files.values()) or not isinstance(
+            manifest.get("splits", {}), dict):
+        problems.append(f"{path}: malformed jepagolf manifest ('files' must map names to entries, 'splits' "
+                        "to counts); the shards cannot be checked against it")
+        return None
+    return manifest
 
 
 def _challenge_expectations(data_dir: Path) -> dict[str, int]:
@@ -123,7 +139,7 @@ def _challenge_expectations(data_dir: Path) -> dict[str, int]:
         manifest = read_json_object(data_dir.parent.parent / "manifest.json")
         entry = next(e for e in manifest["datasets"] if isinstance(e, dict) and e.get("name") == data_dir.name)
         stats = entry["stats"]
-    except (OSError, ValueError, RecursionError, KeyError, TypeError, StopIteration):
+    except (OSError, ValueError, KeyError, TypeError, StopIteration):  # JsonFileError is a ValueError
         return {}
     expected = {}
     for split in SPLITS:
@@ -155,10 +171,10 @@ def check_dataset(
     tables = build_byte_tables(sp, vocab)
     byte_piece = np.array([sp.is_byte(i) for i in range(vocab)], dtype=bool)
     report = CheckReport(data_dir=data_dir, tokenizer=tok, vocab_size=vocab)
-    manifest = _jepagolf_manifest(data_dir)
+    problems = report.problems
+    manifest = _jepagolf_manifest(data_dir, problems)
     listed: dict[str, Any] = manifest.get("files", {}) if manifest else {}
     expected_tokens = _challenge_expectations(data_dir)
-    problems = report.problems
 
     for split in SPLITS:
         paths = sorted(p for p in data_dir.glob(f"*_{split}_*.bin") if p.is_file())
@@ -244,9 +260,11 @@ def _check_shard(path: Path, scan: _SplitScan, listed: dict[str, Any] | None, ex
 def _check_manifest_counts(manifest: dict[str, Any], split: str, r: SplitReport, problems: list[str],
                            data_dir: Path) -> None:
     info = manifest.get("splits", {}).get(split, {})
+    info = info if isinstance(info, dict) else {}
     for key, got in (("tokens", r.tokens), ("documents", r.documents), ("scored_bytes", r.scored_bytes)):
         if key in info and info[key] != got:
-            problems.append(f"{data_dir}: {split} has {got:,} {key}, manifest.json says {info[key]:,}")
+            said = f"{info[key]:,}" if isinstance(info[key], int) else repr(info[key])
+            problems.append(f"{data_dir}: {split} has {got:,} {key}, manifest.json says {said}")
 
 
 def print_report(report: CheckReport, out: Any = None) -> None:

@@ -48,8 +48,15 @@ def load_points(path: Path) -> list[dict[str, Any]]:
         raise LadderError(f"--add-points {path}: no such file") from None
     if size > MAX_POINTS_BYTES:
         raise LadderError(f"--add-points {path}: {size:,} bytes, more than a runs.csv can be ({MAX_POINTS_BYTES:,})")
+    try:
+        return _read_points(path)
+    except (UnicodeDecodeError, csv.Error) as e:  # random bytes, a NUL, a binary file
+        raise LadderError(f"--add-points {path}: not a ladder runs.csv (not UTF-8 CSV text: {e})") from None
+
+
+def _read_points(path: Path) -> list[dict[str, Any]]:
     rows = []
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         missing = [c for c in ("rung", "arm", *_NUMERIC) if c not in (reader.fieldnames or [])]
         if missing:

@@ -48,24 +48,49 @@ class RunData:
 
     def series(self, kind: str, key: str, x: str = "step") -> tuple[np.ndarray, np.ndarray]:
         pts = [(r[x], r[key]) for r in self.rows
-               if r.get("kind") == kind and x in r and key in r and r[key] is not None and math.isfinite(r[key])]
+               if r.get("kind") == kind and _finite_number(r.get(x)) and _finite_number(r.get(key))]
         if not pts:
             return np.zeros(0), np.zeros(0)
         xs, ys = zip(*pts, strict=True)
         return np.asarray(xs, dtype=np.float64), np.asarray(ys, dtype=np.float64)
 
 
+def _finite_number(v: Any) -> bool:
+    """A plottable value: a finite int or float (a NaN, an infinity, a string or a bool is left out)."""
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+# The trainer writes rows of a few hundred bytes; a longer line, or a longer file, is not its metrics.
+MAX_METRICS_LINE = 1 << 20
+MAX_METRICS_BYTES = 1 << 30
+
+
 def load_run(path: Path) -> RunData:
+    """The rows of ``path``/metrics.jsonl (each a JSON object; non-finite or wrongly typed values are not
+    plotted) and its summary.json; ReportError, one line naming the file and line, for anything else."""
     metrics = path / "metrics.jsonl"
     if not metrics.is_file():
         raise ReportError(f"{path} is not a run folder: no metrics.jsonl")
+    if (size := metrics.stat().st_size) > MAX_METRICS_BYTES:
+        raise ReportError(f"{metrics}: {size:,} bytes, more than a run's metrics can be ({MAX_METRICS_BYTES:,})")
     rows = []
-    for n, line in enumerate(metrics.read_text().splitlines(), 1):
-        if line.strip():
+    with open(metrics, "rb") as f:
+        n = 0
+        while raw := f.readline(MAX_METRICS_LINE + 1):
+            n += 1
+            if len(raw) > MAX_METRICS_LINE:
+                raise ReportError(f"{metrics}:{n}: a line longer than {MAX_METRICS_LINE:,} bytes; not a run's "
+                                  "metrics.jsonl")
+            if not raw.strip():
+                continue
             try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                raise ReportError(f"{metrics}:{n}: not JSON") from None
+                row = json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, ValueError, RecursionError) as e:
+                why = "nested too deeply" if isinstance(e, RecursionError) else "not JSON"
+                raise ReportError(f"{metrics}:{n}: {why}") from None
+            if not isinstance(row, dict):
+                raise ReportError(f"{metrics}:{n}: a {type(row).__name__}, not a JSON object")
+            rows.append(row)
     if not rows:
         raise ReportError(f"{metrics} is empty")
     summary_path = path / "summary.json"
@@ -233,7 +258,7 @@ def _val_figure(groups: Mapping[str, Sequence[RunData]], path: Path) -> Path:
         for name, runs in groups.items():  # final round trip, non-overlapping like the lines
             fx = [r.summary.get("steps" if x == "step" else "train_seconds") for r in runs]
             fy = [r.summary.get("roundtrip_val_bpb") for r in runs]
-            pts = [(a, b) for a, b in zip(fx, fy, strict=True) if a is not None and b is not None]
+            pts = [(a, b) for a, b in zip(fx, fy, strict=True) if _finite_number(a) and _finite_number(b)]
             if pts:
                 ax.scatter(*zip(*pts, strict=True), marker="D", s=28, color=colors[name], edgecolor="black",
                            lw=0.5, zorder=3)
@@ -256,7 +281,9 @@ def _val_figure(groups: Mapping[str, Sequence[RunData]], path: Path) -> Path:
         if lab not in labels:
             handles.append(h)
             labels.append(lab)
-    fig.legend(handles, labels, loc="upper center", ncol=min(4, len(labels)), fontsize=9, bbox_to_anchor=(0.5, 1.0))
+    if labels:  # none when no run has a finite value to plot
+        fig.legend(handles, labels, loc="upper center", ncol=min(4, len(labels)), fontsize=9,
+                   bbox_to_anchor=(0.5, 1.0))
     fig.tight_layout(rect=(0, 0, 1, 0.95))
     fig.savefig(path, dpi=110, bbox_inches="tight", metadata={"Software": PNG_SOFTWARE})
     plt.close(fig)
@@ -288,8 +315,9 @@ def _final_figure(groups: Mapping[str, Sequence[RunData]], path: Path) -> Path |
     for name, runs in groups.items():
         for r in runs:
             score = r.summary.get("score_val_bpb", r.summary.get("roundtrip_val_bpb"))
-            if score is not None:
-                by_seed.setdefault(r.summary.get("seed"), {})[name] = score
+            if _finite_number(score):
+                seed = r.summary.get("seed")
+                by_seed.setdefault(seed if isinstance(seed, int | str) else repr(seed), {})[name] = score
     if not by_seed:
         return None
     fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(names), 4.2))
