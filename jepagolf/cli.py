@@ -160,12 +160,18 @@ def cmd_train(args: argparse.Namespace) -> int:
         from jepagolf.train.logger import require_tensorboard
 
         require_tensorboard()  # at once, not after the data and the model are loaded
+    if args.dump_rank_state:  # before training, not after it
+        _folder_for_output(Path(args.dump_rank_state), "--dump-rank-state")
     rt = setup_runtime(cfg.train.device)
     try:
         summary = train(cfg, rt, out, resume=bool(args.resume),
                         dump_rank_state=Path(args.dump_rank_state) if args.dump_rank_state else None)
     finally:
         teardown_runtime(rt)
+    if rt.is_main and summary.get("already_finished"):
+        print(f"{out} is a finished run (its checkpoint is past training, its summary.json and artifact are "
+              "written): nothing to resume, nothing rewritten; start a new run with --out", file=sys.stderr)
+        return 0
     if rt.is_main:
         print(f"score val_bpb:{summary['score_val_bpb']:.4f} ({summary['score_desc']}; non-overlapping round "
               f"trip {summary['roundtrip_val_bpb']:.4f}, pre-quant {summary['prequant_val_bpb']:.4f}, unigram "
@@ -174,6 +180,15 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"note: the score uses {summary['score_note']}")
         print(f"run folder: {summary['run_dir']}")
     return 0
+
+
+def _folder_for_output(path: Path, flag: str) -> None:
+    """Refuse, before any long work, a folder argument that is a file (or lies under one)."""
+    for p in (path, *path.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise ConfigError(f"{flag} {path}: {p} is a file, not a folder; choose a folder")
+            return
 
 
 def _resume_config(args: argparse.Namespace):
@@ -359,6 +374,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         common["data_path"] = str(Path(args.data).resolve())
     preset = args.preset or _default_preset()
     out = Path(args.out) if args.out else default_ablation_dir(preset)
+    _folder_for_output(out, "--out")  # before calibrating or training
     tables = main_ablate(preset, args.arm, args.seeds, args.match, common, out, **_research_options(args))
     return _print_result(tables, "ablation", out, "ablation.md, runs.csv, plots/")
 
@@ -367,6 +383,7 @@ def cmd_ladder(args: argparse.Namespace) -> int:
     from jepagolf.research.ladder import DEFAULT_SEEDS, main_ladder
 
     out = Path(args.out) if args.out else Path("runs") / ("ladder-smoke" if args.smoke else "ladder")
+    _folder_for_output(out, "--out")  # before calibrating
     text = main_ladder(args.arm, args.rung, args.seeds or DEFAULT_SEEDS, _research_common(args), out, data=args.data,
                        smoke=args.smoke, match=args.match, max_epochs=args.max_epochs,
                        add_points=[Path(p) for p in args.add_points], plan_only=args.plan_only,

@@ -192,6 +192,13 @@ def list_shards(data_dir: str | os.PathLike[str], split: str) -> list[Path]:
         raise ShardNotFoundError(
             f"{data_dir}: no shards for split {split!r} (expected files named <prefix>_{split}_NNNNNN.bin)"
         )
+    # Two datasets in one folder would both be read, as one: refuse and name them.
+    prefixes = sorted({p.name.rsplit(f"_{split}_", 1)[0] for p in paths})
+    if len(prefixes) > 1:
+        raise ShardError(
+            f"{data_dir}: {split} shards of {len(prefixes)} datasets ({', '.join(f'{q}_{split}_*' for q in prefixes)}) "
+            "in one folder; keep one dataset per folder (move the others away)"
+        )
     return paths
 
 
@@ -214,7 +221,7 @@ class TokenStream:
 
     def __init__(self, paths: Sequence[str | os.PathLike[str]], vocab_size: int | None = None):
         if not paths:
-            raise ShardNotFoundError("TokenStream: no shard paths given")
+            raise ShardNotFoundError("no shard files given to read tokens from")
         self.paths = [Path(p) for p in paths]
         self.vocab_size = vocab_size
         self.shard_index = 0
@@ -250,7 +257,8 @@ class TokenStream:
                 empty_in_a_row += 1
                 if empty_in_a_row > len(self.paths):
                     raise ShardError(
-                        f"TokenStream: all {len(self.paths)} shards are empty (first: {self.paths[0]})"
+                        f"{self.paths[0].parent}: all {len(self.paths)} shards are empty (first: "
+                        f"{self.paths[0].name}); rebuild the dataset"
                     )
                 self._advance_shard()
                 continue
@@ -293,12 +301,13 @@ class TokenStream:
         num_shards = int(state["num_shards"])
         if num_shards != len(self.paths):
             raise ShardError(
-                f"TokenStream: state was saved over {num_shards} shards but this stream has "
-                f"{len(self.paths)} (first: {self.paths[0]}); resume with the same data"
+                f"{self.paths[0].parent}: the checkpoint's data position was saved over {num_shards} shards but "
+                f"the data has {len(self.paths)} (first: {self.paths[0].name}); resume with the same data"
             )
         index, position = int(state["shard_index"]), int(state["position"])
         if not 0 <= index < len(self.paths):
-            raise ShardError(f"TokenStream: shard_index {index} out of range for {len(self.paths)} shards")
+            raise ShardError(f"{self.paths[0].parent}: the checkpoint's data position (shard {index}) is out of "
+                             f"range for the {len(self.paths)} shards; resume with the same data")
         length = len(self._shard(index))
         if not 0 <= position <= length:
             raise ShardError(

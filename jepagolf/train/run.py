@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from jepagolf.config import Config
+from jepagolf.export.artifact import artifact_name
+from jepagolf.jsonfile import read_json_object
 from jepagolf.train.checkpoint import load_latest
 from jepagolf.train.finish import finish_run
 from jepagolf.train.loop import Trainer
@@ -40,6 +42,10 @@ def train(
                                          warn=(lambda m: print(m, file=sys.stderr)) if rt.is_main else None,
                                          check=lambda c: check_restorable(trainer, c, run.out_dir),
                                          max_bytes=max_checkpoint_bytes(trainer))
+            if ckpt.meta.get("training_done") is True and (run.out_dir / "summary.json").is_file() and (
+                    run.out_dir / artifact_name(cfg)).is_file():
+                # Finished: resuming would only evaluate again and rewrite its files; leave the run as it is.
+                return {**read_json_object(run.out_dir / "summary.json"), "already_finished": True}
             trainer.restore(ckpt, warnings)
             del ckpt  # the state now lives in the trainer; free the host copy
         with trainer.stop.installed():  # a signal during the finish stops at once (StopRequest.on_unarmed)
