@@ -72,3 +72,19 @@ def write_parity_shards(folder: Path, tokenizer: Path) -> Path:
     write_shard(folder / "fineweb_val_000000.bin", tokens[PARITY_TRAIN_TOKENS:])
     shutil.copyfile(tokenizer, folder / "tokenizer.model")
     return folder
+
+
+def other_tokenizer(src: Path, dest: Path) -> Path:
+    """A copy of the SentencePiece model ``src`` with the same vocab size but two pieces of different
+    lengths swapped: the same token ids then stand for other bytes (another tokenizer of the same size)."""
+    from sentencepiece import sentencepiece_model_pb2 as model_pb2
+
+    proto = model_pb2.ModelProto()
+    proto.ParseFromString(Path(src).read_bytes())
+    normal = [p for p in proto.pieces if p.type == model_pb2.ModelProto.SentencePiece.NORMAL]
+    short = next(p for p in normal if len(p.piece) == 1)
+    long = next(p for p in normal if len(p.piece) >= 4)
+    short.piece, long.piece = long.piece, short.piece
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_bytes(proto.SerializeToString())
+    return dest

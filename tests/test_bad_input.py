@@ -156,3 +156,70 @@ def test_cap_too_short_for_the_gptq_calibration(tmp_path, demo_data, capsys):
     run_fails(train_args(data, tmp_path / "run", "max_wallclock_seconds=0.0001"),
               "max_wallclock_seconds=0.0001 leaves no training time: GPTQ calibration on 8192 training tokens "
               "needs a measured", capsys)
+
+
+# ----------------------------------------------------------------------------- bad flags (issue 22)
+# Checked as the flags are parsed: one `error: argument --FLAG: ...` line, status 2, nothing created.
+BAD_FLAGS: list[tuple[list[str], str]] = [
+    (["data", "demo", "--vocab-size", "0"], "argument --vocab-size: 0 must be in 260..65536"),
+    (["data", "demo", "--vocab-size", "3"], "argument --vocab-size: 3 must be in 260..65536"),
+    (["data", "demo", "--vocab-size", "1000000"], "argument --vocab-size: 1000000 must be in 260..65536"),
+    (["export", "RUN", "--out", "OUT", "--device", "tpu:3"], "argument --device: 'tpu:3': use auto, cpu, cuda"),
+    (["eval", "ART", "--device", "tpu:7"], "argument --device: 'tpu:7': use auto, cpu, cuda"),
+    (["bench", "--threads", "-4"], "argument --threads: -4 must be in 0..4096"),
+    (["eval", "ART", "--batch-tokens", "-1"], "argument --batch-tokens: -1 must be in 1..134,217,728"),
+    (["eval", "ART", "--batch-tokens", str(-(2**40))], "argument --batch-tokens: -1099511627776 must be"),
+    (["eval", "ART", "--batch-tokens", "1e3"], "argument --batch-tokens: '1e3' is not an integer"),
+    (["data", "build", "--input", "IN", "--out", "OUT", "--workers", "-1"], "argument --workers: -1 must be in 1.."),
+    (["data", "research", "--workers", "0"], "argument --workers: 0 must be in 1.."),
+    (["size", "--cap-bytes", "-1"], "argument --cap-bytes: -1 must be a positive integer"),
+    (["export", "RUN", "--out", "OUT", "--cap-bytes", "-5"], "argument --cap-bytes: -5 must be a positive integer"),
+    (["ladder", "--smoke", "--calib-steps", "0"], "argument --calib-steps: 0 must be a positive integer"),
+    (["ablate", "--arm", "a:", "--wallclock-slack", "nan"], "argument --wallclock-slack: nan must be a finite"),
+    (["ladder", "--smoke", "--max-epochs", "0"], "argument --max-epochs: 0 must be > 0"),
+]
+
+
+@pytest.mark.parametrize("args, message", BAD_FLAGS, ids=[" ".join(a) for a, _ in BAD_FLAGS])
+def test_bad_flags_are_refused_as_they_are_parsed(tmp_path, monkeypatch, capsys, args, message):
+    monkeypatch.chdir(tmp_path)
+    err = run_fails(args, message, capsys)
+    assert err.count("\n") == 1 and "usage:" not in err, err
+    assert not list(tmp_path.iterdir())  # refused before anything was written
+
+
+def test_cuda_device_flags_without_cuda(monkeypatch, capsys):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for args in (["export", "RUN", "--out", "OUT", "--device", "cuda"], ["eval", "ART", "--device", "cuda:0"]):
+        run_fails(args, "requested but CUDA is not available; use --device cpu", capsys)
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("WORLD_SIZE", "two", "WORLD_SIZE='two' is not an integer"),
+    ("WORLD_SIZE", "0", "WORLD_SIZE=0 must be in 1.."),
+    ("RANK", "-1", "RANK=-1 must be in 0.."),
+    ("RANK", "3", "RANK=3 must be < WORLD_SIZE=1"),
+])
+def test_bad_torchrun_variables_are_one_line(tmp_path, monkeypatch, capsys, name, value, message):
+    monkeypatch.setenv(name, value)
+    run_fails(["eval", str(tmp_path / "never.lzma"), "--device", "cpu"], message, capsys)
+
+
+def test_ctrl_c_while_importing_is_one_line(monkeypatch, capsys):
+    """A Ctrl-C before the CLI is even imported (torch takes seconds to import) ends in `interrupted`."""
+    import sys
+
+    from jepagolf.__main__ import run
+
+    class Interrupting:
+        def find_spec(self, name, path=None, target=None):
+            if name == "jepagolf.cli":
+                raise KeyboardInterrupt
+            return None
+
+    monkeypatch.delitem(sys.modules, "jepagolf.cli")
+    monkeypatch.setattr(sys, "meta_path", [Interrupting(), *sys.meta_path])
+    assert run() == 130
+    assert capsys.readouterr().err == "interrupted\n"

@@ -638,3 +638,130 @@ def test_resume_counts_a_huge_metrics_tail_in_blocks(tmp_path):
     finally:
         tracemalloc.stop()
     assert peak < 16 << 20 and path.stat().st_size == keep
+# ----------------------------------------------------------------------------- issue 22: wrong data, bad files
+
+@pytest.mark.parametrize("case, edit, message", MODEL_CASES, ids=[c[0] for c in MODEL_CASES])
+def test_size_refuses_an_artifact_that_eval_refuses(tmp_path, artifact, case, edit, message, capsys):
+    path = tmp_path / ARTIFACT_NAME
+    path.write_bytes(edit_header(artifact, edit))
+    line = fails(["size", "--artifact", str(path)], message, capsys)
+    assert line.endswith("; jepagolf eval refuses this artifact"), line
+
+
+def _run_with_metrics(folder: Path, content: bytes) -> Path:
+    folder.mkdir()
+    (folder / "metrics.jsonl").write_bytes(content)
+    return folder
+
+
+@pytest.mark.parametrize("case, content, message", [
+    ("garbage", bytes(range(256)) * 8, "metrics.jsonl:1: not JSON"),
+    ("a 2 MB line", b'{"kind": "val", "x": "' + b"x" * (2 << 20) + b'"}\n', "metrics.jsonl:1: a line longer than"),
+    ("100k deep", b"[" * 100_000 + b"]" * 100_000 + b"\n", "metrics.jsonl:1: nested too deeply"),
+    ("not an object", b'{"kind": "val", "step": 1, "val_bpb": 3.0}\n[1, 2]\n', "metrics.jsonl:2: a list, not a JSON"),
+])
+def test_report_refuses_a_bad_metrics_file_in_one_line(tmp_path, case, content, message, capsys):
+    pytest.importorskip("matplotlib")
+    run = _run_with_metrics(tmp_path / "run", content)
+    fails(["report", str(run), "--out", str(tmp_path / "plots")], message, capsys)
+
+
+def test_report_leaves_out_non_finite_and_wrongly_typed_values(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    rows = [b'{"kind": "val", "step": 1, "val_bpb": NaN}', b'{"kind": "val", "step": 2, "val_bpb": Infinity}',
+            b'{"kind": "val", "step": "3", "val_bpb": "x"}', b'{"kind": ["val"], "step": {}, "val_bpb": [1]}',
+            b'{"kind": "train", "step": true, "ce_loss": -Infinity, "jepa_grad_share_x": "a"}']
+    run = _run_with_metrics(tmp_path / "run", b"\n".join(rows) + b"\n")
+    (run / "summary.json").write_text('{"seed": [1], "roundtrip_val_bpb": "x", "steps": NaN}')
+    assert main(["report", str(run), "--out", str(tmp_path / "plots")]) == 0
+    assert (tmp_path / "plots" / "val_bpb.png").is_file()
+
+
+@pytest.mark.parametrize("content", [bytes(range(256)) * 20, b"rung,arm\x00,seed\n1,2\x00,3\n"])
+def test_ladder_add_points_refuses_a_binary_file_in_one_line(tmp_path, content, capsys):
+    points = tmp_path / "runs.csv"
+    points.write_bytes(content)
+    fails(["ladder", "--smoke", "--add-points", str(points), "--out", str(tmp_path / "ladder")],
+          f"--add-points {points}: not a ladder runs.csv", capsys)
+    assert not (tmp_path / "ladder").exists()
+
+
+@pytest.mark.parametrize("case, manifest, message", [
+    ("over 4 MiB", None, "more than this file can be"),
+    ("100k deep", b"[" * 100_000 + b"]" * 100_000, "not valid JSON (nested too deeply)"),
+    ("not JSON", b"\xff\xfe{", "not valid JSON"),
+    ("files not a mapping", b'{"format": "jepagolf-corpus", "files": [1]}', "malformed jepagolf manifest"),
+    ("an entry not an object", b'{"format": "jepagolf-corpus", "files": {"tokenizer.model": 5}}',
+     "malformed jepagolf manifest"),
+])
+def test_data_check_reports_an_unreadable_manifest(tmp_path, tiny, case, manifest, message, capsys):
+    data = tmp_path / "data"
+    shutil.copytree(tiny, data)
+    path = data / "manifest.json"
+    if manifest is None:  # 100 MB, sparse: refused by its size, never read
+        with open(path, "wb") as f:
+            f.truncate(100 << 20)
+    else:
+        path.write_bytes(manifest)
+    assert main(["data", "check", str(data), "--quiet"]) == 1
+    captured = capsys.readouterr()
+    assert "check: 1 problem(s)" in captured.out and "Traceback" not in captured.err
+    assert f"problem: {path}" in captured.err and message in captured.err, captured.err
+
+
+def test_resume_refuses_another_tokenizer_of_the_same_size(tmp_path, resumable, tiny, capsys):
+    from helpers import other_tokenizer
+
+    other = tmp_path / "other"
+    shutil.copytree(tiny, other)
+    other_tokenizer(tiny / "tokenizer.model", other / "tokenizer.model")
+    run = tmp_path / "run"
+    shutil.copytree(resumable, run)
+    (run / ARTIFACT_NAME).unlink()  # unfinished, so that the resume gets as far as the data
+    fails(["train", "--resume", str(run), "--data", str(other)],
+          f"the tokenizer {other / 'tokenizer.model'} has other content", capsys)
+
+
+def test_the_run_records_its_tokenizer_and_eval_checks_it(tmp_path, resumable, tiny, capsys):
+    from helpers import other_tokenizer
+
+    from jepagolf.data.fingerprint import tokenizer_sha256
+
+    summary = json.loads((resumable / "summary.json").read_text())
+    assert summary["tokenizer_sha256"] == tokenizer_sha256(tiny / "tokenizer.model")
+    other = tmp_path / "other"
+    shutil.copytree(tiny, other)
+    other_tokenizer(tiny / "tokenizer.model", other / "tokenizer.model")
+    fails(["eval", str(resumable / ARTIFACT_NAME), "--data", str(other), "--device", "cpu"],
+          "is not the tokenizer", capsys)
+    assert main(["eval", str(resumable / ARTIFACT_NAME), "--data", str(tiny), "--device", "cpu"]) == 0
+    assert json.loads(capsys.readouterr().out)["tokenizer_check"].startswith("same as the run's")
+    # Away from its run folder the artifact cannot say: eval says so, and scores.
+    alone = tmp_path / "alone" / ARTIFACT_NAME
+    alone.parent.mkdir()
+    shutil.copy(resumable / ARTIFACT_NAME, alone)
+    assert main(["eval", str(alone), "--data", str(other), "--device", "cpu"]) == 0
+    captured = capsys.readouterr()
+    assert "warning: cannot check that" in captured.err
+    assert json.loads(captured.out)["tokenizer_check"].startswith("unchecked")
+
+
+def test_resume_of_a_finished_run_rewrites_nothing(tmp_path, resumable, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(resumable, run)
+    before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in run.iterdir() if p.is_file()}
+    assert main(["train", "--resume", str(run)]) == 0
+    assert "is a finished run" in capsys.readouterr().err
+    assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in run.iterdir() if p.is_file()
+            and p.name != ".jepagolf.lock"} == {k: v for k, v in before.items() if k != ".jepagolf.lock"}
+
+
+def test_output_paths_that_are_files_are_refused_before_the_long_work(tmp_path, tiny, capsys):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("mine")
+    run = tmp_path / "run"
+    fails([*smoke_train_args(tiny, run), "--dump-rank-state", str(a_file)], f"--dump-rank-state {a_file}: ", capsys)
+    assert not run.exists()
+    fails(["ladder", "--smoke", "--out", str(a_file / "x")], "is a file, not a folder", capsys)
+    fails(["ablate", "--arm", "a:", "--out", str(a_file)], "is a file, not a folder", capsys)
+    assert a_file.read_text() == "mine"

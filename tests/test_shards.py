@@ -284,3 +284,34 @@ def test_stream_skip_errors(tmp_path: Path) -> None:
         stream.skip(1)
     with pytest.raises(ValueError, match="n must be >= 0"):
         stream.skip(-1)
+
+
+def test_two_datasets_in_one_folder_are_refused_by_name(tmp_path):
+    for prefix in ("fineweb", "mine"):
+        for split in ("train", "val"):
+            write_shard(tmp_path / f"{prefix}_{split}_000000.bin", np.arange(10, dtype=np.uint16))
+    with pytest.raises(ShardError, match=r"train shards of 2 datasets \(fineweb_train_\*, mine_train_\*\) in one "
+                                         "folder; keep one dataset per folder"):
+        list_shards(tmp_path, "train")
+
+
+def test_a_failed_shard_write_names_the_file_and_the_cause(tmp_path):
+    """A write cut short (disk full; here the file-size limit, which fails writes the same way) raises with
+    the system's errno and the shard's own name, and leaves no temporary file: not numpy's `N requested and
+    M written`."""
+    import errno
+    import resource
+    import signal
+
+    path = tmp_path / "x_train_000000.bin"
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64 << 10, hard))
+    try:
+        with pytest.raises(OSError) as info:
+            write_shard(path, np.zeros(200_000, dtype=np.uint16))
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+    assert info.value.errno == errno.EFBIG and info.value.filename == str(path), info.value
+    assert not list(tmp_path.iterdir())

@@ -291,7 +291,8 @@ class TokenStream:
                 self._advance_shard()
             if left and (self.shard_index, self.position) == start:  # one whole lap: the rest is modulo it
                 if not walked:
-                    raise ShardError(f"TokenStream: all {len(self.paths)} shards are empty (first: {self.paths[0]})")
+                    raise ShardError(f"{self.paths[0].parent}: all {len(self.paths)} shards are empty (first: "
+                                     f"{self.paths[0].name}); rebuild the dataset")
                 left %= walked
 
     def state_dict(self) -> dict[str, int]:

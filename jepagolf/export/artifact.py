@@ -13,7 +13,12 @@ from torch import Tensor
 
 from jepagolf.config import Config, ConfigError, ModelConfig, check_rope_tables, check_seq_len, section_from_dict
 from jepagolf.export.container import ArtifactError, artifact_compression, load_artifact, save_artifact
-from jepagolf.export.quant import dequantize_state_dict, quantize_state_dict, quantize_state_dict_reference
+from jepagolf.export.quant import (
+    QuantizedModel,
+    dequantize_state_dict,
+    quantize_state_dict,
+    quantize_state_dict_reference,
+)
 from jepagolf.model.gpt import GPT
 
 # The artifact's file name in a run folder says its export scheme (ExportConfig.export_scheme). Run folders
@@ -75,23 +80,34 @@ def load_gpt_from_artifact(path: Path, device: torch.device | str = "cpu", max_l
     cannot make this allocate more than the file's own tensors justify; then every name and shape.
     """
     qm, meta = load_artifact(path)
-    model_cfg, seq_len = gpt_shape_from_meta(meta, str(path), max_len)
+    model_cfg, seq_len = check_artifact_model(qm, meta, str(path), max_len)
+    gpt = GPT(model_cfg, seq_len)
+    gpt.load_state_dict(dequantize_state_dict(qm))
+    return gpt.to(device)
+
+
+def check_artifact_model(
+    qm: QuantizedModel, meta: dict, source: str, max_len: int | None = None
+) -> tuple[ModelConfig, int]:
+    """(model config, sequence length) of an artifact whose header describes a valid model
+    (``gpt_shape_from_meta``) holding exactly the stored tensors: first their count, then every name and
+    shape against the model built on the meta device (no memory). ArtifactError if not."""
+    model_cfg, seq_len = gpt_shape_from_meta(meta, source, max_len)
     stored = {**{k: tuple(q.q.shape) for k, q in qm.quantized.items()},
               **{k: tuple(t.shape) for k, t in qm.floats.items()}}
     weights = sum(math.prod(s) for s in stored.values())
     if model_cfg.param_count() != weights:
-        raise ArtifactError(f"{path}: the tensors do not match the model its header describes ({weights:,} weights "
-                            f"stored, {model_cfg.param_count():,} in the model)")
-    gpt = GPT(model_cfg, seq_len)
-    expected = {k: tuple(v.shape) for k, v in gpt.state_dict().items()}
+        raise ArtifactError(f"{source}: the tensors do not match the model its header describes ({weights:,} "
+                            f"weights stored, {model_cfg.param_count():,} in the model)")
+    with torch.device("meta"):  # names and shapes only: nothing is allocated
+        expected = {k: tuple(v.shape) for k, v in GPT(model_cfg, seq_len).state_dict().items()}
     if stored != expected:
         wrong = sorted(k for k in set(stored) | set(expected) if stored.get(k) != expected.get(k))
         detail = ", ".join(f"{k}: {list(stored[k]) if k in stored else 'missing'} (expected "
                            f"{list(expected[k]) if k in expected else 'none'})" for k in wrong[:4])
-        raise ArtifactError(f"{path}: the tensors do not match the model its header describes ({len(wrong)} "
+        raise ArtifactError(f"{source}: the tensors do not match the model its header describes ({len(wrong)} "
                             f"differ: {detail})")
-    gpt.load_state_dict(dequantize_state_dict(qm))
-    return gpt.to(device)
+    return model_cfg, seq_len
 
 
 def gpt_shape_from_meta(meta: dict, source: str, max_len: int | None = None) -> tuple[ModelConfig, int]:

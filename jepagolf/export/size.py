@@ -37,10 +37,11 @@ from typing import Any
 import torch
 
 from jepagolf.config import CAP_BYTES, Config
-from jepagolf.export.artifact import artifact_meta_for, int5_patterns
+from jepagolf.export.artifact import artifact_meta_for, check_artifact_model, int5_patterns
 from jepagolf.export.container import (  # the framing sizes are the container's own constants
     _DIGEST_LEN,
     _PREFIX,
+    ArtifactError,
     artifact_compression,
     artifact_payload,
     compress_payload,
@@ -312,7 +313,11 @@ def artifact_size_report(
     """Measured breakdown of an artifact file: each group's tensors compressed on their own."""
     path = Path(path)
     data = read_artifact_file(path)
-    qm, _ = load_artifact_bytes(data, str(path))  # checks the size, the checksum and every bound first
+    qm, meta = load_artifact_bytes(data, str(path))  # checks the size, the checksum and every bound first
+    try:  # an artifact that `eval` would refuse has no size worth reporting
+        check_artifact_model(qm, meta, str(path))
+    except ArtifactError as e:
+        raise ArtifactError(f"{e}; jepagolf eval refuses this artifact") from None
     parts: dict[str, QuantizedModel] = {g: QuantizedModel() for g in GROUPS}
     groups = _new_groups()
     for name, qt in qm.quantized.items():
