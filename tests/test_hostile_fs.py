@@ -495,3 +495,36 @@ def test_check_reports_an_empty_train_split(demo_data, tmp_path, capsys):
     report = check_dataset(d)
     assert not report.ok and any("train split holds 0 token(s)" in p for p in report.problems), report.problems
     assert main(["data", "check", str(d), "--quiet"]) == 1
+
+
+@pytest.mark.parametrize("metrics", [None, b"\x00\xff garbage\n", b'{"kind": "final_pre_quant", "val_bpb": [}\n'])
+def test_export_refuses_when_the_metrics_it_checks_are_unreadable(finished_run, tmp_path, capsys, metrics):
+    """Deleted or garbled metrics.jsonl plus an edited pre-quant figure: refused, not published unchecked."""
+    v2 = "summary_version" in json.loads((finished_run / "summary.json").read_text())
+    bad = edited_copy(finished_run, tmp_path / "bad", **{"prequant_val_bpb" if v2 else "val_bpb": 0.5})
+    if metrics is None:
+        (bad / "metrics.jsonl").unlink()
+    else:
+        (bad / "metrics.jsonl").write_bytes(metrics)
+    fails(["export", str(bad), "--out", str(tmp_path / "rec"), "--device", "cpu"],
+          "holds no readable final_pre_quant record", capsys)
+    assert not (tmp_path / "rec").exists()
+
+
+def test_export_score_tolerance_is_1e_4(finished_run, tmp_path, capsys):
+    """A round-trip score moved by 5e-4 is refused: the tolerance on the same device is 1e-4 (a 10x or 100x
+    looser one would let it through)."""
+    s = json.loads((finished_run / "summary.json").read_text())
+    bad = edited_copy(finished_run, tmp_path / "bad", roundtrip_val_bpb=s["roundtrip_val_bpb"] + 5e-4)
+    fails(["export", str(bad), "--out", str(tmp_path / "rec"), "--device", "cpu"],
+          "but evaluating the artifact gives", capsys)
+
+
+def test_export_refuses_another_tokenizer(finished_run, tmp_path, capsys):
+    from helpers import other_tokenizer
+
+    config = json.loads((finished_run / "config.json").read_text())
+    data = Path(config["data"]["data_path"])
+    tok = other_tokenizer(data / "tokenizer.model", tmp_path / "other.model")
+    fails(["export", str(finished_run), "--out", str(tmp_path / "rec"), "--device", "cpu", "--tokenizer", str(tok)],
+          "is not the tokenizer the run was trained with", capsys)
