@@ -760,7 +760,8 @@ def _add_data_tool_commands(dsub: argparse._SubParsersAction) -> None:
     d = dsub.add_parser("check", help="validate every shard of a dataset folder and print its statistics",
                         description="Check headers, sizes, token ids against the tokenizer, shard numbering, "
                         "BOS and manifest hashes; print tokens per split, bytes per token and the share of "
-                        "byte-fallback tokens. Exit status 1 if anything is wrong.")
+                        "byte-fallback tokens. Exit status 1 if the data has a problem; 2 (one error line) if it "
+                        "cannot be checked at all (not a folder, no or a broken tokenizer).")
     d.add_argument("dir", help="dataset folder holding <prefix>_{train,val}_NNNNNN.bin")
     d.add_argument("--tokenizer", default=None, help="SentencePiece model (default: the dataset's own)")
     d.add_argument("--quiet", action="store_true", help="no per-shard progress lines")

@@ -765,3 +765,27 @@ def test_output_paths_that_are_files_are_refused_before_the_long_work(tmp_path, 
     fails(["ladder", "--smoke", "--out", str(a_file / "x")], "is a file, not a folder", capsys)
     fails(["ablate", "--arm", "a:", "--out", str(a_file)], "is a file, not a folder", capsys)
     assert a_file.read_text() == "mine"
+
+
+def test_a_failed_build_write_names_the_output_folder_not_the_hidden_one(tmp_path, demo_data, capsys):
+    """A write cut short while `data build` fills its hidden build folder (disk full; here the file-size limit,
+    which fails writes the same way) names the file by its place in --out, one line, nothing left behind."""
+    import resource
+    import signal
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "a.txt").write_text("A sentence of some words, repeated for a while. " * 4000)
+    out = tmp_path / "out"
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (32 << 10, hard))
+    try:
+        line = fails(["data", "build", "--input", str(inputs), "--out", str(out), "--tokenizer",
+                      str(demo_data.tokenizer), "--workers", "1", "--val-docs", "1", "--blank-line-docs", "--quiet"],
+                     f"{out}/", capsys)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+    assert "File too large" in line and f"/.{out.name}" not in line, line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]

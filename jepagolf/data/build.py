@@ -57,7 +57,7 @@ from jepagolf.data.corpus import (
     is_val_document,
 )
 from jepagolf.data.documents import DocumentReader, discover_inputs
-from jepagolf.data.errors import InputError
+from jepagolf.data.errors import InputError, named_for_output
 from jepagolf.data.shards import HEADER_BYTES, HEADER_DTYPE, SHARD_MAGIC, SHARD_VERSION, TOKEN_DTYPE, read_header
 from jepagolf.data.tokenizer import BOS_ID, TRAINER_SETTINGS, load_tokenizer, train_sentencepiece
 from jepagolf.outputs import check_output_dir, claim_dir, replace_dir, temp_sibling
@@ -541,6 +541,10 @@ def build_dataset(
         if out_dir.exists() and not any(out_dir.iterdir()):
             out_dir.rmdir()  # an empty target folder is simply replaced
         replace_dir(tmp_dir, out_dir)
+    except OSError as e:  # a failed write (disk full) names the file in --out, not in the hidden build folder
+        if (named := named_for_output(e, tmp_dir, out_dir)) is None:
+            raise
+        raise named from e
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)  # gone already when installed
     seconds = time.perf_counter() - t_start

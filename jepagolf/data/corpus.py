@@ -32,7 +32,7 @@ import torch
 from jepagolf.data import demo_source
 from jepagolf.data.bytes import ByteTablesTorch, build_byte_tables, token_bytes
 from jepagolf.data.demo_source import DEMO_PACKAGE
-from jepagolf.data.errors import DataError
+from jepagolf.data.errors import DataError, named_for_output
 from jepagolf.data.shards import write_shard
 from jepagolf.data.tokenizer import TRAINER_SETTINGS, encode_documents, load_tokenizer, train_sentencepiece
 from jepagolf.jsonfile import read_json_object
@@ -220,6 +220,10 @@ def build_corpus(
         (tmp_dir / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         claim_dir(tmp_dir, command)
         _install_dir(tmp_dir, out_dir, replace=replace)
+    except OSError as e:  # a failed write (disk full) names the file in out_dir, not in the hidden build folder
+        if (named := named_for_output(e, tmp_dir, out_dir)) is None:
+            raise
+        raise named from e
     finally:
         # Gone already when installed; otherwise the build failed and the error propagates.
         shutil.rmtree(tmp_dir, ignore_errors=True)

@@ -57,7 +57,12 @@ class RunData:
 
 def _finite_number(v: Any) -> bool:
     """A plottable value: a finite int or float (a NaN, an infinity, a string or a bool is left out)."""
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:  # an integer beyond any float
+        return False
 
 
 # The trainer writes rows of a few hundred bytes; a longer line, or a longer file, is not its metrics.
