@@ -123,8 +123,9 @@ def _jepagolf_manifest(data_dir: Path, problems: list[str]) -> dict[str, Any] | 
     if manifest.get("format") != "jepagolf-corpus":
         return None
     files = manifest.get("files", {})
+    splits = manifest.get("splits", {})
     if not isinstance(files, dict) or not all(isinstance(e, dict) for e in files.values()) or not isinstance(
-            manifest.get("splits", {}), dict):
+            splits, dict) or not all(isinstance(e, dict) for e in splits.values()):
         problems.append(f"{path}: malformed jepagolf manifest ('files' must map names to entries, 'splits' "
                         "to counts); the shards cannot be checked against it")
         return None
