@@ -66,6 +66,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "export": frozenset({"model", "data", "config"}) | GROUND - {"recipes"},
     "train": frozenset({"export", "jepa", "model", "optim", "data", "config"}) | GROUND,
     "research": frozenset({"train", "export", "jepa", "model", "optim", "data", "config"}) | GROUND,
+    "cli": frozenset({"research", "train", "export", "jepa", "model", "optim", "data", "config"}) | GROUND,
 }
 
 
