@@ -44,6 +44,13 @@ from jepagolf.cli.flags import (
 )
 
 
+def _add_research_tensorboard_arg(p: argparse.ArgumentParser) -> None:
+    """--tensorboard for ablate and ladder: every run's event files under one folder."""
+    p.add_argument("--tensorboard", action="store_true",
+                   help="every run writes TensorBoard event files in its run folder: `tensorboard --logdir OUT` shows "
+                        "them all (needs pip install 'jepagolf[tensorboard]')")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="jepagolf", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -133,9 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field for every arm (repeatable); environment variables are ignored")
     p.add_argument("--out", help="ablation folder (default: runs/ablate-<preset>-<time>); rerun to resume")
-    p.add_argument("--tensorboard", action="store_true",
-                   help="every run writes TensorBoard event files in its run folder: `tensorboard --logdir OUT` shows "
-                        "them all (needs pip install 'jepagolf[tensorboard]')")
+    _add_research_tensorboard_arg(p)
     p.add_argument("--calib-steps", type=positive_int, default=20,
                    help="timed steps per arm for --match wallclock (in 5 rounds, the arms taking turns)")
     p.add_argument("--wallclock-slack", type=nonneg_float, default=0.25,
@@ -166,9 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field in every run (repeatable); environment variables are ignored")
     p.add_argument("--out", help="ladder folder (default: runs/ladder, or runs/ladder-smoke); rerun to resume")
-    p.add_argument("--tensorboard", action="store_true",
-                   help="every run writes TensorBoard event files in its run folder: `tensorboard --logdir OUT` shows "
-                        "them all (needs pip install 'jepagolf[tensorboard]')")
+    _add_research_tensorboard_arg(p)
     p.add_argument("--calib-steps", type=positive_int, default=20,
                    help="timed steps per arm and rung to calibrate (in 5 rounds, the arms taking turns)")
     p.add_argument("--max-epochs", type=positive_float, default=1.0, help="refuse a rung reading more of the corpus")
