@@ -53,7 +53,7 @@ def test_bench_rejects_unknown_variants_and_bad_counts(demo_data, capsys):
     assert main(["bench", "--preset", "smoke", "--variants", "v3,nope"]) == 2
     assert "unknown variants ['nope']" in capsys.readouterr().err
     assert main(["bench", "--preset", "smoke", "--export-repeats", "-1"]) == 2
-    assert "export_repeats >= 0" in capsys.readouterr().err
+    assert "--export-repeats: -1 must be an integer >= 0" in capsys.readouterr().err
 
 
 def test_matmul_probe_counts_two_flops_per_multiply_add():

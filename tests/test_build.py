@@ -223,7 +223,7 @@ def _bad_inputs(tmp: Path) -> list[tuple[list[str], str]]:
         (["--input", str(tmp / "book.txt")], "pass --blank-line-docs"),
         (["--input", str(good), "--val-docs", "40"], "every document went to validation"),
         (["--input", str(good), "--vocab-size", "5000"], "Vocabulary size too high (5000)"),
-        (["--input", str(good), "--vocab-size", "100"], "byte fallback needs >= 260"),
+        (["--input", str(good), "--vocab-size", "100"], "--vocab-size: 100 must be in 260..65536 (byte fallback"),
         (["--input", str(good), "--tokenizer", str(tmp / "bad.model")], "not a valid SentencePiece model"),
         (["--input", str(good), "--val-fraction", "1.5"], "val_fraction must be in (0, 1)"),
         (["--input", str(good), "--prefix", "a_b"], "prefix 'a_b' must be"),
