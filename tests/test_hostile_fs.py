@@ -174,6 +174,18 @@ def test_ablate_writes_only_into_its_own_folder(tmp_path, capsys):
     assert (mine / "notes.txt").is_file()
 
 
+def test_ablate_does_not_take_a_hand_written_ablation_json_for_its_own(tmp_path, capsys):
+    """Ownership is the marker, not an ablation.json anyone can write: a user's runs.csv stays as it was."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "ablation.json").write_text("{}\n")
+    (mine / "runs.csv").write_text("my,own,table\n")
+    fails(["ablate", "--preset", "smoke", "--arm", "a:", "--seeds", "1", "--out", str(mine)],
+          "is not an ablation folder created by jepagolf ablate", capsys)
+    assert (mine / "runs.csv").read_text() == "my,own,table\n" and sorted(p.name for p in mine.iterdir()) == [
+        "ablation.json", "runs.csv"]
+
+
 def test_ablate_does_not_delete_a_run_that_is_training(tmp_path):
     from jepagolf.research.ablate import AblationError, parse_arm, plan_ablation, run_ablation
 

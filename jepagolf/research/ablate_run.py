@@ -14,7 +14,7 @@ from typing import Any
 
 from jepagolf.config import Config
 from jepagolf.jsonfile import read_json_object
-from jepagolf.outputs import claim_dir, is_locked, unfinished_run_removable
+from jepagolf.outputs import MARKER, claim_dir, is_locked, owns, unfinished_run_removable
 from jepagolf.research.ablate_plan import AblationError, AblationPlan
 from jepagolf.research.progress import Progress
 from jepagolf.summary import read_scores, score_kind
@@ -27,13 +27,15 @@ CSV_COLUMNS = ("arm", "seed", "val_bpb", "prequant_val_bpb", "val_loss", "steps"
 TrainFn = Callable[[Config, Any, Path], dict[str, Any]]
 
 def refuse_foreign_folder(out: Path) -> None:
-    """An ablation resumes, and deletes unfinished runs, only in its own folder (one holding its
-    ablation.json); any other non-empty --out is refused."""
+    """An ablation resumes, and deletes unfinished runs, only in its own folder: one carrying the marker it
+    wrote there (outputs.owns), not merely an ablation.json, which anyone can write. Any other non-empty
+    --out is refused before anything is calibrated or trained."""
     if out.exists() and not out.is_dir():
         raise AblationError(f"--out {out} is a file; give a folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / "ablation.json").is_file():
-        raise AblationError(f"--out {out} is not empty and is not an ablation folder (no ablation.json); ablate "
-                            "writes only into a new folder or resumes its own: choose another --out")
+    if out.is_dir() and any(p.name != MARKER for p in out.iterdir()) and not owns(out, ABLATE_COMMAND):
+        raise AblationError(f"--out {out} is not empty and is not an ablation folder created by jepagolf ablate (no "
+                            f"valid marker {MARKER}; an ablation.json alone does not count); ablate writes only into a "
+                            "new folder or resumes its own: choose another --out")
 
 
 def run_dir_for(out: Path, arm: str, seed: int) -> Path:
@@ -86,6 +88,8 @@ def run_ablation(
         from jepagolf.train.run import train as train_fn
     if rt.is_main:
         out.mkdir(parents=True, exist_ok=True)
+        if not owns(out, ABLATE_COMMAND):
+            claim_dir(out, ABLATE_COMMAND, complete=False)  # new or empty (refuse_foreign_folder), or a ladder rung
         atomic_write_text(out / "ablation.json", json.dumps(plan.to_dict(), indent=2, sort_keys=True) + "\n")
     rows: list[dict[str, Any]] = []
     check_unfinished_runs(plan, out)  # before anything trains
