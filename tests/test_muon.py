@@ -234,6 +234,7 @@ def _dist_worker(rank: int, world_size: int, init_file: str, out_dir: str) -> No
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
     try:
         torch.save(_run_muon(rank, world_size), os.path.join(out_dir, f"rank{rank}.pt"))
+        dist.barrier()  # both ranks done before either tears gloo down (a teardown race aborted a rank once)
     finally:
         dist.destroy_process_group()
 
