@@ -17,11 +17,7 @@ if TYPE_CHECKING:
     from jepagolf.train.preempt import Preempted
 
 # The names that tests and scripts import from jepagolf.cli.
-from jepagolf.cli.commands import (  # noqa: F401
-    SCORE_TOLERANCE_OTHER_DEVICE,
-    SCORE_TOLERANCE_SAME_DEVICE,
-    _research_common,
-)
+from jepagolf.cli.commands import _research_common  # noqa: F401
 from jepagolf.cli.flags import overrides_from_args  # noqa: F401
 from jepagolf.cli.parser import build_parser
 

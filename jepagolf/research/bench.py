@@ -227,6 +227,15 @@ def _machine(rt: Runtime) -> dict[str, Any]:
     }
 
 
+def machine_busy(loadavg_start: list[float] | None, loadavg_end: list[float] | None, cpu_count: int | None,
+                 own_threads: int) -> bool:
+    """The 1-minute load average above the core count before the bench started, or at its end once the
+    bench's own ``own_threads`` are taken off (they count in the load while it runs)."""
+    others = [x for x in (loadavg_start[0] if loadavg_start else None,
+                          loadavg_end[0] - own_threads if loadavg_end else None) if x is not None]
+    return bool(others) and max(others) > (cpu_count or 1)
+
+
 def bench_warnings(variants: dict[str, dict[str, Any]], loadavg_start: list[float] | None,
                    loadavg_end: list[float] | None, cpu_count: int | None, own_threads: int) -> tuple[list[str], bool]:
     """(warnings, busy) for a bench result: whether the machine was busy and which ratios are suspect.
@@ -237,13 +246,8 @@ def bench_warnings(variants: dict[str, dict[str, Any]], loadavg_start: list[floa
     per-repeat ratios (``ratio_max - ratio_min``) and more than RATIO_TOLERANCE of the FLOP ratio.
     """
     warnings: list[str] = []
-    others = []
-    if loadavg_start:
-        others.append(loadavg_start[0])
-    if loadavg_end:
-        others.append(loadavg_end[0] - own_threads)
     cores = cpu_count or 1
-    busy = bool(others) and max(others) > cores
+    busy = machine_busy(loadavg_start, loadavg_end, cpu_count, own_threads)
     if busy:
         warnings.append(f"machine busy: load average {loadavg_start} -> {loadavg_end} on {cores} cores (the bench's "
                         f"own {own_threads} threads taken off at the end); other processes took cores from the timed "

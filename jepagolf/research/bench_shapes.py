@@ -33,6 +33,7 @@ from jepagolf.research.bench import (
     _timed,
     build_variant_config,
     gemm_shapes,
+    machine_busy,
     mfu_ceiling,
     model_dtype,
     variant_overrides,
@@ -230,10 +231,7 @@ def run_ladder_shapes(
         del rows, steps
     tmp.cleanup()
     machine = {**_machine(rt), "loadavg_start": loadavg_start, "loadavg_end": _loadavg()}
-    others = [x for x in (loadavg_start[0] if loadavg_start else None,
-                          machine["loadavg_end"][0] - machine["torch_threads"] if machine["loadavg_end"] else None)
-              if x is not None]
-    busy = bool(others) and max(others) > (machine["cpu_count"] or 1)
+    busy = machine_busy(loadavg_start, machine["loadavg_end"], machine["cpu_count"], machine["torch_threads"])
     return {"preset": preset, "overrides": user, "variants": names, "repeats": repeats,
             "steps_per_repeat": steps_per_repeat, "ladder_shapes": shapes, "machine": machine, "busy": busy,
             "versions": versions(), "source_hash": source_hash(), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
