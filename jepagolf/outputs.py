@@ -6,6 +6,8 @@ long work starts:
 
 - an ``--out`` that is, lies inside or holds one of the command's inputs is refused, whether or not it
   exists yet;
+- an ``--out`` that could not be written (a read-only filesystem, no permission on it or on the
+  folder that would hold it) is refused at once, not after the work;
 - a missing or empty ``--out`` is simply written;
 - a non-empty ``--out`` is replaced only when it is the command's own earlier output, proven by the
   marker the command wrote there (:func:`owns`), or when ``--overwrite`` is given; commands whose
@@ -189,6 +191,25 @@ def _run_folder_inside(folder: Path) -> Path | None:
     return None
 
 
+def _writable(path: Path) -> bool:
+    """Whether this process may create and delete entries in the folder ``path``. ``os.access`` asks
+    the kernel, so a read-only filesystem is caught for root too (the permission bits alone are not)."""
+    return os.access(path, os.W_OK | os.X_OK)
+
+
+def require_writable(out: Path, what: str = "output folder") -> None:
+    """Refuse, before any long work, an output that could not be written when the work is done: ``out``
+    itself where it is an existing folder (commands that add to it, or clear it to replace it) and the
+    nearest existing folder above it (where a new folder, or the hidden sibling that replaces it, is made)."""
+    out = Path(out)
+    checks = [out] if out.is_dir() else []
+    checks += [next(p for p in out.absolute().parents if p.exists())]
+    for folder in checks:
+        if not _writable(folder):
+            raise OutputError(f"{what} {out} cannot be written: {folder} is read-only or not writable by this user; "
+                              "choose another place")
+
+
 def check_output_dir(
     out: Path,
     *,
@@ -210,6 +231,7 @@ def check_output_dir(
                               "above what it reads): choose another output folder")
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out} exists and is not a folder; choose a folder for the output")
+    require_writable(out)
     if not out.exists() or _is_empty_dir(out):
         return False
     why = _protected(resolved)
@@ -265,6 +287,7 @@ def check_output_file(out: Path, *, command: str, is_own: Callable[[Path], bool]
         raise OutputError(f"{out} is a folder; {command} writes a file there: give a file name")
     if out.exists() and not is_own(out):
         raise OutputError(f"{out} exists and was not written by {command}; choose another file name")
+    require_writable(out, "output file")
 
 
 # ----------------------------------------------------------------------------- run folder lock

@@ -222,6 +222,37 @@ def test_data_research_out_follows_the_output_rule(tmp_path, capsys, monkeypatch
     assert snapshot(cache) == {"notes.txt": b"precious", "sub/data.csv": b"1,2,3"}
 
 
+def test_a_read_only_out_is_refused_before_any_work(tmp_path, capsys, monkeypatch, demo_data):
+    """Every command that writes an --out checks it can write there before its long work (issue 22: a
+    read-only --out used to fail only after the whole corpus was built). Tests run as root, whom the
+    permission bits do not stop, so the kernel's answer for the "read-only" folder is simulated."""
+    from jepagolf import outputs
+    from jepagolf.data import research
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    real = outputs._writable
+    monkeypatch.setattr(outputs, "_writable", lambda p: not Path(p).absolute().is_relative_to(ro) and real(p))
+    monkeypatch.setattr(research, "ensure_package", lambda *a: pytest.fail("must not download"))
+    monkeypatch.setattr(build_mod, "DocumentReader", lambda *a, **k: pytest.fail("must not read the corpus"))
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "0.txt").write_text(synthetic_docs(1, seed=1)[0])
+    run = fake_run(tmp_path / "run")
+    for where in (ro / "new" / "deeper", ro):  # a folder to be made inside it, and the folder itself
+        for args in (["data", "research", "--packages", str(tmp_path / "pkgs")],
+                     ["data", "demo"],
+                     ["data", "build", "--input", str(corpus), "--quiet"],
+                     ["export", str(run)],
+                     ["ablate", "--preset", "smoke", "--arm", "a:", "--seeds", "1"],
+                     ["ladder", "--smoke", "--plan-only"],
+                     ["train", "--preset", "smoke", "--data", str(demo_data)]):
+            fails([*args, "--out", str(where)], "cannot be written", capsys)
+        for args in (["bench", "--preset", "smoke"], ["bench", "--ladder-shapes", "--shapes", "r1"]):
+            fails([*args, "--out", str(where / "bench.json")], "cannot be written", capsys)
+    assert list(ro.iterdir()) == [] and not list(tmp_path.glob("pkgs"))
+
+
 def test_ladder_out_must_be_new_or_its_own(tmp_path, capsys):
     mine = tmp_path / "mine"
     mine.mkdir()

@@ -36,3 +36,15 @@ def test_progress_skips_finished_runs_and_counts_only_training_time():
     assert p.left_s() == pytest.approx(80.0)  # (20 + 20) x 2
     now[0] = 25.0  # five seconds of reporting between runs: not training time
     assert p.line(2) == "[3/4] 25 s in, ~80 s left"
+
+
+def test_relative_estimates_give_no_time_before_a_run_has_trained():
+    """An ablation at equal steps estimates its runs in training FLOPs: before the first run trains there is
+    no time to state (the first line once read '~48379548838 h 35 min left')."""
+    now = [0.0]
+    p = Progress([4e12, 8e12, 4e12], clock=lambda: now[0], seconds=False)
+    assert p.line(0) == "[1/3] 0 s in, time left known after the first run"
+    p.begin(0)
+    now[0] = 60.0
+    p.end(0)
+    assert p.line(1) == "[2/3] 60 s in, ~3.0 min left"  # 8e12 + 4e12 at 60 s per 4e12

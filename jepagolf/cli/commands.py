@@ -50,6 +50,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg, out = config_from_args(args), Path(args.out) if args.out else None
         if out is not None:
             refuse_used_run_folder(out)
+            _folder_for_output(out, "--out")  # a read-only place fails now, not after the data and model load
     if cfg.train.tensorboard:
         from jepagolf.train.logger import require_tensorboard
 
@@ -77,12 +78,16 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _folder_for_output(path: Path, flag: str) -> None:
-    """Refuse, before any long work, a folder argument that is a file (or lies under one)."""
+    """Refuse, before any long work, a folder argument that is a file (or lies under one) or that could
+    not be written (a read-only place)."""
+    from jepagolf.outputs import require_writable
+
     for p in (path, *path.parents):
         if p.exists():
             if not p.is_dir():
                 raise ConfigError(f"{flag} {path}: {p} is a file, not a folder; choose a folder")
-            return
+            break
+    require_writable(path, flag)
 
 
 def _resume_config(args: argparse.Namespace):

@@ -83,7 +83,7 @@ def run_ablation(
     Each run's line says how far the whole job is and the time left (``progress``: runs ``first``.. of a
     longer job, such as a ladder; default this ablation alone, estimated by ``run_estimates``).
     """
-    progress = progress or Progress(run_estimates(plan))
+    progress = progress or Progress(run_estimates(plan), seconds=_estimates_in_seconds(plan))
     if train_fn is None:
         from jepagolf.train.run import train as train_fn
     if rt.is_main:
@@ -165,6 +165,10 @@ def run_estimates(plan: AblationPlan) -> list[float]:
     per_arm = [float(budget) if budget else plan.flops_per_step[a.name] * plan.config(a, plan.seeds[0]).train.iterations
                for a in plan.arms]
     return per_arm * len(plan.seeds)
+
+
+def _estimates_in_seconds(plan: AblationPlan) -> bool:
+    return plan.match == "wallclock" and bool((plan.calibration or {}).get("budget_seconds"))
 
 
 def _cut_short(plan: AblationPlan, summary: Mapping[str, Any], cfg: Config) -> bool:

@@ -206,8 +206,7 @@ def main_ladder(
     first_run = 0
     for i, rp in enumerate(plans, start=1):
         log(f"== rung {rp.rung.name} ({i}/{len(plans)}): {len(rp.plan.arms) * len(rp.plan.seeds)} runs; ladder "
-            f"{format_duration(time.monotonic() - progress.start)} in, ~{format_duration(progress.left_s())} left "
-            "(estimate)")
+            f"{format_duration(time.monotonic() - progress.start)} in, {progress.left_text()} (estimate)")
         rung_rows = run_ablation(rp.plan, rp.out, rt, train_fn=train_fn,
                                  log=lambda m, n=rp.rung.name: log(f"rung {n} {m}"), progress=progress,
                                  first=first_run)

@@ -29,12 +29,15 @@ def format_duration(seconds: float) -> str:
 
 
 class Progress:
-    """Runs 0..N-1 with an estimated wall time each (calibrated; all 1.0 when unknown: then the estimate
-    is the mean time of the runs trained so far). A run found finished earlier is ``skip``ped: it leaves
-    the estimate without counting as time spent."""
+    """Runs 0..N-1 with an estimated cost each: calibrated wall seconds, or (``seconds=False``) relative
+    units such as training FLOPs, which only the runs trained so far turn into time (all 1.0 when unknown:
+    then the estimate is the mean time of the runs trained so far). A run found finished earlier is
+    ``skip``ped: it leaves the estimate without counting as time spent."""
 
-    def __init__(self, estimates: Sequence[float], clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, estimates: Sequence[float], clock: Callable[[], float] = time.monotonic, *,
+                 seconds: bool = True) -> None:
         self.estimates = [float(e) for e in estimates]
+        self.seconds = seconds
         self.clock = clock
         self.start = clock()
         self.trained: list[int] = []
@@ -58,8 +61,11 @@ class Progress:
             self._run_start = None
         self.trained.append(i)
 
-    def left_s(self, current: int | None = None) -> float:
-        """Estimated seconds left, the run ``current`` (about to start) included."""
+    def left_s(self, current: int | None = None) -> float | None:
+        """Estimated seconds left, the run ``current`` (about to start) included; None while the estimates
+        are relative units and no run has trained to give them a time."""
+        if not self.seconds and not self.trained:
+            return None
         done = set(self.trained) | self.skipped
         left = [e for k, e in enumerate(self.estimates) if k not in done]
         return eta_seconds(self.spent_s, [self.estimates[k] for k in self.trained], left)
@@ -67,4 +73,8 @@ class Progress:
     def line(self, i: int) -> str:
         """'[k/N] 3.2 min in, ~12.5 min left' for run i (0-based) about to start."""
         elapsed = self.clock() - self.start
-        return f"[{i + 1}/{self.total}] {format_duration(elapsed)} in, ~{format_duration(self.left_s(i))} left"
+        return f"[{i + 1}/{self.total}] {format_duration(elapsed)} in, {self.left_text(i)}"
+
+    def left_text(self, current: int | None = None) -> str:
+        left = self.left_s(current)
+        return "time left known after the first run" if left is None else f"~{format_duration(left)} left"
