@@ -136,6 +136,27 @@ def test_eval_command_at_longer_lengths_and_by_sliding_windows(smoke_run, small_
     assert slide["comparable_to_sliding_leaderboard"] is True and "note" not in slide
 
 
+def test_eval_val_slice_scores_exactly_those_tokens(smoke_run, small_val, capsys):
+    """Two adjacent slices of 64 windows each score, together, what the slice covering both does (the
+    smoke model's windows are 64 tokens: slice A's last token is slice B's first input)."""
+    out, _ = smoke_run
+    base = ["eval", str(out / ARTIFACT_NAME), "--data", str(small_val), "--device", "cpu", "--batch-tokens", "4096"]
+    n = 64 * 64
+    res = {}
+    for name, sl in (("a", f"0:{n + 1}"), ("b", f"{n}:{2 * n + 1}"), ("ab", f"0:{2 * n + 1}")):
+        assert main([*base, "--val-slice", sl]) == 0
+        res[name] = json.loads(capsys.readouterr().out)
+    assert (res["a"]["tokens"], res["b"]["tokens"], res["ab"]["tokens"]) == (n, n, 2 * n)
+    assert res["a"]["val_slice"] == [0, n + 1] and res["a"]["val_loss"] != res["b"]["val_loss"]
+    assert res["ab"]["val_loss"] == pytest.approx((res["a"]["val_loss"] + res["b"]["val_loss"]) / 2, rel=1e-6)
+    assert res["ab"]["bytes"] == res["a"]["bytes"] + res["b"]["bytes"]
+    for bad, message in (("5:5", "with 0 <= START < END"), ("x:9", "is not START:END"), ("0:8194", "has 8,193 tokens"),
+                         ("100:120", "at least one window")):
+        assert main([*base, "--val-slice", bad]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+
+
 @pytest.mark.parametrize(("args", "env", "message"), [
     (["--stride", "65"], {}, "eval_stride=65 is longer than the evaluation window eval_seq_len=64"),
     (["--seq-len", "32", "--stride", "33"], {}, "eval_stride=33 is longer than the evaluation window eval_seq_len=32"),

@@ -124,6 +124,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     paths = resolve_dataset(args.data, args.tokenizer)
     tokenizer_check = _check_eval_tokenizer(Path(args.artifact), paths.tokenizer)
     val = load_val_data(cfg, paths, rt.device)
+    if args.val_slice is not None:
+        start, end = args.val_slice
+        if end > len(val.tokens) or end - start < cfg.train.scoring_seq_len + 1:
+            raise ConfigError(f"--val-slice {start}:{end}: the validation split of {paths.data_dir} has "
+                              f"{len(val.tokens):,} tokens, and a slice needs at least one window "
+                              f"({cfg.train.scoring_seq_len + 1} tokens) inside it")
+        val.tokens = val.tokens[start:end]
     kind = score_kind(cfg)
     res = evaluate(gpt, val.tokens, val.byte_tables, kind.seq_len, args.batch_tokens, rt.device,
                    stride=cfg.train.eval_stride, autocast_dtype=rt.autocast_dtype)
@@ -134,7 +141,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
            "seq_len": kind.seq_len, "stride": kind.stride, "windows": kind.describe(),
            "comparable_to_sliding_leaderboard": kind.comparable_to_sliding_leaderboard,
            **({"note": kind.note()} if kind.note() else {}), "unigram_val_bpb": val.unigram_bpb,
-           "tokenizer_check": tokenizer_check}
+           "tokenizer_check": tokenizer_check,
+           **({"val_slice": list(args.val_slice)} if args.val_slice is not None else {})}
     print(json.dumps(out, indent=2))
     return 0
 

@@ -66,6 +66,19 @@ def positive_float(text: str) -> float:
     return value
 
 
+def val_slice_flag(text: str) -> tuple[int, int]:
+    """START:END, 0 <= START < END: the validation tokens START..END-1 (END is checked against the split
+    once it is read)."""
+    start, sep, end = text.partition(":")
+    try:
+        lo, hi = int(start, 10), int(end, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not START:END (two integers)") from None
+    if not sep or not 0 <= lo < hi <= MAX_FLAG_INT:
+        raise argparse.ArgumentTypeError(f"{text} must be START:END with 0 <= START < END")
+    return lo, hi
+
+
 def device_spec(text: str) -> str:
     """auto, cpu, cuda or cuda:N, with CUDA (and device N) present when asked for."""
     if text in ("auto", "cpu"):

@@ -39,6 +39,7 @@ from jepagolf.cli.flags import (
     positive_float,
     positive_int,
     threads_flag,
+    val_slice_flag,
     vocab_size_flag,
     workers_flag,
 )
@@ -81,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-tokens", type=_int_in(1, 1 << 27, "in 1..134,217,728"), default=65_536,
                    help="tokens per forward (windows x seq len)")
     p.add_argument("--device", type=device_spec, default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    p.add_argument("--val-slice", type=val_slice_flag, default=None, metavar="START:END",
+                   help="score only the validation tokens START..END-1 (e.g. a slice disjoint from the one a "
+                        "ladder scored, to measure the validation sample's noise; default: the whole split)")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("bench", help="step cost of plain CE, JEPA v3 and its efficiency options; MFU; eval, export")
