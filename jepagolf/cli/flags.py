@@ -74,8 +74,10 @@ def val_slice_flag(text: str) -> tuple[int, int]:
         lo, hi = int(start, 10), int(end, 10)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not START:END (two integers)") from None
-    if not sep or not 0 <= lo < hi <= MAX_FLAG_INT:
+    if not sep or not 0 <= lo < hi:
         raise argparse.ArgumentTypeError(f"{text} must be START:END with 0 <= START < END")
+    if hi > MAX_FLAG_INT:
+        raise argparse.ArgumentTypeError(f"{text}: END must be at most {MAX_FLAG_INT:,}")
     return lo, hi
 
 
