@@ -19,9 +19,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from jepagolf.jsonfile import atomic_write_text, read_json_object
+from jepagolf.jsonfile import read_json_object
 from jepagolf.research.noise import MDE_TARGET, DesignDeltas, decompose
 from jepagolf.research.stats import paired_mde, paired_t_test
+from jepagolf.train.logger import atomic_write_text
 
 DESIGNS = {"init": "init", "masks": "masks", "data": "data", "all-int5": "all"}
 RUNG = "n1"
