@@ -164,7 +164,8 @@ def test_vary_designs_move_one_factor_and_pair_the_arms():
     plans = {v: plan_ablation("smoke", arms, seeds, "steps", common, vary=v) for v in VARY_MODES}
     stride = 10 * step_tokens(plans["data"].config(arms[0], 5))
     want = {"all": [(5, 5, 0), (6, 6, 0), (7, 7, 0)], "init": [(5, 5, 0), (6, 5, 0), (7, 5, 0)],
-            "masks": [(5, 5, 0), (5, 6, 0), (5, 7, 0)], "data": [(5, 5, 0), (5, 5, stride), (5, 5, 2 * stride)]}
+            "masks": [(5, 5, 0), (5, 6, 0), (5, 7, 0)], "data": [(5, 5, 0), (5, 5, stride), (5, 5, 2 * stride)],
+            "all+data": [(5, 5, 0), (6, 6, stride), (7, 7, 2 * stride)]}
     for v, plan in plans.items():
         for arm in arms:  # every arm of a seed gets the same factors: the pairing holds in every design
             assert [_factors(plan, arm, s) for s in seeds] == want[v], v
@@ -186,6 +187,7 @@ def test_vary_designs_move_one_factor_and_pair_the_arms():
     ("init", {}, {"mask_seed": "3"}, "--seeds"),
     ("all", {}, {"data_offset": "64"}, "data_offset"),
     ("data", {"data_offset": "64"}, {}, "data_offset"),
+    ("all+data", {"data_offset": "64"}, {}, "data_offset"),
 ])
 def test_vary_refuses_what_would_break_the_design(vary, common, arm_over, match):
     arms = [Arm("ce", {"jepa": "false"}), Arm("v3", arm_over)]

@@ -149,10 +149,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="timed steps per arm for --match wallclock (in 5 rounds, the arms taking turns)")
     p.add_argument("--wallclock-slack", type=nonneg_float, default=0.25,
                    help="--match wallclock: the time cap is budget x (1 + slack), a guard only")
-    p.add_argument("--vary", choices=["all", "init", "masks", "data"], default="all",
+    p.add_argument("--vary", choices=["all", "init", "masks", "data", "all+data"], default="all",
                    help="what the seeds vary (default all: init and masks, as the seed always did; init or masks: "
                         "that factor alone; data: the training tokens alone, each seed reading the stream from "
-                        "its own offset): a factor's paired sd, measured apart")
+                        "its own offset): a factor's paired sd, measured apart; all+data: init, masks and tokens "
+                        "together")
     _add_threads_arg(p)
     p.set_defaults(func=cmd_ablate)
 
@@ -182,10 +183,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wallclock-slack", type=nonneg_float, default=1.0,
                    help="each run's time cap is its budget x (1 + slack): a guard against a stalled machine, not "
                         "the budget (the calibrated step count is); a run it stops is flagged")
-    p.add_argument("--vary", choices=["all", "init", "masks", "data"], default="all",
+    p.add_argument("--vary", choices=["all", "init", "masks", "data", "all+data"], default="all",
                    help="what the seeds vary (default all: init and masks, as the seed always did; init or masks: "
                         "that factor alone; data: the training tokens alone, each seed reading the stream from "
-                        "its own offset): a factor's paired sd, measured apart")
+                        "its own offset): a factor's paired sd, measured apart; all+data: init, masks and tokens "
+                        "together")
     p.add_argument("--val-tokens", type=nonneg_int, default=262_144,
                    help="score every run on the first N validation tokens (a linked copy in OUT/data; 0: all)")
     p.add_argument("--add-points", action="append", default=[], metavar="RUNS_CSV",

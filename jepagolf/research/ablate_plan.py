@@ -31,8 +31,10 @@ CALIB_ROUNDS = 5  # the timed steps are split into this many interleaved rounds 
 # What the seeds of an ablation vary (--vary): all = everything the seed drives (model init, JEPA span masks and
 # SIGReg directions), as always; init / masks = that factor alone, the other pinned to the first seed's; data =
 # the training tokens alone (each seed's stream starts one run's tokens after the previous seed's), init and
-# masks pinned. The training tokens are the same for every seed except under data.
-VARY_MODES = ("all", "init", "masks", "data")
+# masks pinned; all+data = everything at once (init, masks and the training tokens: the result then holds over
+# data orders, not for one). The training tokens are the same for every seed except under data and all+data.
+VARY_MODES = ("all", "init", "masks", "data", "all+data")
+MOVES_DATA = ("data", "all+data")
 VARY_NOTES = {
     "all": "init and masks (seed); the same training tokens for every seed",
     "init": "the initial weights only (init_seed); masks pinned to the first seed's, the same training tokens",
@@ -40,6 +42,8 @@ VARY_NOTES = {
              "same training tokens",
     "data": "the training tokens only (data_offset: seed k starts k runs' tokens into the stream); init and "
             "masks pinned to the first seed's",
+    "all+data": "init, masks and the training tokens together (seed; data_offset: seed k starts k runs' tokens "
+                "into the stream)",
 }
 FACTOR_KEYS = ("init_seed", "mask_seed", "data_offset")
 _ARM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
@@ -126,7 +130,10 @@ class AblationPlan:
         if self.vary == "masks":
             return {"seed": seed, "init_seed": base}
         k = self.seeds.index(seed)  # the first seed's stride is never asked for: data_stride builds its configs
-        return {"seed": seed, "init_seed": base, "mask_seed": base, "data_offset": k * self.data_stride() if k else 0}
+        offset = {"data_offset": k * self.data_stride() if k else 0}
+        if self.vary == "all+data":
+            return {"seed": seed, **offset}
+        return {"seed": seed, "init_seed": base, "mask_seed": base, **offset}
 
     def data_stride(self) -> int:
         """Training tokens between two seeds' starts under ``vary=data``: the most any arm's run reads, so
@@ -209,7 +216,7 @@ def plan_ablation(
         raise AblationError("set seeds with --seeds (and what they vary with --vary), not as an override: every "
                             "arm runs every seed")
     if any("data_offset" in _canonical(a.overrides) for a in arms) or \
-            (vary == "data" and "data_offset" in _canonical(common or {})):
+            (vary in MOVES_DATA and "data_offset" in _canonical(common or {})):
         raise AblationError("data_offset is the same for every arm of a seed (the pairing), and --vary data sets it: "
                             "not an arm's override")
     plan = AblationPlan(preset, list(arms), list(seeds), match, dict(common or {}), {a.name: {} for a in arms},

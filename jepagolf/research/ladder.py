@@ -42,7 +42,7 @@ from typing import Any
 from jepagolf.config import build_config
 from jepagolf.outputs import MARKER, claim_dir, owns
 from jepagolf.research.ablate import ignored_environment
-from jepagolf.research.ablate_plan import VARY_MODES, VARY_NOTES, Arm, parse_arm, parse_seeds, plan_ablation
+from jepagolf.research.ablate_plan import MOVES_DATA, VARY_MODES, VARY_NOTES, Arm, parse_arm, parse_seeds, plan_ablation
 from jepagolf.research.ablate_report import finalize
 from jepagolf.research.ablate_run import run_ablation, write_runs_csv
 from jepagolf.research.ladder_fit import (
@@ -186,11 +186,11 @@ def main_ladder(
     notes = [comparison_line([match]).replace("**", ""), f"seeds vary: {vary} ({VARY_NOTES[vary]})",
              *plan_notes(plans), *check_epochs(plans, train_tokens,
                                                                                            max_epochs)]
-    if vary == "data":  # the seeds read disjoint windows of the stream while the corpus holds them all
+    if vary in MOVES_DATA:  # the seeds read disjoint windows of the stream while the corpus holds them all
         for rp in plans:
             spread = len(rp.plan.seeds) * rp.plan.data_stride()
             overlap = "; the windows overlap" if spread > train_tokens else ""
-            notes.append(f"{rp.rung.name}: --vary data spreads its seeds over {spread:,} tokens "
+            notes.append(f"{rp.rung.name}: --vary {vary} spreads its seeds over {spread:,} tokens "
                          f"({spread / train_tokens:.3f} epochs{overlap})")
     table, total_s = plan_table(plans, train_tokens, val_tokens)
     text = table + "\n\n" + "\n".join(f"- {n}" for n in notes)
