@@ -39,6 +39,15 @@ def evaluate(artifact: Path, data: Path, start: int, end: int) -> float:
     return float(json.loads(res.stdout)["val_loss"])
 
 
+def scored(cache: dict[str, float], cache_path: Path, artifact: Path, data: Path, start: int, end: int) -> float:
+    """The artifact's val_loss on tokens start..end-1, from the cache or evaluated and cached at once."""
+    key = f"{artifact.resolve()}@{start}:{end}"
+    if key not in cache:
+        cache[key] = evaluate(artifact, data, start, end)
+        atomic_write_text(cache_path, json.dumps(cache, indent=1, sort_keys=True) + "\n")
+    return cache[key]
+
+
 def design_rows(folder: Path) -> list[dict[str, str]] | None:
     path = folder / "rungs" / RUNG / "runs.csv"
     if not path.is_file():
@@ -72,16 +81,10 @@ def main() -> int:
                 run = Path(by[(arm, seed)]["run_dir"])
                 summary = read_json_object(run / "summary.json")
                 artifact = run / str(summary["artifact"])
-                key = f"{artifact.resolve()}@{SLICE_TOKENS}:{2 * SLICE_TOKENS}"
-                if key not in cache:
-                    cache[key] = evaluate(artifact, args.data, SLICE_TOKENS, 2 * SLICE_TOKENS)
-                    atomic_write_text(cache_path, json.dumps(cache, indent=1, sort_keys=True) + "\n")
-                key_a = f"{artifact.resolve()}@0:{SLICE_TOKENS}"
-                if key_a not in cache:  # a check: slice A rescored must give the ladder's own score
-                    cache[key_a] = evaluate(artifact, args.data, 0, SLICE_TOKENS)
-                    atomic_write_text(cache_path, json.dumps(cache, indent=1, sort_keys=True) + "\n")
                 scores[arm] = {"pre": float(summary["prequant_val_loss"]), "rt": float(summary["roundtrip_val_loss"]),
-                               "rt_b": cache[key], "rt_a_again": cache[key_a]}
+                               "rt_b": scored(cache, cache_path, artifact, args.data, SLICE_TOKENS, 2 * SLICE_TOKENS),
+                               # a check: slice A rescored must give the ladder's own score
+                               "rt_a_again": scored(cache, cache_path, artifact, args.data, 0, SLICE_TOKENS)}
             per_seed.append((seed, scores))
         designs[design] = DesignDeltas(pre=[s[ARM]["pre"] - s[CONTROL]["pre"] for _, s in per_seed],
                                        rt=[s[ARM]["rt"] - s[CONTROL]["rt"] for _, s in per_seed],
