@@ -150,6 +150,8 @@ def test_eval_val_slice_scores_exactly_those_tokens(smoke_run, small_val, capsys
     assert res["a"]["val_slice"] == [0, n + 1] and res["a"]["val_loss"] != res["b"]["val_loss"]
     assert res["ab"]["val_loss"] == pytest.approx((res["a"]["val_loss"] + res["b"]["val_loss"]) / 2, rel=1e-6)
     assert res["ab"]["bytes"] == res["a"]["bytes"] + res["b"]["bytes"]
+    # the unigram reference is scored on the same tokens as the model
+    assert res["a"]["unigram_val_bpb"] != res["b"]["unigram_val_bpb"]
     for bad, message in (("5:5", "with 0 <= START < END"), ("x:9", "is not START:END"), ("0:8194", "has 8,193 tokens"),
                          ("100:120", "at least one window")):
         assert main([*base, "--val-slice", bad]) == 2

@@ -123,14 +123,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
                               "eval_seq_len": seq_len, "eval_stride": stride, "jepa": "false"}, environ={})
     paths = resolve_dataset(args.data, args.tokenizer)
     tokenizer_check = _check_eval_tokenizer(Path(args.artifact), paths.tokenizer)
-    val = load_val_data(cfg, paths, rt.device)
-    if args.val_slice is not None:
+    if args.val_slice is not None:  # from the shard headers, before the split is read
+        from jepagolf.research.ladder_plan import val_tokens_available
+
         start, end = args.val_slice
-        if end > len(val.tokens) or end - start < cfg.train.scoring_seq_len + 1:
+        available = val_tokens_available(paths.data_dir)
+        if end > available or end - start < cfg.train.scoring_seq_len + 1:
             raise ConfigError(f"--val-slice {start}:{end}: the validation split of {paths.data_dir} has "
-                              f"{len(val.tokens):,} tokens, and a slice needs at least one window "
+                              f"{available:,} tokens, and a slice needs at least one window "
                               f"({cfg.train.scoring_seq_len + 1} tokens) inside it")
-        val.tokens = val.tokens[start:end]
+    val = load_val_data(cfg, paths, rt.device, token_range=args.val_slice)
     kind = score_kind(cfg)
     res = evaluate(gpt, val.tokens, val.byte_tables, kind.seq_len, args.batch_tokens, rt.device,
                    stride=cfg.train.eval_stride, autocast_dtype=rt.autocast_dtype)

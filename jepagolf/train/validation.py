@@ -29,11 +29,16 @@ class ValData:
     unigram_bpb: float
 
 
-def load_val_data(cfg: Config, paths: DatasetPaths, device: torch.device) -> ValData:
+def load_val_data(cfg: Config, paths: DatasetPaths, device: torch.device,
+                  token_range: tuple[int, int] | None = None) -> ValData:
+    """The validation split (or its tokens ``token_range`` = (start, end), end exclusive), its byte tables and
+    the unigram reference on those same tokens."""
     vocab = cfg.model.vocab_size
     sp = load_tokenizer(paths.tokenizer, expected_vocab=vocab)
     tables = build_byte_tables(sp, vocab)
     val_tokens = load_tokens(list_shards(paths.data_dir, "val"), vocab)
+    if token_range is not None:
+        val_tokens = val_tokens[token_range[0]:token_range[1]]
     for key, length in (("train_seq_len", cfg.train.train_seq_len), ("eval_seq_len", cfg.train.scoring_seq_len)):
         if len(val_tokens) < length + 1:
             raise ShardError(
