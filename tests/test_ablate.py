@@ -458,3 +458,26 @@ def test_every_run_line_says_how_far_and_the_time_left(tmp_path):
     run_ablation(plan, tmp_path / "abl", rt, train_fn=lambda c, _rt, d: _fake_summary(c, Path(d), 3),
                  log=lines.append)
     assert len(lines) == 4 and all("finished earlier, skipped" in m for m in lines)
+
+
+def test_the_ablation_table_gives_the_signed_rank_p_and_counts_failed_runs():
+    """val_bpb in, nats out: a run 0.03 bpb worse is 0.06 nats worse at 2 nats per bpb, a failure by FAILURE_NATS;
+    the pre-quantisation row (no failure there) says 0."""
+    from jepagolf.research import stats
+    from jepagolf.research.ablate_plan import FAILURE_NATS
+    from jepagolf.research.ablate_report import Comparison, where_table
+
+    control = [1.60, 1.61, 1.62, 1.63, 1.64]
+    arm = [c + d for c, d in zip(control, [-0.002, -0.003, -0.001, -0.004, 0.03], strict=True)]
+    pre = [c + d for c, d in zip(control, [-0.002, -0.003, -0.001, -0.004, 0.001], strict=True)]
+    comp = Comparison("v3", [1, 2, 3, 4, 5], control, arm, stats.paired_t_test(control, arm),
+                      stats.welch_t_test(control, arm), stats.welch_t_test(control, arm), 0.5, 2.0,
+                      prequant=stats.paired_t_test(control, pre))
+    table = where_table([comp], "ce")
+    assert f"| Wilcoxon p (2-sided) | runs worse by > {FAILURE_NATS} nats |" in table
+    rt, bq = (line for line in table.splitlines() if line.startswith("| v3 − ce"))
+    assert rt.endswith(f"| {comp.paired.p_wilcoxon:.3g} | 1 of 5 |") and bq.endswith(" | 0 of 5 |")
+    # The same data with the failure at 0.02 bpb (0.04 nats): not counted.
+    arm2 = [*arm[:4], control[4] + 0.02]
+    comp.paired = stats.paired_t_test(control, arm2)
+    assert where_table([comp], "ce").splitlines()[2].endswith(" | 0 of 5 |")

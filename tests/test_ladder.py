@@ -15,6 +15,7 @@ from jepagolf.cli import main
 from jepagolf.config import ConfigError
 from jepagolf.research import ladder, ladder_plan, stats
 from jepagolf.research.ablate import Arm
+from jepagolf.research.ablate_plan import FAILURE_NATS
 from jepagolf.research.ladder import LadderError, Rung, parse_rung
 from jepagolf.train.runtime import Runtime
 
@@ -302,3 +303,21 @@ def test_plan_only_at_equal_steps_says_which_comparison(tiny_data, tmp_path, mon
     plan = (tmp_path / "l" / "plan.md").read_text()
     assert "| e |" in plan and "ce 40, v3 40" in plan and "Comparison: equal steps" in plan
     assert "export (the round trip scored): int8-zlib" in plan and "by the run's length (40 steps)" in plan
+
+
+def test_the_report_gives_the_signed_rank_p_and_counts_failed_runs(tmp_path):
+    """Seven seeds where v3 is slightly better and one where it fails by 0.15 nats: the tables and ladder.json give
+    the Wilcoxon p beside the t-test's and say that 1 of 8 runs is worse by more than FAILURE_NATS."""
+    spec = {"r1": (1e11, [-0.004, -0.006, -0.003, -0.005, -0.007, -0.002, -0.004, 0.15])}
+    rows = _rows(spec)
+    for r in rows:
+        r["prequant_val_loss"], r["match"] = r["val_loss"], "steps"
+    text = ladder.analyse(rows, "ce", tmp_path)
+    md = (tmp_path / "ladder.md").read_text()
+    (res,) = ladder.rung_results(rows, "ce")
+    w = f"{res.test.p_wilcoxon:.3g}"
+    assert f"| Wilcoxon p (2-sided) | runs worse by > {FAILURE_NATS} nats |" in md
+    assert f" | {w} | 1 of 8 |" in md and f"Wilcoxon p {w}, 1 of 8 runs worse by > {FAILURE_NATS}" in text
+    (r1,) = json.loads((tmp_path / "ladder.json").read_text())["rungs"]
+    assert r1["failures"] == 1 and r1["p_wilcoxon"] == pytest.approx(res.test.p_wilcoxon)
+    assert r1["prequant"]["failures"] == 1 and r1["p"] == pytest.approx(res.test.p_two_sided)

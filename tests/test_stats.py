@@ -160,3 +160,31 @@ def test_wls_line_rejects_bad_input():
         wls_line([1.0, 1.0], [0.0, 1.0], [1.0, 1.0])
     with pytest.raises(ValueError, match="standard error"):
         wls_line([1.0, 2.0], [0.0, 1.0], [1.0, 0.0])
+
+
+def test_wilcoxon_is_scipys_signed_rank_test_of_the_same_differences():
+    control = [3.0, 3.1, 2.9, 3.05, 2.95, 3.02]
+    arm = [2.99, 3.08, 2.91, 3.04, 2.93, 3.01]
+    res = paired_t_test(control, arm)
+    d = np.asarray(arm) - np.asarray(control)
+    assert res.p_wilcoxon == pytest.approx(float(sps.wilcoxon(d).pvalue), rel=1e-12)
+    assert res.diffs == pytest.approx(tuple(d), rel=1e-12)
+    # All 5 pairs one way: the exact two-sided p is 2 / 2^5.
+    assert paired_t_test([0.0] * 5, [0.1, 0.2, 0.3, 0.4, 0.5]).p_wilcoxon == pytest.approx(2 / 32)
+    # Nothing to rank: every difference 0, or a single pair.
+    assert math.isnan(paired_t_test([1.0, 2.0], [1.0, 2.0]).p_wilcoxon)
+    assert math.isnan(paired_t_test([1.0], [2.0]).p_wilcoxon)
+
+
+def test_one_failed_run_moves_the_t_test_but_only_one_rank_of_the_wilcoxon():
+    """The reason both are reported: seven seeds where the arm is slightly better and one where it failed. The
+    size of the failure decides the t-test; the signed-rank test sees only that it is the largest difference."""
+    control = [3.0 + 0.01 * i for i in range(8)]
+    better = [-0.004, -0.006, -0.003, -0.005, -0.007, -0.002, -0.004]
+    small, large = ([c + d for c, d in zip(control, [*better, fail], strict=True)] for fail in (0.0081, 0.15))
+    t_small, t_large = paired_t_test(control, small), paired_t_test(control, large)
+    assert t_small.p_wilcoxon == t_large.p_wilcoxon
+    assert t_large.p_two_sided > t_small.p_two_sided and t_large.mean > 0 > t_small.mean
+    assert (t_small.count_above(0.05), t_large.count_above(0.05)) == (0, 1)
+    # count_above in other units: differences in bpb times nats per bpb.
+    assert t_large.count_above(0.05, unit=0.3) == 0 and t_large.count_above(0.05, unit=1 / 0.3) == 1

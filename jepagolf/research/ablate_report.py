@@ -13,7 +13,7 @@ from typing import Any
 from jepagolf.jepa.diagnostics import share_group_order
 from jepagolf.jsonfile import bounded_lines
 from jepagolf.research import stats
-from jepagolf.research.ablate_plan import BAR_NATS, BAR_P, VARY_NOTES, AblationError, AblationPlan
+from jepagolf.research.ablate_plan import BAR_NATS, BAR_P, FAILURE_NATS, VARY_NOTES, AblationError, AblationPlan
 from jepagolf.research.ablate_run import write_runs_csv
 from jepagolf.research.flops import mask_setting
 from jepagolf.summary import score_kind
@@ -160,17 +160,27 @@ def _fmt_mde(v: float) -> str:
     return "n/a" if math.isnan(v) else f"{v:.4f}"
 
 
+FAILURES_HEADER = f"runs worse by > {FAILURE_NATS} nats"
+WILCOXON_HEADER = "Wilcoxon p (2-sided)"
+
+
+def failures(t: stats.PairedTest, nats_per_unit: float = 1.0) -> str:
+    """'k of n': the pairs in which the arm is worse than the control by more than FAILURE_NATS nats/token."""
+    return f"{t.count_above(FAILURE_NATS, nats_per_unit)} of {t.n}"
+
+
 def where_table(comps: Sequence[Comparison], ctrl: str) -> str:
-    """Δ after the round trip and before quantisation, each with its paired CI, p and MDE (nats/token)."""
+    """Δ after the round trip and before quantisation, each with its paired CI, p and MDE (nats/token), and
+    beside the t-test the signed-rank p and the count of failed runs, so a verdict resting on one run shows."""
     body = []
     for c in comps:
         for what, t in c.where():
             k = c.nats_per_bpb
             ci = f"[{t.ci_low * k:+.4f}, {t.ci_high * k:+.4f}]" if t.n >= 2 else "n/a"
             body.append([f"{c.arm} − {ctrl}", what, f"{t.mean * k:+.4f}", ci, _fmt_p(t.p_two_sided),
-                         _fmt_mde(mde_nats(t, k))])
+                         _fmt_mde(mde_nats(t, k)), _fmt_p(t.p_wilcoxon), failures(t, k)])
     return _md_table(["difference", "measured on", "Δ nats/token", "95% CI", "paired t p (2-sided)",
-                      "MDE nats/token"], body)
+                      "MDE nats/token", WILCOXON_HEADER, FAILURES_HEADER], body)
 
 
 DIAG_COLUMNS = ("pred_std", "target_std", "pred_erank", "target_erank", "pred_target_cos", "jepa_mse",

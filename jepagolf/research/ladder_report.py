@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from jepagolf.research import stats
-from jepagolf.research.ablate_report import _md_table
+from jepagolf.research.ablate_plan import FAILURE_NATS
+from jepagolf.research.ablate_report import FAILURES_HEADER, WILCOXON_HEADER, _fmt_p, _md_table, failures
 from jepagolf.research.ablate_run import write_runs_csv
 from jepagolf.research.ladder_fit import (
     CSV_COLUMNS,
@@ -109,11 +110,11 @@ def where_rows(results: Sequence[RungResult]) -> list[list[str]]:
         for what, t, mde in (("round trip (the score)", r.test, r.mde), ("before quantisation", r.prequant,
                                                                            r.prequant_mde)):
             if t is None:
-                body.append([r.rung, r.arm, what, "n/a", "n/a", "n/a", "n/a"])
+                body.append([r.rung, r.arm, what, "n/a", "n/a", "n/a", "n/a", "n/a", "n/a"])
                 continue
             ci = f"[{t.ci_low:+.4f}, {t.ci_high:+.4f}]" if t.n >= 2 else "n/a"
-            p = "n/a" if math.isnan(t.p_two_sided) else f"{t.p_two_sided:.3g}"
-            body.append([r.rung, r.arm, what, f"{t.mean:+.4f}", ci, p, "n/a" if math.isnan(mde) else f"{mde:.4f}"])
+            body.append([r.rung, r.arm, what, f"{t.mean:+.4f}", ci, _fmt_p(t.p_two_sided),
+                         "n/a" if math.isnan(mde) else f"{mde:.4f}", _fmt_p(t.p_wilcoxon), failures(t)])
     return body
 
 
@@ -181,7 +182,7 @@ def ladder_markdown(
               "on it) and before quantisation (the exported weights in float), each with its paired test. Where "
               "they differ, the export moved the effect.", ""]
     lines += [_md_table(["rung", "arm", "measured on", "Δ nats/token", "95% CI", "paired t p (2-sided)",
-                         "MDE nats/token"], where_rows(results)), ""]
+                         "MDE nats/token", WILCOXON_HEADER, FAILURES_HEADER], where_rows(results)), ""]
     lines += ["## Fit and extrapolation", "",
               f"Weighted least squares Δ = a + b·log10(FLOPs), weights 1/SE². The challenge's compute: "
               f"{CHALLENGE_GPUS} GPUs x {CHALLENGE_SECONDS:g} s x MFU {CHALLENGE_MFU} (the v3 trainer, plain CE, "
@@ -358,12 +359,16 @@ def analyse(
                       "tokens_params_per_arm": {a: list(v) for a, v in challenge.items()}},
         "rungs": [{"rung": r.rung, "arm": r.arm, "seeds": r.seeds, "deltas_nats": r.deltas, "mean": r.test.mean,
                    "sd": _num(r.test.sd), "se": _num(r.test.se), "ci": [_num(r.test.ci_low), _num(r.test.ci_high)],
-                   "mde": _num(r.mde), "train_flops": r.flops, "params": r.params, "tokens": r.tokens,
+                   "mde": _num(r.mde), "p": _num(r.test.p_two_sided), "p_wilcoxon": _num(r.test.p_wilcoxon),
+                   "failures": r.test.count_above(FAILURE_NATS), "failure_nats": FAILURE_NATS,
+                   "train_flops": r.flops, "params": r.params, "tokens": r.tokens,
                    "non_embed_params": r.non_embed_params or None,
                    "prequant": None if r.prequant is None else {
                        "mean": r.prequant.mean, "sd": _num(r.prequant.sd), "ci": [_num(r.prequant.ci_low),
                                                                                   _num(r.prequant.ci_high)],
-                       "p": _num(r.prequant.p_two_sided), "mde": _num(r.prequant_mde)}}
+                       "p": _num(r.prequant.p_two_sided), "mde": _num(r.prequant_mde),
+                       "p_wilcoxon": _num(r.prequant.p_wilcoxon),
+                       "failures": r.prequant.count_above(FAILURE_NATS)}}
                   for r in results],
         "fits": [{"arm": e.arm, "note": e.note, "rungs": [r.rung for r in e.points],
                   **({"intercept": e.fit.intercept, "slope": e.fit.slope, "cov": e.fit.cov, "chi2": e.fit.chi2,
@@ -387,7 +392,9 @@ def analyse(
         pre = "" if r.prequant is None else (f"; before quantisation {r.prequant.mean:+.4f} [{r.prequant.ci_low:+.4f}, "
                                               f"{r.prequant.ci_high:+.4f}], MDE {r.prequant_mde:.4f}")
         lines.append(f"rung {r.rung} arm {r.arm}: Δ {r.test.mean:+.4f} nats/token (round trip) over {r.n} seeds, 95% "
-                     f"CI [{r.test.ci_low:+.4f}, {r.test.ci_high:+.4f}], MDE {r.mde:.4f}{pre}; FLOPs {r.flops:.3g}")
+                     f"CI [{r.test.ci_low:+.4f}, {r.test.ci_high:+.4f}], MDE {r.mde:.4f}, Wilcoxon p "
+                     f"{_fmt_p(r.test.p_wilcoxon)}, {failures(r.test)} runs worse by > {FAILURE_NATS}{pre}; "
+                     f"FLOPs {r.flops:.3g}")
     lines += [verdict(e, control).replace("`", "") for e in extrapolations]
     for m in models:
         if m.fit is not None:

@@ -68,6 +68,13 @@ class PairedTest:
     ci_low: float
     ci_high: float
     confidence: float
+    p_wilcoxon: float = math.nan  # two-sided signed-rank p of the same differences (wilcoxon_p)
+    diffs: tuple[float, ...] = ()  # d_i, by pair
+
+    def count_above(self, threshold: float, unit: float = 1.0) -> int:
+        """Pairs whose difference, times ``unit`` (e.g. nats per bpb), exceeds ``threshold``: the runs in which
+        the arm is worse than the control by more than it, where lower is better."""
+        return sum(d * unit > threshold for d in self.diffs)
 
     def p_less(self, margin: float = 0.0) -> float:
         """One-sided p for H1: mean(d) < -margin (the arm beats the control by more than margin)."""
@@ -85,8 +92,10 @@ def paired_t_test(control: Sequence[float], arm: Sequence[float], confidence: fl
     d = b - a
     n = int(d.size)
     mean = float(d.mean()) if n else math.nan
+    rest = {"p_wilcoxon": wilcoxon_p(d), "diffs": tuple(float(x) for x in d)}
     if n < 2:
-        return PairedTest(n, mean, math.nan, math.nan, math.nan, n - 1, math.nan, math.nan, math.nan, confidence)
+        return PairedTest(n, mean, math.nan, math.nan, math.nan, n - 1, math.nan, math.nan, math.nan, confidence,
+                          **rest)
     sd = float(d.std(ddof=1))
     se = sd / math.sqrt(n)
     df = n - 1
@@ -94,11 +103,22 @@ def paired_t_test(control: Sequence[float], arm: Sequence[float], confidence: fl
         res = sps.ttest_rel(b, a)
         ci = res.confidence_interval(confidence)
         return PairedTest(n, mean, sd, se, float(res.statistic), df, float(res.pvalue), float(ci.low),
-                          float(ci.high), confidence)
+                          float(ci.high), confidence, **rest)
     # Every pair differs by the same amount (scipy warns and answers nan): the difference is certain, or
     # there is none to test.
     t = _t_stat(mean, se)
-    return PairedTest(n, mean, sd, se, t, df, _t_p(t, df, "two-sided"), mean, mean, confidence)
+    return PairedTest(n, mean, sd, se, t, df, _t_p(t, df, "two-sided"), mean, mean, confidence, **rest)
+
+
+def wilcoxon_p(diffs: Sequence[float] | np.ndarray) -> float:
+    """Two-sided Wilcoxon signed-rank p of paired differences (``scipy.stats.wilcoxon``: zero differences
+    dropped, the exact null distribution for small samples). It rests on ranks, so one failed run moves it
+    by one rank where it moves the t-test's mean and sd by its whole size. nan for fewer than 2 pairs, or
+    when every difference is 0 (nothing to rank)."""
+    d = np.asarray(diffs, dtype=np.float64)
+    if d.size < 2 or not np.any(d != 0):
+        return math.nan
+    return float(sps.wilcoxon(d).pvalue)
 
 
 @dataclass(frozen=True)
