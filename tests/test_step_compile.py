@@ -2,8 +2,8 @@
 
 Each case trains 20 steps twice from the same seed, once with the whole forward compiled and once eager, and
 holds every step's losses equal within fp32 tolerance. Compiling on a small CPU takes tens of seconds per
-graph, so CI runs plain CE only; JEPAGOLF_SLOW_TESTS=1 runs the JEPA cases too (v3's span mask with its
-dynamic length, nextk with online targets).
+graph, so CI runs plain CE and NextLat only; JEPAGOLF_SLOW_TESTS=1 runs the other JEPA cases too (v3's span
+mask with its dynamic length, nextk with online targets).
 """
 
 from __future__ import annotations
@@ -30,7 +30,10 @@ CASES = {
     "ce": {"jepa": "false"},
     "v3": {"jepa": "true"},
     "nextk-online": {"jepa": "true", "jepa_recipe": "multi-horizon"},
+    "nextlat": {"jepa": "true", "jepa_recipe": "nextlat"},
 }
+# Run in CI beside plain CE: NextLat's compiled forward once returned its loss without a gradient (losses.py).
+IN_CI = ("ce", "nextlat")
 
 
 def losses(data: Path, tmp: Path, overrides: dict[str, str], compiled: bool) -> list[tuple[float, float]]:
@@ -53,7 +56,7 @@ def losses(data: Path, tmp: Path, overrides: dict[str, str], compiled: bool) -> 
 SLOW_ONLY = pytest.mark.skipif(not SLOW, reason="compiles for minutes on a small CPU: JEPAGOLF_SLOW_TESTS=1")
 
 
-@pytest.mark.parametrize("case", [pytest.param(name, marks=[] if name == "ce" else [SLOW_ONLY]) for name in CASES])
+@pytest.mark.parametrize("case", [pytest.param(name, marks=[] if name in IN_CI else [SLOW_ONLY]) for name in CASES])
 def test_compiled_step_trains_the_same_model(case, tiny_data, tmp_path, one_torch_thread):
     eager = losses(tiny_data, tmp_path, CASES[case], compiled=False)
     fast = losses(tiny_data, tmp_path, CASES[case], compiled=True)

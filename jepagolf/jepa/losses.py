@@ -169,7 +169,11 @@ def _variant_loss_fp32(pred: Tensor, target: Tensor, var_weight: float, cov_weig
             "target_std": feature_std(t).mean(),
         }
         if spec.loss_fn != "mse":
-            stats["jepa_regress"] = regress.detach()
+            # Recomputed from the detached inputs (the same op on the same values: the same bits), not
+            # regress.detach(): with the training forward compiled (inductor, torch 2.13), that detached alias
+            # of a term of the loss made the loss itself come back without a gradient when the loss had a
+            # zero-weighted term (NextLat's smooth L1 with cov_weight 0), and the backward failed.
+            stats["jepa_regress"] = regression(p, t, spec.loss_fn)
         if spec.reg == "sigreg":
             stats["jepa_sigreg"] = sig.detach()
     return loss, stats
