@@ -315,3 +315,9 @@ def test_a_failed_shard_write_names_the_file_and_the_cause(tmp_path):
         signal.signal(signal.SIGXFSZ, previous)
     assert info.value.errno == errno.EFBIG and info.value.filename == str(path), info.value
     assert not list(tmp_path.iterdir())
+
+
+def test_split_tokens_counts_each_splits_headers(tmp_path: Path) -> None:
+    for name, n in (("fineweb_train_000000.bin", 5), ("fineweb_train_000001.bin", 7), ("fineweb_val_000000.bin", 3)):
+        shards.write_shard(tmp_path / name, np.arange(n, dtype=np.uint16))
+    assert (shards.split_tokens(tmp_path, "train"), shards.split_tokens(tmp_path, "val")) == (12, 3)

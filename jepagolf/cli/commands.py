@@ -124,10 +124,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     paths = resolve_dataset(args.data, args.tokenizer)
     tokenizer_check = _check_eval_tokenizer(Path(args.artifact), paths.tokenizer)
     if args.val_slice is not None:  # from the shard headers, before the split is read
-        from jepagolf.research.ladder_plan import val_tokens_available
+        from jepagolf.data.shards import split_tokens
 
         start, end = args.val_slice
-        available = val_tokens_available(paths.data_dir)
+        available = split_tokens(paths.data_dir, "val")
         if end > available or end - start < cfg.train.scoring_seq_len + 1:
             raise ConfigError(f"--val-slice {start}:{end}: the validation split of {paths.data_dir} has "
                               f"{available:,} tokens, and a slice needs at least one window "

@@ -202,6 +202,11 @@ def list_shards(data_dir: str | os.PathLike[str], split: str) -> list[Path]:
     return paths
 
 
+def split_tokens(data_dir: str | os.PathLike[str], split: str) -> int:
+    """Tokens in a split's shards, from their headers alone (each bounded by ``read_header``)."""
+    return sum(read_header(p) for p in list_shards(data_dir, split))
+
+
 def load_tokens(paths: Sequence[str | os.PathLike[str]], vocab_size: int | None) -> np.ndarray:
     """All tokens of ``paths`` concatenated in order, as one in-memory uint16 array."""
     if not paths:

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from jepagolf.config import build_config
+from jepagolf.data.shards import split_tokens
 from jepagolf.outputs import MARKER, claim_dir, owns
 from jepagolf.research.ablate import ignored_environment
 from jepagolf.research.ablate_plan import MOVES_DATA, VARY_MODES, VARY_NOTES, Arm, parse_arm, parse_seeds, plan_ablation
@@ -74,8 +75,6 @@ from jepagolf.research.ladder_plan import (
     plan_table,
     rung_common,
     rung_run_seconds,
-    train_tokens_available,
-    val_tokens_available,
 )
 from jepagolf.research.ladder_report import (
     analyse,
@@ -171,12 +170,12 @@ def main_ladder(
     log = print if rt.is_main else (lambda _msg: None)
     if rt.is_main:
         claim_ladder_out(out)
-    if 0 < val_tokens < val_tokens_available(paths.data_dir):
+    if 0 < val_tokens < split_tokens(paths.data_dir, "val"):
         view = data_view(paths.data_dir, paths.tokenizer, out, val_tokens)
         log(f"data: scoring on the first {val_tokens:,} validation tokens of {paths.data_dir} ({view})")
         common["data_path"], common["tokenizer_path"] = str(view.resolve()), str((view / "tokenizer.model").resolve())
         paths = resolve_dataset(common["data_path"], common["tokenizer_path"], announce=False)
-    train_tokens, val_tokens = train_tokens_available(paths.data_dir), val_tokens_available(paths.data_dir)
+    train_tokens, val_tokens = split_tokens(paths.data_dir, "train"), split_tokens(paths.data_dir, "val")
     log(f"ladder: {len(rungs)} rungs x {len(arms)} arms, data {paths.data_dir} ({train_tokens:,} train / "
         f"{val_tokens:,} val tokens), match {match}, out {out}")
     plans = []

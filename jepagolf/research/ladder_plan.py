@@ -252,18 +252,6 @@ def count_params(cfg: Config) -> int:
         return count(GPT(cfg.model, cfg.train.train_seq_len))
 
 
-def train_tokens_available(data_dir: Path) -> int:
-    from jepagolf.data.shards import list_shards, read_header
-
-    return sum(read_header(p) for p in list_shards(data_dir, "train"))
-
-
-def val_tokens_available(data_dir: Path) -> int:
-    from jepagolf.data.shards import list_shards, read_header
-
-    return sum(read_header(p) for p in list_shards(data_dir, "val"))
-
-
 DEFAULT_VAL_TOKENS = 262_144
 
 
