@@ -481,3 +481,19 @@ def test_the_ablation_table_gives_the_signed_rank_p_and_counts_failed_runs():
     arm2 = [*arm[:4], control[4] + 0.02]
     comp.paired = stats.paired_t_test(control, arm2)
     assert where_table([comp], "ce").splitlines()[2].endswith(" | 0 of 5 |")
+
+
+def test_one_pair_gives_no_confidence_interval_rather_than_nan():
+    """An ablation of one seed (a probe) has no paired spread: its tables say n/a, never "[+nan, +nan]"."""
+    from jepagolf.research import stats
+    from jepagolf.research.ablate_report import Comparison, summary_tables
+
+    arms = [Arm("ce", {"jepa": "false"}), Arm("v3")]
+    plan = plan_ablation("smoke", arms, [7], "steps", {"iterations": "4"})
+    c, a = [2.0], [2.1]
+    comp = Comparison("v3", [7], c, a, stats.paired_t_test(c, a), stats.welch_t_test(c, a),
+                      stats.welch_t_test(c, a), math.nan, 1.0, prequant=stats.paired_t_test(c, a))
+    rows = [{"arm": n, "seed": 7, "val_bpb": v, "prequant_val_bpb": v, "val_loss": v, "steps": 4, "seconds": 1.0,
+             "artifact_bytes": 1} for n, v in (("ce", 2.0), ("v3", 2.1))]
+    text = summary_tables(rows, plan, [comp])
+    assert "nan" not in text and "| v3 − ce | 1 | +0.1000 | +0.1000 | n/a |" in text

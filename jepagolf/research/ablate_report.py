@@ -143,7 +143,8 @@ def summary_tables(rows: Sequence[Mapping[str, Any]], plan: AblationPlan, comps:
         p = c.paired
         body.append([
             f"{c.arm} − {ctrl}", str(p.n), f"{p.mean:+.4f}", f"{p.mean * c.nats_per_bpb:+.4f}",
-            f"[{p.ci_low * c.nats_per_bpb:+.4f}, {p.ci_high * c.nats_per_bpb:+.4f}]", _fmt_p(p.p_two_sided),
+            f"[{p.ci_low * c.nats_per_bpb:+.4f}, {p.ci_high * c.nats_per_bpb:+.4f}]" if p.n >= 2 else "n/a",
+            _fmt_p(p.p_two_sided),
             _fmt_p(c.welch.p), _fmt_p(c.bar_welch.p), "met" if c.bar_met else "not met",
         ])
     t2 = _md_table(["difference", "pairs", "Δ bpb", "Δ nats/token", "95% CI nats/token", "paired t p (2-sided)",
