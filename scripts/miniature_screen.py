@@ -12,11 +12,13 @@ REPORT/screen.md and REPORT/screen-runs.csv.
 from __future__ import annotations
 
 import argparse
-import csv
-import math
 import sys
 from pathlib import Path
+from typing import Any
 
+from jepagolf.research.ablate_run import write_runs_csv
+from jepagolf.research.ladder_fit import load_points
+from jepagolf.research.stats import mean_std
 from jepagolf.train.logger import atomic_write_text
 
 HALVES = ("a", "b")
@@ -28,26 +30,26 @@ KL_TIE = 0.005
 ORDER = ("v3", "v3-fix", "fast", "multi-horizon", "nextlat", "nextlat-kl")
 
 
-def read_rows(screen: Path) -> list[dict[str, str]]:
+def read_rows(screen: Path) -> list[dict[str, Any]]:
+    """Both halves' rows of rung m1, read (bounded, typed, column-checked) as the ladder reads another runs.csv."""
     rows = []
     for half in HALVES:
         path = screen / half / "runs.csv"
         if not path.is_file():
             raise SystemExit(f"error: {path} is missing: has ladder {half} finished? (rerun screen.sh)")
-        with open(path, newline="") as f:
-            rows += [{**r, "half": half} for r in csv.DictReader(f) if r["rung"] == RUNG]
+        rows += [{**r, "half": half} for r in load_points(path) if r["rung"] == RUNG]
     return rows
 
 
-def control_losses(rows: list[dict[str, str]]) -> dict[int, float]:
+def control_losses(rows: list[dict[str, Any]]) -> dict[int, float]:
     """The control's round-trip val_loss by seed, after checking that both halves scored it identically."""
-    by_half: dict[str, dict[int, str]] = {h: {} for h in HALVES}
+    by_half: dict[str, dict[int, float]] = {h: {} for h in HALVES}
     for r in rows:
         if r["arm"] == CONTROL:
-            by_half[r["half"]][int(r["seed"])] = r["val_loss"]
+            by_half[r["half"]][r["seed"]] = r["val_loss"]
     if by_half["a"] != by_half["b"]:
         raise SystemExit(f"error: the two halves' control runs differ: {by_half}")
-    return {s: float(v) for s, v in by_half["a"].items()}
+    return by_half["a"]
 
 
 def decide(deltas: dict[str, dict[int, float]]) -> tuple[list[str], list[str]]:
@@ -92,17 +94,17 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     rows = read_rows(args.screen)
     ctrl = control_losses(rows)
-    pre_ctrl = {int(r["seed"]): float(r["prequant_val_loss"]) for r in rows if r["arm"] == CONTROL}
+    pre_ctrl = {r["seed"]: r["prequant_val_loss"] for r in rows if r["arm"] == CONTROL}
     deltas: dict[str, dict[int, float]] = {}
     pre: dict[str, dict[int, float]] = {}
     seconds: dict[str, list[float]] = {}
     for r in rows:
-        seconds.setdefault(r["arm"], []).append(float(r["seconds"]))
+        seconds.setdefault(r["arm"], []).append(r["seconds"])
         if r["arm"] == CONTROL:
             continue
-        s = int(r["seed"])
-        deltas.setdefault(r["arm"], {})[s] = float(r["val_loss"]) - ctrl[s]
-        pre.setdefault(r["arm"], {})[s] = float(r["prequant_val_loss"]) - pre_ctrl[s]
+        s = r["seed"]
+        deltas.setdefault(r["arm"], {})[s] = r["val_loss"] - ctrl[s]
+        pre.setdefault(r["arm"], {})[s] = r["prequant_val_loss"] - pre_ctrl[s]
     keep, reasons = decide(deltas)
     seeds = sorted(ctrl)
     head = ["arm", *(f"Δ seed {s}" for s in seeds), "mean Δ", "mean Δ before quantisation", "train s (mean)",
@@ -139,15 +141,13 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_text(args.report / "screen.md", "\n".join(md))
     cols = ["half", "rung", "arm", "seed", "val_loss", "prequant_val_loss", "val_bpb", "steps", "seconds",
             "config_hash"]
-    lines = [",".join(cols)] + [",".join(r[c] for c in cols) for r in rows]
-    atomic_write_text(args.report / "screen-runs.csv", "\n".join(lines) + "\n")
+    write_runs_csv(rows, args.report / "screen-runs.csv", cols)
     print("\n".join(md))
     return 0
 
 
-def _mean(values) -> float:
-    v = list(values)
-    return sum(v) / len(v) if v else math.nan
+def _mean(values: Any) -> float:
+    return mean_std(list(values))[0]
 
 
 if __name__ == "__main__":
