@@ -171,6 +171,38 @@ def test_kl_switch():
     assert "jepa_kl" not in plain
 
 
+def jepa_grads(cfg, x: torch.Tensor) -> tuple[dict[str, torch.Tensor], float]:
+    """The JEPA loss's gradient (CE's left out) on every parameter of live_model(cfg), and the KL's value."""
+    model = live_model(cfg)
+    _, jl, stats = model(x, x, jepa=True)
+    jl.backward()
+    grads = {n: p.grad.clone() if p.grad is not None else torch.zeros_like(p) for n, p in model.named_parameters()}
+    return grads, float(stats.get("jepa_kl", 0.0))
+
+
+def test_kl_gradient_path_switch():
+    """jepa_nextlat_kl_grad=transition: the KL term trains the transition's weights and nothing else, so every
+    GPT parameter gets exactly the latent loss's gradient; with states (the default) the KL also reaches the
+    GPT, through the residual transition's identity path."""
+    x = tokens(smoke_cfg())
+    base, _ = jepa_grads(smoke_cfg(jepa_recipe="nextlat"), x)
+    frozen, kl_frozen = jepa_grads(smoke_cfg(jepa_recipe="nextlat-kl", jepa_nextlat_kl_grad="transition"), x)
+    states, kl_states = jepa_grads(smoke_cfg(jepa_recipe="nextlat-kl"), x)
+    assert kl_frozen == pytest.approx(kl_states, rel=1e-6) and kl_states > 0  # the same KL, routed differently
+    gpt = [n for n in base if n.startswith("gpt.")]
+    trans = [n for n in base if n.startswith("predictor.")]
+    assert gpt and trans
+    for n in gpt:
+        assert torch.allclose(frozen[n], base[n], rtol=0, atol=1e-7), n
+    assert any(not torch.allclose(states[n], base[n], rtol=0, atol=1e-7) for n in gpt)
+    for grads in (frozen, states):  # the transition learns from the KL either way
+        assert any(not torch.allclose(grads[n], base[n], rtol=0, atol=1e-7) for n in trans)
+    with pytest.raises(ConfigError, match="jepa_nextlat_kl_weight"):
+        smoke_cfg(jepa_recipe="nextlat", jepa_nextlat_kl_grad="transition")
+    with pytest.raises(ConfigError, match="jepa_nextlat_kl_grad"):
+        smoke_cfg(jepa_recipe="nextlat-kl", jepa_nextlat_kl_grad="head")
+
+
 @pytest.mark.parametrize("over", [
     {"jepa_mode": "nextlat", "jepa_predictor": "attn"},
     {"jepa_recipe": "nextlat-kl", "jepa_target_source": "block"},

@@ -133,6 +133,11 @@ class JepaConfig:
     """nextlat: weight of KL(softmax(head(true state)) || softmax(head(predicted state))) in the JEPA loss, the
     true side and the head's weights detached (0: off). Needs jepa_target_source=final and jepa_target_norm=none
     (the state the head reads)."""
+    jepa_nextlat_kl_grad: str = "states"
+    """nextlat's KL term: where its gradient goes. states: the transition, and through its input the CE pass's
+    states and the token embeddings (the KL asks h(t) for token t+2's distribution through the residual path,
+    while CE asks it for t+1's: issue 19's screen) | transition: the transition's weights only (its KL
+    predictions recomputed from detached states and embeddings: one more transition forward)."""
     jepa_lambda_schedule: str = "constant"
     """constant: lambda after the warm-up ramp (v3) | warmdown: also multiplied by the LR warmdown factor, so it
     anneals to 0 as the LR does."""
@@ -148,7 +153,7 @@ class JepaConfig:
             "jepa_target_norm": ("none", "layernorm", "running"), "jepa_loss_fn": ("mse", "smooth_l1", "cosine"),
             "jepa_var_mode": ("one", "target", "off"), "jepa_reg": ("vicreg", "sigreg"),
             "jepa_reg_side": ("pred", "target", "both"), "jepa_predictor": ("mlp", "attn"),
-            "jepa_pred_optimizer": ("muon", "adam"),
+            "jepa_pred_optimizer": ("muon", "adam"), "jepa_nextlat_kl_grad": ("states", "transition"),
             "jepa_lambda_schedule": ("constant", "warmdown"),
         }
         for name, allowed in choices.items():
@@ -171,6 +176,9 @@ class JepaConfig:
                                             or self.jepa_target_norm != "none"):
             raise ConfigError("jepa_nextlat_kl_weight > 0 needs jepa_mode=nextlat, jepa_target_source=final and "
                               "jepa_target_norm=none (the output head reads the final state as it is)")
+        if self.jepa_nextlat_kl_grad != "states" and not self.jepa_nextlat_kl_weight:
+            raise ConfigError(f"jepa_nextlat_kl_grad={self.jepa_nextlat_kl_grad} routes the KL term's gradient; "
+                              "set jepa_nextlat_kl_weight > 0")
         if not 0.0 <= self.jepa_target_norm_momentum < 1.0:
             raise ConfigError(f"jepa_target_norm_momentum={self.jepa_target_norm_momentum} must be in [0, 1)")
         if self.jepa_sigreg_weight < 0 or self.jepa_sigreg_knots < 2:
@@ -223,12 +231,13 @@ JEPA_VARIANT_KEYS = (
     "jepa_target_stopgrad", "jepa_loss_fn", "jepa_var_mode", "jepa_var_gamma_scale", "jepa_reg", "jepa_reg_side",
     "jepa_sigreg_weight", "jepa_predictor", "jepa_pred_layers", "jepa_pred_infill", "jepa_lambda_schedule",
     "jepa_pred_leaky_slope", "jepa_pred_optimizer", "jepa_pred_lr", "jepa_nextlat_kl_weight",
+    "jepa_nextlat_kl_grad",
 )
 # Keys added after results were committed (issue 19), left out of Config.hash() while at their default: every config
 # that does not use them keeps the hash it had, so committed runs stay matched and a ladder still resumes.
 HASH_SILENT_DEFAULTS: dict[str, dict[str, Any]] = {
     "jepa": {"jepa_pred_leaky_slope": 0.0, "jepa_pred_optimizer": "muon", "jepa_pred_lr": 0.0,
-             "jepa_nextlat_kl_weight": 0.0},
+             "jepa_nextlat_kl_weight": 0.0, "jepa_nextlat_kl_grad": "states"},
 }
 
 

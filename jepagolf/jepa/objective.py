@@ -195,7 +195,10 @@ class JepaLM(nn.Module):
         pairs = self.prediction_pairs(ctx, tgt_full, mask, mask_pos, tokens)
         jl, jstats = self._loss(pairs, directions)
         if j.jepa_nextlat_kl_weight:
-            kl = self.nextlat_kl(pairs, z[:r].detach())
+            kl_pairs = pairs
+            if j.jepa_nextlat_kl_grad == "transition":  # the KL trains the transition's weights only
+                kl_pairs = self.prediction_pairs(ctx.detach(), tgt_full, mask, mask_pos, tokens, frozen_tokens=True)
+            kl = self.nextlat_kl(kl_pairs, z[:r].detach())
             jl = jl + j.jepa_nextlat_kl_weight * kl
             jstats.update(jepa_kl=kl.detach(), jepa_loss=jl.detach())
         frac = mask.float().mean() if mask is not None else z.new_zeros((), dtype=torch.float32)
@@ -276,15 +279,19 @@ class JepaLM(nn.Module):
         start = self.chunk_start.to(pooled.dtype).expand(r, 1, D)
         return torch.cat((start, pooled[:, :-1]), dim=1)
 
-    def prediction_pairs(self, ctx: Tensor, tgt: Tensor, mask: Tensor | None,
-               mask_pos: Tensor | None, tokens: Tensor | None = None) -> list[tuple[Tensor, Tensor, float]]:
+    def prediction_pairs(
+        self, ctx: Tensor, tgt: Tensor, mask: Tensor | None, mask_pos: Tensor | None,
+        tokens: Tensor | None = None, frozen_tokens: bool = False,
+    ) -> list[tuple[Tensor, Tensor, float]]:
         """(prediction (N, D), target (N, D), weight) per predicted set: one in span and chunk mode, one per
-        horizon in nextk and nextlat mode (weights decay^(j-1)). ``tokens`` (r, T): nextlat's token inputs."""
+        horizon in nextk and nextlat mode (weights decay^(j-1)). ``tokens`` (r, T): nextlat's token inputs;
+        ``frozen_tokens``: their embeddings detached (no gradient to the embedding table)."""
         j = self.cfg.jepa
         r, T, D = ctx.shape
         if j.jepa_mode == "nextlat":
             assert tokens is not None and isinstance(self.predictor, NextLatPredictor)
-            tok_in = self.predictor.token_input(self.gpt.tok_emb(tokens))  # (r, T, H), once for every step
+            emb = self.gpt.tok_emb(tokens)
+            tok_in = self.predictor.token_input(emb.detach() if frozen_tokens else emb)  # (r, T, H), once per step
             pairs, h = [], ctx
             for k in range(1, j.jepa_horizons + 1):
                 # h[:, i] holds the state at i + k - 1 (true for k = 1, predicted after); token i + k moves it

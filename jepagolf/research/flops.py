@@ -106,8 +106,10 @@ def predictor_flops(cfg: Config) -> float:
         # per rollout step, which this counts as per step (an upper bound for k > 1). With the KL term, the
         # tied head on the predicted state (fwd + bwd counted by the caller's 3x) and on the true state
         # (forward only, counted here as a third of a forward so that 3x gives one forward).
+        # jepa_nextlat_kl_grad=transition runs the transition once more, from detached inputs, for the KL.
         kl = 2 * D * cfg.model.vocab_size * (1 + 1 / 3) if j.jepa_nextlat_kl_weight else 0.0
-        return 3 * 2 * D * W + kl
+        again = 3 * 2 * D * W if j.jepa_nextlat_kl_grad == "transition" else 0.0
+        return 3 * 2 * D * W + kl + again
     if j.jepa_predictor == "mlp":
         return 2 * 2 * D * W
     T = cfg.train.train_seq_len // (j.jepa_chunk_size if j.jepa_mode == "chunk" else 1)
