@@ -152,11 +152,6 @@ def summary_tables(rows: Sequence[Mapping[str, Any]], plan: AblationPlan, comps:
     return t1 + "\n\n" + t2 + "\n\n" + where_table(comps, ctrl)
 
 
-def mde_nats(test: stats.PairedTest, nats_per_unit: float = 1.0) -> float:
-    """The paired t-test's minimal detectable effect (80% power, alpha 0.05 two-sided) from the measured sd."""
-    return stats.paired_mde(test.sd, test.n) * nats_per_unit if test.n >= 2 and test.sd > 0 else math.nan
-
-
 def _fmt_mde(v: float) -> str:
     return "n/a" if math.isnan(v) else f"{v:.4f}"
 
@@ -179,7 +174,7 @@ def where_table(comps: Sequence[Comparison], ctrl: str) -> str:
             k = c.nats_per_bpb
             ci = f"[{t.ci_low * k:+.4f}, {t.ci_high * k:+.4f}]" if t.n >= 2 else "n/a"
             body.append([f"{c.arm} − {ctrl}", what, f"{t.mean * k:+.4f}", ci, _fmt_p(t.p_two_sided),
-                         _fmt_mde(mde_nats(t, k)), _fmt_p(t.p_wilcoxon), failures(t, k)])
+                         _fmt_mde(t.mde * k), _fmt_p(t.p_wilcoxon), failures(t, k)])
     return _md_table(["difference", "measured on", "Δ nats/token", "95% CI", "paired t p (2-sided)",
                       "MDE nats/token", WILCOXON_HEADER, FAILURES_HEADER], body)
 

@@ -111,11 +111,6 @@ class RungResult:
         return self.tokens / self.non_embed_params if self.non_embed_params else math.nan
 
 
-def _mde(test: stats.PairedTest) -> float:
-    """The paired t-test's minimal detectable effect (80% power, alpha 0.05 two-sided) from the measured sd."""
-    return stats.paired_mde(test.sd, test.n) if test.n >= 2 and test.sd > 0 else math.nan
-
-
 def rung_results(rows: Sequence[Mapping[str, Any]], control: str) -> list[RungResult]:
     """Δ per rung and non-control arm on the seeds both finished; rungs in order of compute."""
     out: list[RungResult] = []
@@ -142,8 +137,8 @@ def rung_results(rows: Sequence[Mapping[str, Any]], control: str) -> list[RungRe
             body = int(next(iter(ctrl.values())).get("non_embed_params", 0) or 0)
             se = c_sd / math.sqrt(len(c)) if len(c) > 1 else math.nan
             out.append(RungResult(rung, arm, seeds, [y - x for x, y in zip(c, a, strict=True)], flops, params,
-                                  tokens, test, _mde(test), c_mean, se, pre,
-                                  _mde(pre) if pre is not None else math.nan, body))
+                                  tokens, test, test.mde, c_mean, se, pre,
+                                  pre.mde if pre is not None else math.nan, body))
     return sorted(out, key=lambda r: (r.arm, r.flops))
 
 

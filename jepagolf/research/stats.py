@@ -76,6 +76,12 @@ class PairedTest:
         the arm is worse than the control by more than it, where lower is better."""
         return sum(d * unit > threshold for d in self.diffs)
 
+    @property
+    def mde(self) -> float:
+        """The minimal detectable effect of this test's design (``paired_mde`` at the measured sd and n; 80%
+        power, alpha 0.05 two-sided), in the differences' unit; nan with fewer than 2 pairs or no spread."""
+        return paired_mde(self.sd, self.n)
+
     def p_less(self, margin: float = 0.0) -> float:
         """One-sided p for H1: mean(d) < -margin (the arm beats the control by more than margin)."""
         if self.df < 1:
