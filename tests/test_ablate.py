@@ -381,6 +381,24 @@ def test_report_overlays_runs_and_fails_clearly(tiny_data, tmp_path, monkeypatch
     assert "pip install 'jepagolf[plots]'" in capsys.readouterr().err
 
 
+def test_report_by_arm_groups_an_ablations_runs(tiny_data, tmp_path, capsys):
+    """--by-arm: folders named <arm>-seed<seed> (a ladder rung's runs/) plotted as arms, with the paired final
+    scores; a folder not so named is refused in one line."""
+    rt = Runtime(device=torch.device("cpu"))
+    runs = tmp_path / "runs"
+    for name, over in (("v3-seed1", {}), ("ce-seed1", {"jepa": "false"}), ("ce-seed2", {"jepa": "false"})):
+        run_module.train(smoke_cfg(tiny_data, iterations=2, val_loss_every=0, **over), rt, runs / name)
+    capsys.readouterr()
+    dirs = [str(p) for p in sorted(runs.iterdir())]
+    assert main(["report", "--by-arm", *dirs, "--out", str(tmp_path / "rep")]) == 0
+    names = {Path(p).name for p in capsys.readouterr().out.split()}
+    assert "final_val_bpb.png" in names and "diagnostics.png" in names
+    (tmp_path / "odd").mkdir()
+    assert main(["report", "--by-arm", *dirs, str(tmp_path / "odd"), "--out", str(tmp_path / "rep3")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "<arm>-seed<seed>" in err
+
+
 def test_the_guard_is_not_the_challenges_cap(tiny_data, tmp_path, monkeypatch):
     """A wall-clock rung of 12 s with a guard at 24 s on a machine where GPTQ calibration takes a measured
     30.2 s: the guard is a stop of its own (guard_seconds), not max_wallclock_seconds, so the calibration

@@ -168,6 +168,8 @@ def test_smoke_ladder_end_to_end_and_resume(tiny_data, tmp_path, capsys):
     md = (out / "ladder.md").read_text()
     assert "| s1 | v3 | 2 |" in md and "prediction interval" in md
     assert (out / "ladder.png").is_file() and (out / "rungs" / "s1" / "ablation.md").is_file()
+    # each rung plots its arms: curves, diagnostics over steps (issue 19, item 6) and the paired final scores
+    assert {"diagnostics.png", "final_val_bpb.png"} <= {p.name for p in (out / "rungs" / "s2" / "plots").iterdir()}
     # Rerunning the same command trains nothing and gives the same numbers.
     before = (out / "ladder.json").read_text()
     assert main(args) == 0

@@ -301,11 +301,12 @@ def cmd_ladder(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from jepagolf.research.report import plot_runs
+    from jepagolf.research.report import arm_groups, plot_ablation, plot_runs
 
     runs = [Path(r) for r in args.runs]
     out = Path(args.out) if args.out else (runs[0] / "plots" if len(runs) == 1 else Path("report"))
-    for path in plot_runs(runs, out):
+    paths = plot_ablation(arm_groups(runs), out) if args.by_arm else plot_runs(runs, out)
+    for path in paths:
         print(path)
     return 0
 

@@ -200,6 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="PNG plots of one or more run folders (needs matplotlib)")
     p.add_argument("runs", nargs="+", metavar="RUN_DIR")
     p.add_argument("--out", help="folder for the PNGs (default: RUN_DIR/plots for one run, else ./report)")
+    p.add_argument("--by-arm", action="store_true",
+                   help="the folders are an ablation's or a ladder rung's runs (<arm>-seed<seed>): one mean line and "
+                        "min-max band per arm, and the final scores paired by seed")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("export", help="turn finished run folder(s) of one config into a challenge records folder")

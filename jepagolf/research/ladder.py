@@ -211,7 +211,7 @@ def main_ladder(
                                  first=first_run)
         first_run += len(rung_rows)
         if rt.is_main:
-            finalize(rung_rows, rp.plan, rp.out, plots_wanted=False)
+            finalize(rung_rows, rp.plan, rp.out)  # the rung's ablation.md, runs.csv and plots/
             rows += ladder_rows(rp, rung_rows)
             write_runs_csv(rows, out / "runs.csv", CSV_COLUMNS)  # a ladder cut short keeps its finished rungs
     if not rt.is_main:

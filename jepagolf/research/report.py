@@ -409,6 +409,18 @@ def plot_runs(run_dirs: Sequence[Path], out: Path) -> list[Path]:
     return plot_groups(names, out)
 
 
+def arm_groups(run_dirs: Sequence[Path]) -> dict[str, list[Path]]:
+    """Run folders named ``<arm>-seed<seed>`` (an ablation's or a ladder rung's ``runs/``) grouped by arm, in
+    the order the arms first appear. ReportError names a folder that is not so named."""
+    groups: dict[str, list[Path]] = {}
+    for p in run_dirs:
+        arm, sep, seed = p.name.rpartition("-seed")
+        if not (arm and sep and seed.isdigit()):
+            raise ReportError(f"{p}: not an ablation run folder (<arm>-seed<seed>); drop --by-arm to plot it alone")
+        groups.setdefault(arm, []).append(p)
+    return groups
+
+
 def plot_ablation(groups: Mapping[str, Sequence[Path]], out: Path) -> list[Path]:
     """An ablation's arms: mean line and min-max band over seeds, plus the paired final scores."""
     return plot_groups(groups, out, paired=True)
