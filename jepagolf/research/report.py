@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -221,7 +222,7 @@ def _panel_figure(groups: Mapping[str, Sequence[RunData]], panels: Sequence[Pane
         drew = False
         for kind, key, _suffix, style in lines:
             drew |= _draw(ax, groups, kind, key, x, style, colors, labelled)
-        ax.set_title(ptitle, fontsize=9)
+        ax.set_title(textwrap.fill(ptitle, 70), fontsize=9)  # long titles would run into the next panel
         ax.set_xlabel("step" if x == "step" else "training seconds", fontsize=8)
         ax.grid(alpha=0.3)
         ax.tick_params(labelsize=8)
