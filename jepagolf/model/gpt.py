@@ -33,54 +33,78 @@ def bigram_hash(idx: Tensor, buckets: int) -> Tensor:
 FUSED_CE_MAX_CAP = 60.0
 
 
-class SoftcapCrossEntropy(torch.autograd.Function):
-    """Cross-entropy of soft-capped logits ``cap * tanh(z @ w.T / cap)``, reduced by sum * ``scale``.
+# Rows of the (N, V) logits per chunk of the fused loss: 2^17 fp32 elements (512 KB), so that a chunk's logits and
+# their exponentials stay in a core's L2 cache between the passes over them instead of streaming through memory.
+CE_CHUNK_ELEMENTS = 1 << 17
 
-    The same value and gradients as the three-op reference (``logits`` then ``F.cross_entropy``) with
-    fewer passes over the (N, V) logits, the largest activation of a small model: 1/cap is folded into
-    the (V, D) weight, tanh and the softmax normaliser run in place with no max-subtraction pass
-    (see FUSED_CE_MAX_CAP), and backward rewrites its saved buffers in place instead of allocating
-    four new (N, V) tensors. A second backward through the same graph (the gradient-share diagnostics
-    differentiate it twice) recomputes those buffers from z and w first, bitwise as forward made them.
-    """
+
+@torch.library.custom_op("jepagolf::softcap_ce", mutates_args=())
+def softcap_ce(z: Tensor, w: Tensor, targets: Tensor, cap: float, grads: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """z (N, D), w (V, D), targets (N,) int64 -> (sum over rows of the cross-entropy of the soft-capped logits
+    ``cap * tanh(z @ w.T / cap)``, d sum / d z (N, D), d sum / d w (V, D)); with ``grads`` false the two
+    gradients are empty (0,) tensors and not computed.
+
+    One pass over the logits, chunk by chunk (CE_CHUNK_ELEMENTS): each chunk's logits are made, soft-capped,
+    exponentiated, summed and turned into their gradient while they are in cache, and then folded into the
+    (N, D) and (V, D) results, so the (N, V) logits, the largest activation of a small model, never exist
+    whole. No max-subtraction pass: see FUSED_CE_MAX_CAP. A custom op, so that a compiled step calls it as one
+    opaque kernel instead of inductor re-planning its passes (torch.compile has no cache blocking of this kind
+    on the CPU; written by hand for that reason). The gradient is exact for the scalar loss whatever its use
+    downstream, which only scales it (``SoftcapCrossEntropy``)."""
+    N, V = z.size(0), w.size(0)
+    rows = max(1, min(N, CE_CHUNK_ELEMENTS // V))
+    w_cap = w * (1.0 / cap)  # 1/cap folded into the (V, D) weight, not the (N, V) logits
+    t_buf, e_buf = z.new_empty(rows, V), z.new_empty(rows, V)
+    total = z.new_zeros((), dtype=torch.float64)  # the sum over up to millions of rows, kept exact enough
+    gz = torch.empty_like(z) if grads else z.new_empty(0)
+    gw = torch.zeros_like(w) if grads else w.new_empty(0)
+    at = torch.arange(rows, device=z.device)
+    for s in range(0, N, rows):
+        n = min(rows, N - s)
+        zc, yc, t, e = z[s : s + n], targets[s : s + n], t_buf[:n], e_buf[:n]
+        torch.mm(zc, w_cap.T, out=t).tanh_()  # soft-capped logits / cap, in [-1, 1]
+        torch.mul(t, cap, out=e).exp_()  # exp(logits) <= exp(cap)
+        sumexp = e.sum(dim=1)  # (n,)
+        picked = t.gather(1, yc[:, None]).squeeze(1)  # (n,)
+        total += (sumexp.log() - cap * picked).sum(dtype=torch.float64)
+        if grads:
+            # d loss / d raw logit = (softmax - onehot) * (1 - t^2), the tanh's derivative, in place in e
+            e.div_(sumexp[:, None])
+            e[at[:n], yc] -= 1.0
+            e.addcmul_(e, t.square_(), value=-1.0)
+            torch.mm(e, w, out=gz[s : s + n])
+            gw.addmm_(e.T, zc)
+    return total.to(z.dtype), gz, gw
+
+
+@softcap_ce.register_fake
+def _(z: Tensor, w: Tensor, targets: Tensor, cap: float, grads: bool) -> tuple[Tensor, Tensor, Tensor]:
+    if grads:
+        return z.new_empty(()), torch.empty_like(z), torch.empty_like(w)
+    return z.new_empty(()), z.new_empty(0), w.new_empty(0)
+
+
+class SoftcapCrossEntropy(torch.autograd.Function):
+    """Cross-entropy of soft-capped logits ``cap * tanh(z @ w.T / cap)``, reduced by sum * ``scale``: the same
+    value and gradients as the three-op reference (``logits`` then ``F.cross_entropy``) in one chunked pass
+    (``softcap_ce``). The gradients are made in forward, while the logits are in cache, and kept (they are the
+    size of z and w); backward only scales them by the incoming gradient, so a second backward through the same
+    graph (the gradient-share diagnostics differentiate it twice) gives the same gradient."""
 
     @staticmethod
     def forward(ctx, z: Tensor, w: Tensor, targets: Tensor, cap: float, scale: float) -> Tensor:
         """z (N, D), w (V, D), targets (N,) int64 -> scalar."""
-        t, e, sumexp = SoftcapCrossEntropy._buffers(z, w, cap)
-        picked = t.gather(1, targets[:, None]).squeeze(1)  # (N,)
-        loss = (sumexp.log() - cap * picked).sum() * scale
-        ctx.save_for_backward(z, w, targets)
-        # Kept outside save_for_backward on purpose: backward rewrites them in place, which autograd's
-        # version check on saved tensors would (rightly) refuse on a second backward.
-        ctx.buffers = (t, e, sumexp)
-        ctx.scale, ctx.cap = scale, cap
-        ctx.used = False
-        return loss
-
-    @staticmethod
-    def _buffers(z: Tensor, w: Tensor, cap: float) -> tuple[Tensor, Tensor, Tensor]:
-        t = F.linear(z, w * (1.0 / cap))  # (N, V) raw logits / cap
-        t.tanh_()  # soft-capped logits / cap, in [-1, 1]
-        e = torch.mul(t, cap).exp_()  # (N, V) exp(logits), <= exp(cap)
-        return t, e, e.sum(dim=1)  # sumexp (N,)
+        total, gz, gw = torch.ops.jepagolf.softcap_ce(z, w, targets, cap, any(ctx.needs_input_grad[:2]))
+        ctx.save_for_backward(gz, gw)
+        ctx.scale = scale
+        return total * scale
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
-        z, w, targets = ctx.saved_tensors
-        t, p, sumexp = ctx.buffers
-        if ctx.used:  # the first backward overwrote t and p: rebuild them (same ops, same bits)
-            t, p, sumexp = SoftcapCrossEntropy._buffers(z, w, ctx.cap)
-        ctx.used = True
-        # d loss / d raw logit = (softmax - onehot) * (1 - t^2), the tanh's derivative; scale and the
-        # incoming grad are applied to the small (N, D) and (V, D) results instead of the (N, V) one.
-        p.div_(sumexp[:, None])  # softmax
-        p[torch.arange(p.size(0), device=p.device), targets] -= 1.0
-        p.addcmul_(p, t.square_(), value=-1.0)  # p * (1 - t^2)
+        gz, gw = ctx.saved_tensors
         g = grad * ctx.scale
-        gz = (p @ w).mul_(g) if ctx.needs_input_grad[0] else None  # (N, D)
-        gw = (p.T @ z).mul_(g) if ctx.needs_input_grad[1] else None  # (V, D)
-        return gz, gw, None, None, None
+        return (gz * g if ctx.needs_input_grad[0] else None, gw * g if ctx.needs_input_grad[1] else None,
+                None, None, None)
 
 
 class LeakyReluSquare(torch.autograd.Function):
@@ -308,11 +332,11 @@ class GPT(nn.Module):
         c, w = self.cfg.logit_softcap, self.tok_emb.weight
         fused = (
             0 < c <= FUSED_CE_MAX_CAP and reduction in ("mean", "sum") and z.dtype == w.dtype == torch.float32
-            and not torch.is_autocast_enabled(z.device.type) and not torch.compiler.is_compiling()
+            and not torch.is_autocast_enabled(z.device.type)
         )
         if fused:
-            # fp32 without autocast (the CPU path): the fused loss, same value, fewer passes over (N, V). A
-            # compiled step (jepagolf.train.fastpath) takes the plain ops instead: inductor fuses them itself.
+            # fp32 without autocast (the CPU path, eager or compiled): the chunked fused loss, same value, one
+            # pass over (N, V) in cache-sized pieces.
             n = targets.numel()
             scale = 1.0 / n if reduction == "mean" else 1.0
             return SoftcapCrossEntropy.apply(z.reshape(n, -1), w, targets.reshape(n), c, scale)
