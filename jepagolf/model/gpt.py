@@ -50,7 +50,7 @@ def softcap_ce(z: Tensor, w: Tensor, targets: Tensor, cap: float, grads: bool) -
     whole. No max-subtraction pass: see FUSED_CE_MAX_CAP. A custom op, so that a compiled step calls it as one
     opaque kernel instead of inductor re-planning its passes (torch.compile has no cache blocking of this kind
     on the CPU; written by hand for that reason). The gradient is exact for the scalar loss whatever its use
-    downstream, which only scales it (``SoftcapCrossEntropy``)."""
+    downstream, which only scales it (``softcap_cross_entropy``)."""
     N, V = z.size(0), w.size(0)
     rows = max(1, min(N, CE_CHUNK_ELEMENTS // V))
     w_cap = w * (1.0 / cap)  # 1/cap folded into the (V, D) weight, not the (N, V) logits
@@ -84,27 +84,33 @@ def _(z: Tensor, w: Tensor, targets: Tensor, cap: float, grads: bool) -> tuple[T
     return z.new_empty(()), z.new_empty(0), w.new_empty(0)
 
 
-class SoftcapCrossEntropy(torch.autograd.Function):
+def _softcap_ce_context(ctx, inputs: tuple, output: tuple) -> None:
+    _, gz, gw = output
+    ctx.save_for_backward(gz, gw)
+
+
+def _softcap_ce_backward(ctx, grad_total: Tensor, _grad_gz: Tensor | None, _grad_gw: Tensor | None) -> tuple:
+    # d(total)/dz and d(total)/dw were made in forward (while the logits were in cache): scale them. The two
+    # gradient outputs are results, not something a loss is built from (a second derivative is not provided).
+    gz, gw = ctx.saved_tensors
+    if gz.numel() == 0:
+        raise RuntimeError("softcap_ce was called with grads=False; call it with grads=True to differentiate it")
+    return gz * grad_total, gw * grad_total, None, None, None
+
+
+softcap_ce.register_autograd(_softcap_ce_backward, setup_context=_softcap_ce_context)
+
+
+def softcap_cross_entropy(z: Tensor, w: Tensor, targets: Tensor, cap: float, scale: float) -> Tensor:
     """Cross-entropy of soft-capped logits ``cap * tanh(z @ w.T / cap)``, reduced by sum * ``scale``: the same
     value and gradients as the three-op reference (``logits`` then ``F.cross_entropy``) in one chunked pass
-    (``softcap_ce``). The gradients are made in forward, while the logits are in cache, and kept (they are the
-    size of z and w); backward only scales them by the incoming gradient, so a second backward through the same
-    graph (the gradient-share diagnostics differentiate it twice) gives the same gradient."""
-
-    @staticmethod
-    def forward(ctx, z: Tensor, w: Tensor, targets: Tensor, cap: float, scale: float) -> Tensor:
-        """z (N, D), w (V, D), targets (N,) int64 -> scalar."""
-        total, gz, gw = torch.ops.jepagolf.softcap_ce(z, w, targets, cap, any(ctx.needs_input_grad[:2]))
-        ctx.save_for_backward(gz, gw)
-        ctx.scale = scale
-        return total * scale
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
-        gz, gw = ctx.saved_tensors
-        g = grad * ctx.scale
-        return (gz * g if ctx.needs_input_grad[0] else None, gw * g if ctx.needs_input_grad[1] else None,
-                None, None, None)
+    (``softcap_ce``). z (N, D), w (V, D), targets (N,) int64 -> scalar. The gradients are made in forward when
+    autograd will want them, and kept (they are the size of z and w); backward only scales them, so a second
+    backward through the same graph (the gradient-share diagnostics differentiate it twice) gives the same
+    gradient."""
+    grads = torch.is_grad_enabled() and (z.requires_grad or w.requires_grad)
+    total, _, _ = torch.ops.jepagolf.softcap_ce(z, w, targets, cap, grads)
+    return total * scale
 
 
 class LeakyReluSquare(torch.autograd.Function):
@@ -339,7 +345,7 @@ class GPT(nn.Module):
             # pass over (N, V) in cache-sized pieces.
             n = targets.numel()
             scale = 1.0 / n if reduction == "mean" else 1.0
-            return SoftcapCrossEntropy.apply(z.reshape(n, -1), w, targets.reshape(n), c, scale)
+            return softcap_cross_entropy(z.reshape(n, -1), w, targets.reshape(n), c, scale)
         logits = self.logits(z)  # (B, T, V)
         return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction=reduction)
 
