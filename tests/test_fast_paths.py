@@ -54,6 +54,10 @@ def test_softcap_cross_entropy_in_chunks_matches_the_reference(monkeypatch, chun
     torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(fz, gz, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(fw, gw, rtol=1e-10, atol=1e-12)
+    # a transposed (non-contiguous) z gives the same gradient
+    zt = z.detach().T.contiguous().T.requires_grad_()
+    (tz,) = torch.autograd.grad(softcap_cross_entropy(zt, w, y, 30.0, 1.0 / N), zt)
+    torch.testing.assert_close(tz, gz, rtol=1e-10, atol=1e-12)
     total, no_gz, no_gw = torch.ops.jepagolf.softcap_ce(z.detach(), w.detach(), y, 30.0, False)
     assert no_gz.numel() == no_gw.numel() == 0
     torch.testing.assert_close(total / N, ref.detach(), rtol=1e-12, atol=1e-12)

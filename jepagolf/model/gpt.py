@@ -56,8 +56,8 @@ def softcap_ce(z: Tensor, w: Tensor, targets: Tensor, cap: float, grads: bool) -
     w_cap = w * (1.0 / cap)  # 1/cap folded into the (V, D) weight, not the (N, V) logits
     t_buf, e_buf = z.new_empty(rows, V), z.new_empty(rows, V)
     total = z.new_zeros((), dtype=torch.float64)  # the sum over up to millions of rows, kept exact enough
-    gz = torch.empty_like(z) if grads else z.new_empty(0)
-    gw = torch.zeros_like(w) if grads else w.new_empty(0)
+    gz = z.new_empty(z.shape) if grads else z.new_empty(0)  # contiguous, whatever z's strides (mm writes rows)
+    gw = w.new_zeros(w.shape) if grads else w.new_empty(0)
     at = torch.arange(rows, device=z.device)
     for s in range(0, N, rows):
         n = min(rows, N - s)
