@@ -72,6 +72,8 @@ def test_the_chunked_loss_is_a_well_formed_custom_op():
     torch.library.opcheck(torch.ops.jepagolf.softcap_ce.default,
                           (z.clone().requires_grad_(), w.clone().requires_grad_(), y, 30.0, True))
     torch.library.opcheck(torch.ops.jepagolf.softcap_ce.default, (z, w, y, 30.0, False))
+    zt = z.T.contiguous().T.requires_grad_()  # strided: the fake must give the op's (contiguous) gradient strides
+    torch.library.opcheck(torch.ops.jepagolf.softcap_ce.default, (zt, w.clone().requires_grad_(), y, 30.0, True))
 
 
 def test_softcap_cross_entropy_second_backward_gives_the_same_gradient():

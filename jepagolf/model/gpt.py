@@ -79,8 +79,8 @@ def softcap_ce(z: Tensor, w: Tensor, targets: Tensor, cap: float, grads: bool) -
 
 @softcap_ce.register_fake
 def _(z: Tensor, w: Tensor, targets: Tensor, cap: float, grads: bool) -> tuple[Tensor, Tensor, Tensor]:
-    if grads:
-        return z.new_empty(()), torch.empty_like(z), torch.empty_like(w)
+    if grads:  # contiguous, as the op makes them (empty_like would copy a strided z's strides)
+        return z.new_empty(()), z.new_empty(z.shape), w.new_empty(w.shape)
     return z.new_empty(()), z.new_empty(0), w.new_empty(0)
 
 
