@@ -143,13 +143,17 @@ def summary_tables(rows: Sequence[Mapping[str, Any]], plan: AblationPlan, comps:
         p = c.paired
         body.append([
             f"{c.arm} − {ctrl}", str(p.n), f"{p.mean:+.4f}", f"{p.mean * c.nats_per_bpb:+.4f}",
-            f"[{p.ci_low * c.nats_per_bpb:+.4f}, {p.ci_high * c.nats_per_bpb:+.4f}]" if p.n >= 2 else "n/a",
-            _fmt_p(p.p_two_sided),
+            _fmt_ci(p, c.nats_per_bpb), _fmt_p(p.p_two_sided),
             _fmt_p(c.welch.p), _fmt_p(c.bar_welch.p), "met" if c.bar_met else "not met",
         ])
     t2 = _md_table(["difference", "pairs", "Δ bpb", "Δ nats/token", "95% CI nats/token", "paired t p (2-sided)",
                     "Welch p (1-sided)", "bar p", "bar"], body)
     return t1 + "\n\n" + t2 + "\n\n" + where_table(comps, ctrl)
+
+
+def _fmt_ci(t: stats.PairedTest, unit: float) -> str:
+    """The test's 95% CI times ``unit`` (e.g. nats per bpb); n/a with one pair (no spread to build it from)."""
+    return f"[{t.ci_low * unit:+.4f}, {t.ci_high * unit:+.4f}]" if t.n >= 2 else "n/a"
 
 
 def _fmt_mde(v: float) -> str:
@@ -172,8 +176,7 @@ def where_table(comps: Sequence[Comparison], ctrl: str) -> str:
     for c in comps:
         for what, t in c.where():
             k = c.nats_per_bpb
-            ci = f"[{t.ci_low * k:+.4f}, {t.ci_high * k:+.4f}]" if t.n >= 2 else "n/a"
-            body.append([f"{c.arm} − {ctrl}", what, f"{t.mean * k:+.4f}", ci, _fmt_p(t.p_two_sided),
+            body.append([f"{c.arm} − {ctrl}", what, f"{t.mean * k:+.4f}", _fmt_ci(t, k), _fmt_p(t.p_two_sided),
                          _fmt_mde(t.mde * k), _fmt_p(t.p_wilcoxon), failures(t, k)])
     return _md_table(["difference", "measured on", "Δ nats/token", "95% CI", "paired t p (2-sided)",
                       "MDE nats/token", WILCOXON_HEADER, FAILURES_HEADER], body)
