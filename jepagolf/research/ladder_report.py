@@ -10,7 +10,15 @@ from typing import Any
 
 from jepagolf.research import stats
 from jepagolf.research.ablate_plan import FAILURE_NATS
-from jepagolf.research.ablate_report import FAILURES_HEADER, WILCOXON_HEADER, _fmt_p, _md_table, failures
+from jepagolf.research.ablate_report import (
+    FAILURES_HEADER,
+    WILCOXON_HEADER,
+    _fmt_ci,
+    _fmt_mde,
+    _fmt_p,
+    _md_table,
+    failures,
+)
 from jepagolf.research.ablate_run import write_runs_csv
 from jepagolf.research.ladder_fit import (
     CSV_COLUMNS,
@@ -112,9 +120,8 @@ def where_rows(results: Sequence[RungResult]) -> list[list[str]]:
             if t is None:
                 body.append([r.rung, r.arm, what, "n/a", "n/a", "n/a", "n/a", "n/a", "n/a"])
                 continue
-            ci = f"[{t.ci_low:+.4f}, {t.ci_high:+.4f}]" if t.n >= 2 else "n/a"
-            body.append([r.rung, r.arm, what, f"{t.mean:+.4f}", ci, _fmt_p(t.p_two_sided),
-                         "n/a" if math.isnan(mde) else f"{mde:.4f}", _fmt_p(t.p_wilcoxon), failures(t)])
+            body.append([r.rung, r.arm, what, f"{t.mean:+.4f}", _fmt_ci(t, 1.0), _fmt_p(t.p_two_sided),
+                         _fmt_mde(mde), _fmt_p(t.p_wilcoxon), failures(t)])
     return body
 
 
@@ -169,7 +176,7 @@ def ladder_markdown(
     body = []
     for r in results:
         t = r.test
-        ci = f"[{t.ci_low:+.4f}, {t.ci_high:+.4f}]" if t.n >= 2 else "n/a"
+        ci = _fmt_ci(t, 1.0)
         mde = "n/a" if math.isnan(r.mde) else f"{r.mde:.4f}" + (" ✓" if r.mde < BAR_NATS else "")
         sd = "n/a" if math.isnan(t.sd) else f"{t.sd:.4f}"
         body_tpp = "n/a" if math.isnan(r.tokens_per_non_embed_param) else f"{r.tokens_per_non_embed_param:.1f}"
