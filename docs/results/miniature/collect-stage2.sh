@@ -3,6 +3,7 @@
 # ablation.json, calibration.json) and plots each with `jepagolf report --by-arm`; once stage2.sh has written
 # the joint report (m0m2/ladder.md), copies it and its ladder.json, ladder.png and runs.csv into steps/.
 # A rung is collected only when its ablation.md exists (the ladder writes it when the rung's last run ends).
+# Nothing is deleted: `report` replaces only the PNGs it wrote itself and refuses any other file of the same name.
 # Run from the repository root: OUT=runs/mini/steps bash docs/results/miniature/collect-stage2.sh
 set -euo pipefail
 OUT=${OUT:-runs/mini/steps}
@@ -15,7 +16,6 @@ for rung_dir in "$OUT"/m1/rungs/m1 "$OUT"/m0m2/rungs/m0 "$OUT"/m0m2/rungs/m2; do
   fi
   mkdir -p "$DEST/steps-$rung"
   cp "$rung_dir"/{ablation.md,runs.csv,ablation.json,calibration.json} "$DEST/steps-$rung/"
-  rm -rf "$DEST/steps-$rung/plots"
   python -m jepagolf report --by-arm "$rung_dir"/runs/* --out "$DEST/steps-$rung/plots" > /dev/null
   echo "rung $rung: collected in $DEST/steps-$rung"
 done
