@@ -66,6 +66,17 @@ def test_rung_budgets_wallclock_flops_and_matching(tmp_path, monkeypatch):
         _plan(Rung("d", {}, 2.0, 5), tmp_path, monkeypatch)
 
 
+def test_a_steps_rung_keeps_the_time_its_step_times_were_measured(tmp_path, monkeypatch):
+    """A steps= rung re-plans at the budget its calibrated step times give, reusing those times: its calibration
+    says when they were measured (a resumed ladder's files then stay as they were), not when the plan was made."""
+    stamps = iter(f"T{i}" for i in range(1, 100))
+    monkeypatch.setattr(ladder_plan.plan_ablation.__globals__["time"], "strftime", lambda *_a: next(stamps))
+    rp = _plan(Rung("a", {"num_layers": "2"}, 2.0, 2, steps=40), tmp_path, monkeypatch, match="steps")
+    arms = rp.plan.calibration["arms"]
+    assert {a["measured_at"] for a in arms.values()} == {"T1", "T2"}  # the first calibration's stamps (ce, v3)
+    assert rp.steps("ce") == rp.steps("v3") == 40
+
+
 def test_epoch_guard_refuses_a_rung_longer_than_the_corpus(tmp_path, monkeypatch):
     rp = _plan(Rung("a", {"num_layers": "2"}, 2.0, 2), tmp_path, monkeypatch)
     tokens = rp.tokens("ce")  # the control reads the most

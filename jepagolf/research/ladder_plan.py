@@ -200,11 +200,14 @@ def plan_rung(
     if ctrl_steps is not None:
         # The budget is the time the control needs for the rung's steps at its calibrated step time;
         # the step times measured above (at a nominal budget) are reused for every arm.
-        measured = [float(plan.calibration["arms"][a.name]["step_seconds"]) for a in arms]  # type: ignore[index]
+        first = plan.calibration["arms"]  # type: ignore[index]
+        measured = [float(first[a.name]["step_seconds"]) for a in arms]
         over["max_wallclock_seconds"] = f"{(ctrl_steps + 0.5) * measured[0]:.6g}"
         plan = plan_ablation(preset, arms, seeds[: rung.seeds], "wallclock", over,
                              step_timer=lambda _c, _s: measured, calib_steps=calib_steps,
                              warmdown_fraction=WARMDOWN_FRACTION, wallclock_slack=wallclock_slack, vary=vary)
+        for a in arms:  # measured when the first calibration was (a resume reuses it), not now
+            plan.calibration["arms"][a.name]["measured_at"] = first[a.name]["measured_at"]  # type: ignore[index]
     if match in ("flops", "steps"):
         iters = plan.config(plan.control, plan.seeds[0]).train.iterations if ctrl_steps is None else ctrl_steps
         fixed_over = {**over, "iterations": str(iters), "warmdown_iters": str(round(WARMDOWN_FRACTION * iters)),
