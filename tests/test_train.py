@@ -227,3 +227,31 @@ def test_cli_rejects_bad_input_cleanly(tmp_path, capsys):
     assert "did you mean 'num_layers'" in capsys.readouterr().err
     assert main(["train", "--preset", "smoke", "--data", str(tmp_path / "nope")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_train_config_starts_a_new_run_from_a_saved_config(tmp_path, capsys):
+    """`train --config RUN/config.json` rebuilds what the run trained (the same config hash, whatever the preset's
+    defaults are), with --set and --seed on top; with --preset or --resume, or on a file that is not a config, it
+    stops with one line."""
+    from jepagolf.cli.flags import config_from_args
+    from jepagolf.cli.parser import build_parser
+
+    saved = build_config("smoke", {"model_dim": "48", "jepa_recipe": "nextlat", "data_offset": "4100", "seed": "9"},
+                         environ={})
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(saved.to_dict()))
+    parse = build_parser().parse_args
+    cfg = config_from_args(parse(["train", "--config", str(path)]))
+    assert cfg.hash() == saved.hash() and cfg.preset == "smoke" and cfg.train.data_offset == 4100
+    again = config_from_args(parse(["train", "--config", str(path), "--seed", "10", "--set", "iterations=7"]))
+    assert (again.train.seed, again.train.iterations, again.model.model_dim) == (10, 7, 48)
+    assert again.jepa == cfg.jepa  # the saved recipe's values stay: nothing is re-expanded
+    assert main(["train", "--config", str(path), "--preset", "smoke", "--out", str(tmp_path / "r")]) == 2
+    assert "give one" in capsys.readouterr().err
+    assert main(["train", "--config", str(path), "--resume", str(tmp_path), "--out", str(tmp_path / "r")]) == 2
+    assert "a resumed run uses its own config.json" in capsys.readouterr().err
+    (tmp_path / "bad.json").write_text('{"model": {"model_dim": "wide"}}')
+    assert main(["train", "--config", str(tmp_path / "bad.json"), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "not a valid run configuration" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()

@@ -44,6 +44,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         for recipe in RECIPES.values():
             print(f"  {recipe.name}: {recipe.summary} [{recipe.source}]")
         return 0
+    if args.resume and args.config:
+        raise ConfigError(f"--resume {args.resume} and --config {args.config}: a resumed run uses its own config.json; "
+                          "start a new run from a config with --config and --out")
     if args.resume:
         cfg, out = _resume_config(args), Path(args.resume)
     else:

@@ -12,8 +12,12 @@ import torch
 
 from jepagolf.config import (
     PRESETS,
+    ConfigError,
     build_config,
+    config_from_dict,
+    override_config,
     parse_set_args,
+    read_config_json,
 )
 
 if TYPE_CHECKING:
@@ -138,4 +142,10 @@ def _add_threads_arg(p: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace):
+    """The preset (or, with ``--config``, a run's saved config.json), then the environment, then the flags."""
+    saved = getattr(args, "config", None)
+    if saved:
+        if args.preset:
+            raise ConfigError(f"--config {saved} and --preset {args.preset}: give one (the file holds its own preset)")
+        return override_config(config_from_dict(read_config_json(saved)), overrides_from_args(args))
     return build_config(args.preset or _default_preset(), overrides_from_args(args))

@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "needs pip install 'jepagolf[tensorboard]')")
     p.add_argument("--resume", metavar="RUN_DIR",
                    help="continue the run in RUN_DIR from its latest valid checkpoint (its config.json is used)")
+    p.add_argument("--config", metavar="CONFIG_JSON",
+                   help="start a new run with the configuration a run saved (its config.json) instead of a preset; "
+                        "--set, --seed, --data and the environment apply on top: a rerun of one run by hand")
     p.add_argument("--dump-rank-state", metavar="DIR",
                    help="debug: every process writes its final weights and EMAs to DIR/rank<R>.npz")
     _add_threads_arg(p)
