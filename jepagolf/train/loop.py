@@ -94,7 +94,9 @@ class Trainer:
         )
         self.last_jepa_stats: dict[str, Tensor] = {}
         self.artifact_ema = WeightEMA(self.model.gpt, schedules.artifact_ema_decay(cfg))
-        self.optimizers = build_optimizers(self.model, cfg.optim, fused=rt.device.type == "cuda",
+        # Fused Adam on every device: torch has had a fused CPU kernel since 2.4; at the ladder's shapes it made
+        # the whole step 2-4% faster than foreach (r1 CE 35.6 -> 34.9 ms, r1 v3 62.3 -> 61.0, r2 CE 123.6 -> 117.6).
+        self.optimizers = build_optimizers(self.model, cfg.optim, fused=True,
                                            rank=rt.rank, world_size=rt.world_size,
                                            pred_optimizer=cfg.jepa.jepa_pred_optimizer, pred_lr=cfg.jepa.jepa_pred_lr)
         self.compiled = t.compile == "on" or (t.compile == "auto" and rt.device.type == "cuda")
