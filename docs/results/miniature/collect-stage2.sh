@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Copies stage 2's finished rungs into docs/results/miniature/steps-<rung>/ (the rung's ablation.md, runs.csv,
-# ablation.json, calibration.json) and plots each with `jepagolf report --by-arm`; once stage2.sh has written
-# the joint report (m0m2/ladder.md), copies it and its ladder.json, ladder.png and runs.csv into steps/.
+# ablation.json, calibration.json, and each run's config.json as configs/<arm>-seed<seed>.json, from which
+# `jepagolf train --config FILE --out DIR` reruns that one run by hand) and plots each with `jepagolf report --by-arm`;
+# once stage2.sh has written the joint report (m0m2/ladder.md), copies it and its ladder.json, ladder.png and runs.csv into steps/.
 # A rung is collected only when its ablation.md exists (the ladder writes it when the rung's last run ends).
 # Nothing is deleted: `report` replaces only the PNGs it wrote itself and refuses any other file of the same name.
 # Run from the repository root: OUT=runs/mini/steps bash docs/results/miniature/collect-stage2.sh
@@ -16,6 +17,10 @@ for rung_dir in "$OUT"/m1/rungs/m1 "$OUT"/m0m2/rungs/m0 "$OUT"/m0m2/rungs/m2; do
   fi
   mkdir -p "$DEST/steps-$rung"
   cp "$rung_dir"/{ablation.md,runs.csv,ablation.json,calibration.json} "$DEST/steps-$rung/"
+  mkdir -p "$DEST/steps-$rung/configs"
+  for run in "$rung_dir"/runs/*/; do
+    cp "$run/config.json" "$DEST/steps-$rung/configs/$(basename "$run").json"
+  done
   python -m jepagolf report --by-arm "$rung_dir"/runs/* --out "$DEST/steps-$rung/plots" > /dev/null
   echo "rung $rung: collected in $DEST/steps-$rung"
 done
