@@ -392,7 +392,19 @@ def test_report_by_arm_groups_an_ablations_runs(tiny_data, tmp_path, capsys):
     dirs = [str(p) for p in sorted(runs.iterdir())]
     assert main(["report", "--by-arm", *dirs, "--out", str(tmp_path / "rep")]) == 0
     names = {Path(p).name for p in capsys.readouterr().out.split()}
-    assert "final_val_bpb.png" in names and "diagnostics.png" in names
+    assert {"final_val_bpb.png", "diagnostics.png", "delta_by_step.png", "delta_by_step.md"} <= names
+    table = (tmp_path / "rep" / "delta_by_step.md").read_text()
+    assert "arm − ce" in table and "| v3 | 1-500 | 1 |" in table  # one seed pairs (1): no CI, no p
+    assert main(["report", "--by-arm", *dirs, "--out", str(tmp_path / "rep")]) == 0  # a rerun replaces its own
+    (tmp_path / "rep4").mkdir()
+    (tmp_path / "rep4" / "delta_by_step.md").write_text("my notes\n")
+    assert main(["report", "--by-arm", *dirs, "--out", str(tmp_path / "rep4")]) == 2
+    assert "delta_by_step.md, not written by jepagolf report" in capsys.readouterr().err
+    assert (tmp_path / "rep4" / "delta_by_step.md").read_text() == "my notes\n"
+    assert main(["report", "--by-arm", *dirs, "--control", "nope", "--out", str(tmp_path / "rep5")]) == 2
+    assert "--control nope: no such arm among" in capsys.readouterr().err
+    assert main(["report", dirs[0], "--window", "100", "--out", str(tmp_path / "rep6")]) == 2
+    assert "go with --by-arm" in capsys.readouterr().err
     (tmp_path / "odd").mkdir()
     assert main(["report", "--by-arm", *dirs, str(tmp_path / "odd"), "--out", str(tmp_path / "rep3")]) == 2
     err = capsys.readouterr().err.strip()

@@ -188,3 +188,22 @@ def test_one_failed_run_moves_the_t_test_but_only_one_rank_of_the_wilcoxon():
     assert (t_small.count_above(0.05), t_large.count_above(0.05)) == (0, 1)
     # count_above in other units: differences in bpb times nats per bpb.
     assert t_large.count_above(0.05, unit=0.3) == 0 and t_large.count_above(0.05, unit=1 / 0.3) == 1
+
+
+def test_paired_windows_pair_each_seeds_steps_and_test_the_window_means():
+    """Arm minus control at the steps both logged, one mean per seed and window (start < step <= end), a paired
+    t over the seeds; a window some seed has no step in is left out, and a seed only one arm has is ignored."""
+    from jepagolf.research.stepwise import paired_windows
+
+    control = {1: {10: 5.0, 20: 5.0, 30: 4.0}, 2: {10: 6.0, 20: 6.0, 30: 3.0}, 3: {10: 1.0}}
+    arm = {1: {10: 4.0, 20: 4.5, 30: 4.0, 40: 1.0}, 2: {10: 5.9, 20: 5.9, 30: 3.5}, 9: {10: 0.0}}
+    ws = paired_windows(control, arm, "v3", window=20)
+    assert [(w.start, w.end) for w in ws] == [(0, 20), (20, 40)]  # none past step 30, the last both logged
+    first, second = ws
+    assert first.test.n == 2 and first.points == 2
+    assert first.test.diffs == pytest.approx((-0.75, -0.1))  # seed 1: mean(-1, -0.5); seed 2: mean(-0.1, -0.1)
+    assert second.test.diffs == pytest.approx((0.0, 0.5)) and second.points == 1  # step 40: only the arm
+    assert first.test.mean == pytest.approx(-0.425)
+    assert paired_windows({1: {5: 1.0}}, {1: {700: 1.0}}, "x", window=500) == []  # no step both logged
+    with pytest.raises(ValueError, match="window"):
+        paired_windows(control, arm, "v3", window=0)

@@ -205,7 +205,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="folder for the PNGs (default: RUN_DIR/plots for one run, else ./report)")
     p.add_argument("--by-arm", action="store_true",
                    help="the folders are an ablation's or a ladder rung's runs (<arm>-seed<seed>): one mean line and "
-                        "min-max band per arm, and the final scores paired by seed")
+                        "min-max band per arm, the final scores paired by seed, and each arm's paired Δ of the "
+                        "training CE against the control by window of steps (delta_by_step.png and .md)")
+    p.add_argument("--control", metavar="ARM", help="with --by-arm: the arm the others are paired against "
+                   "(default: ce when there is one, else the first)")
+    p.add_argument("--window", type=positive_int, default=500, metavar="STEPS",
+                   help="with --by-arm: steps per window of the paired Δ by step (default 500)")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("export", help="turn finished run folder(s) of one config into a challenge records folder")

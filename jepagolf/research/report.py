@@ -20,6 +20,8 @@ import numpy as np
 
 from jepagolf.jepa.diagnostics import share_group_order
 from jepagolf.jsonfile import read_json_object
+from jepagolf.research.stepwise import DEFAULT_WINDOW_STEPS, STEPWISE_KEY, Window, paired_windows, windows_markdown
+from jepagolf.train.logger import atomic_write_text
 
 
 class ReportError(RuntimeError):
@@ -348,9 +350,79 @@ def _final_figure(groups: Mapping[str, Sequence[RunData]], path: Path) -> Path |
     return path
 
 
-# The PNG names a report writes, and the tag in their metadata by which a rerun knows them as its own.
-PNG_NAMES = ("val_bpb.png", "jepa_terms.png", "diagnostics.png", "final_val_bpb.png")
+def run_seed(run: RunData) -> int | None:
+    """The seed of an ablation's run: from its folder name (<arm>-seed<seed>), else its summary."""
+    _, sep, tail = run.path.name.rpartition("-seed")
+    if sep and tail.isdigit():
+        return int(tail)
+    seed = run.summary.get("seed")
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) else None
+
+
+def _by_seed(runs: Sequence[RunData], key: str = STEPWISE_KEY) -> dict[int, dict[int, float]]:
+    out: dict[int, dict[int, float]] = {}
+    for r in runs:
+        seed = run_seed(r)
+        if seed is None:
+            continue
+        if seed in out:
+            raise ReportError(f"{r.path}: seed {seed} appears twice in one arm; its runs cannot be paired")
+        steps, ys = r.series("train", key)
+        out[seed] = {int(t): float(y) for t, y in zip(steps, ys, strict=True)}
+    return out
+
+
+def stepwise_windows(groups: Mapping[str, Sequence[RunData]], control: str,
+                     window: int = DEFAULT_WINDOW_STEPS) -> list[Window]:
+    """Every other arm's paired Δ of the training CE against ``control``, by window of steps."""
+    ctrl = _by_seed(groups[control])
+    return [w for name, runs in groups.items() if name != control
+            for w in paired_windows(ctrl, _by_seed(runs), name, window)]
+
+
+def _delta_figure(windows: Sequence[Window], control: str, path: Path) -> Path | None:
+    """One panel per arm: each window's mean paired Δ with its 95% CI, against the window's last step."""
+    arms = list(dict.fromkeys(w.arm for w in windows))
+    if not arms:
+        return None
+    plt = _pyplot()
+    colors = dict(zip(arms, _colors(len(arms)), strict=True))
+    ncols = min(3, len(arms))
+    nrows = math.ceil(len(arms) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 3.6 * nrows), squeeze=False, sharey=True)
+    for ax, arm in zip(axes.flat, arms, strict=False):
+        ws = [w for w in windows if w.arm == arm]
+        x = np.asarray([(w.start + w.end) / 2 for w in ws])
+        m = np.asarray([w.test.mean for w in ws])
+        lo = np.asarray([w.test.ci_low for w in ws])
+        hi = np.asarray([w.test.ci_high for w in ws])
+        ax.axhline(0.0, color="black", lw=0.8)
+        ok = np.isfinite(lo) & np.isfinite(hi)
+        ax.errorbar(x[ok], m[ok], yerr=np.stack([m[ok] - lo[ok], hi[ok] - m[ok]]), fmt="o-", color=colors[arm],
+                    capsize=3, ms=4, lw=1.4)
+        ax.plot(x[~ok], m[~ok], "o", color=colors[arm], ms=4)
+        n = max(w.test.n for w in ws)
+        ax.set_title(textwrap.fill(f"{arm} − {control}: training CE, mean of {n} seeds' window means, 95% CI",
+                                   70), fontsize=9)
+        ax.set_xlabel("step (window centre)", fontsize=8)
+        ax.set_ylabel("Δ nats/token (< 0: arm ahead)", fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=8)
+    for ax in list(axes.flat)[len(arms):]:
+        ax.axis("off")
+    fig.suptitle("paired Δ of the training CE by window of steps (live weights, unseen batches)", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, bbox_inches="tight", metadata={"Software": PNG_SOFTWARE})
+    plt.close(fig)
+    return path
+
+
+# The PNG names a report writes, and the tag in their metadata by which a rerun knows them as its own; the
+# Markdown table it writes, and its first line, for the same purpose.
+PNG_NAMES = ("val_bpb.png", "jepa_terms.png", "diagnostics.png", "final_val_bpb.png", "delta_by_step.png")
 PNG_SOFTWARE = "jepagolf report"
+MD_NAME = "delta_by_step.md"
+MD_MARKER = "<!-- written by jepagolf report; a rerun replaces it -->"
 
 
 def is_report_png(path: Path) -> bool:
@@ -363,22 +435,40 @@ def is_report_png(path: Path) -> bool:
     return head.startswith(b"\x89PNG\r\n\x1a\n") and b"tEXtSoftware\x00" + PNG_SOFTWARE.encode() in head
 
 
+def is_report_md(path: Path) -> bool:
+    """Whether ``path`` is the Markdown table a report wrote (its first line is MD_MARKER)."""
+    try:
+        with open(path, "rb") as f:
+            return f.readline(len(MD_MARKER) + 2).rstrip(b"\n") == MD_MARKER.encode()
+    except OSError:
+        return False
+
+
 def refuse_foreign_pngs(out: Path) -> None:
-    """A report replaces only its own earlier PNGs: never a file of the same name it did not write."""
+    """A report replaces only its own earlier files: never a file of the same name it did not write."""
     if out.exists() and not out.is_dir():
         raise ReportError(f"--out {out} is a file; give a folder for the PNGs")
     foreign = [n for n in PNG_NAMES if (out / n).exists() and not is_report_png(out / n)]
+    foreign += [MD_NAME] if (out / MD_NAME).exists() and not is_report_md(out / MD_NAME) else []
     if foreign:
         raise ReportError(f"{out} already holds {', '.join(foreign)}, not written by jepagolf report; choose "
                           "another --out")
 
 
-def plot_groups(groups: Mapping[str, Sequence[Path]], out: Path, paired: bool = False) -> list[Path]:
-    """Every figure for named groups of run folders; returns the PNG paths written."""
+def plot_groups(groups: Mapping[str, Sequence[Path]], out: Path, paired: bool = False,
+                control: str | None = None, window: int = DEFAULT_WINDOW_STEPS) -> list[Path]:
+    """Every figure for named groups of run folders; returns the paths written. ``paired`` (an ablation's arms):
+    also the final scores paired by seed, and each arm's paired Δ of the training CE against ``control`` (the
+    arm named ``ce`` when there is one, else the first) by window of ``window`` steps, drawn and tabled."""
     _pyplot()  # fail early and clearly when matplotlib is missing
     data = {name: [load_run(Path(p)) for p in paths] for name, paths in groups.items() if paths}
     if not data:
         raise ReportError("no run folders to plot")
+    if paired:
+        control = control or ("ce" if "ce" in data else next(iter(data)))
+        if control not in data:
+            raise ReportError(f"--control {control}: no such arm among {', '.join(data)}")
+        windows = stepwise_windows(data, control, window)
     refuse_foreign_pngs(out)
     out.mkdir(parents=True, exist_ok=True)
     written = [_val_figure(data, out / "val_bpb.png")]
@@ -396,6 +486,11 @@ def plot_groups(groups: Mapping[str, Sequence[Path]], out: Path, paired: bool = 
         p = _final_figure(data, out / "final_val_bpb.png")
         if p is not None:
             written.append(p)
+        p = _delta_figure(windows, control, out / "delta_by_step.png")
+        if p is not None:
+            written.append(p)
+            atomic_write_text(out / MD_NAME, windows_markdown(windows, control, MD_MARKER))
+            written.append(out / MD_NAME)
     return written
 
 
@@ -422,6 +517,8 @@ def arm_groups(run_dirs: Sequence[Path]) -> dict[str, list[Path]]:
     return groups
 
 
-def plot_ablation(groups: Mapping[str, Sequence[Path]], out: Path) -> list[Path]:
-    """An ablation's arms: mean line and min-max band over seeds, plus the paired final scores."""
-    return plot_groups(groups, out, paired=True)
+def plot_ablation(groups: Mapping[str, Sequence[Path]], out: Path, control: str | None = None,
+                  window: int = DEFAULT_WINDOW_STEPS) -> list[Path]:
+    """An ablation's arms: mean line and min-max band over seeds, the paired final scores, and the paired Δ of
+    the training CE by window of steps against the control."""
+    return plot_groups(groups, out, paired=True, control=control, window=window)
