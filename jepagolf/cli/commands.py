@@ -308,7 +308,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     runs = [Path(r) for r in args.runs]
     out = Path(args.out) if args.out else (runs[0] / "plots" if len(runs) == 1 else Path("report"))
-    if not args.by_arm and (args.control or args.window != 500):
+    if not args.by_arm and (args.control or args.window):
         raise ConfigError("--control and --window go with --by-arm (an ablation's runs, paired by seed)")
     paths = plot_ablation(arm_groups(runs), out, args.control, args.window) if args.by_arm else plot_runs(runs, out)
     for path in paths:

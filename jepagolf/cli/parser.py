@@ -209,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "training CE against the control by window of steps (delta_by_step.png and .md)")
     p.add_argument("--control", metavar="ARM", help="with --by-arm: the arm the others are paired against "
                    "(default: ce when there is one, else the first)")
-    p.add_argument("--window", type=positive_int, default=500, metavar="STEPS",
+    p.add_argument("--window", type=positive_int, default=None, metavar="STEPS",
                    help="with --by-arm: steps per window of the paired Δ by step (default 500)")
     p.set_defaults(func=cmd_report)
 

@@ -518,7 +518,7 @@ def arm_groups(run_dirs: Sequence[Path]) -> dict[str, list[Path]]:
 
 
 def plot_ablation(groups: Mapping[str, Sequence[Path]], out: Path, control: str | None = None,
-                  window: int = DEFAULT_WINDOW_STEPS) -> list[Path]:
+                  window: int | None = None) -> list[Path]:
     """An ablation's arms: mean line and min-max band over seeds, the paired final scores, and the paired Δ of
-    the training CE by window of steps against the control."""
-    return plot_groups(groups, out, paired=True, control=control, window=window)
+    the training CE by window of steps (default DEFAULT_WINDOW_STEPS) against the control."""
+    return plot_groups(groups, out, paired=True, control=control, window=window or DEFAULT_WINDOW_STEPS)

@@ -1,7 +1,7 @@
 """From which step on does an arm pay? The paired difference of the training CE by window of steps.
 
-Every seed of an ablation reads the same training tokens in every arm (the seed sets the data offset), and at
-step s each arm logs the CE of the batch it is about to train on: tokens no run has seen, so the logged CE is the
+Within one seed every arm of an ablation reads the same training tokens in the same order, and at step s each
+arm logs the CE of the batch it is about to train on: tokens no run has seen, so the logged CE is the
 live model's held-out loss on that batch. Arm minus control at the same step and seed therefore removes the
 batch's difficulty, and the mean of those differences over a window of steps, one number per seed, is a paired
 sample like the final scores'. The window's paired t-test says whether the arm is ahead there.
