@@ -1,0 +1,166 @@
+"""The price curve of the miniature challenge (issue 19, item 7): what r times the control's step costs at equal
+wall-clock, measured on the control alone. Reads docs/results/miniature/price.sh's runs and applies the analysis
+that docs/results/miniature-plan.md ("Price curve") fixed before they ran.
+
+    python scripts/miniature_price.py runs/mini/price --report docs/results/miniature/price \\
+        [--stage2 docs/results/miniature/steps-m1/runs.csv]
+
+PRICE holds ``ce-<S>-seed<seed>`` run folders for S = 4,000, 3,200, 2,667, 2,000 and seeds 1001-1004. For a cost
+ratio r = 4,000 / S the price is P(r) = L(S) - L(4,000), the round-trip loss that r times slower steps give up at
+equal time (mean over seeds, paired CI and p); b is the slope of L = a + b ln S, fitted per seed. With
+``--stage2`` (stage 2's m1 runs.csv), each arm's equal-steps Δ on all of stage 2's seeds is set against the price:
+the break-even cost ratio r* = exp(Δ / b) for Δ < 0, and the built-in check that the S = 4,000 runs have the
+config hash of stage 2's control for their seed. Writes REPORT/price.md, price.json, price-runs.csv, price.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from jepagolf.jsonfile import read_json_object
+from jepagolf.research.stats import paired_t_test
+from jepagolf.train.logger import atomic_write_text
+
+STEPS = (4000, 3200, 2667, 2000)
+SEEDS = (1001, 1002, 1003, 1004)
+FULL = STEPS[0]
+MAX_CSV_BYTES = 16 << 20  # a stage-2 runs.csv of 120 rows is ~50 KB
+
+
+def read_runs(price: Path) -> dict[tuple[int, int], dict[str, Any]]:
+    runs = {}
+    for s in STEPS:
+        for seed in SEEDS:
+            path = price / f"ce-{s}-seed{seed}" / "summary.json"
+            if not path.is_file():
+                raise SystemExit(f"error: {path} is missing: has price.sh finished? (rerun it: it resumes)")
+            summ = read_json_object(path)
+            loss, steps = summ.get("roundtrip_val_loss"), summ.get("steps")
+            if not isinstance(loss, float) or not math.isfinite(loss) or steps != s:
+                raise SystemExit(f"error: {path}: not a finished {s}-step run (steps {steps!r}, loss {loss!r})")
+            runs[s, seed] = summ
+    return runs
+
+
+def read_stage2(path: Path) -> list[dict[str, str]]:
+    size = path.stat().st_size
+    if size > MAX_CSV_BYTES:
+        raise SystemExit(f"error: {path}: {size:,} bytes is not a stage-2 runs.csv")
+    rows = list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"))))
+    need = {"arm", "seed", "val_loss", "config_hash"}
+    if not rows or not need <= set(rows[0]):
+        raise SystemExit(f"error: {path}: expected the columns {sorted(need)} of an ablation's runs.csv")
+    return rows
+
+
+def analyse(runs: dict[tuple[int, int], dict[str, Any]], stage2: list[dict[str, str]] | None) -> dict[str, Any]:
+    loss = {k: float(v["roundtrip_val_loss"]) for k, v in runs.items()}
+    full = [loss[FULL, seed] for seed in SEEDS]
+    prices = {}
+    for s in STEPS[1:]:
+        t = paired_t_test(full, [loss[s, seed] for seed in SEEDS])
+        prices[f"{FULL / s:.4g}"] = {"steps": s, "mean": t.mean, "ci": [t.ci_low, t.ci_high], "p": t.p_two_sided,
+                                     "sd": t.sd, "per_seed": list(t.diffs)}
+    slopes = [float(np.polyfit(np.log(STEPS), [loss[s, seed] for s in STEPS], 1)[0]) for seed in SEEDS]
+    b = paired_t_test([0.0] * len(slopes), slopes)
+    out: dict[str, Any] = {"steps": list(STEPS), "seeds": list(SEEDS), "loss": {f"{s}/{seed}": loss[s, seed]
+                           for s, seed in loss}, "price": prices,
+                           "slope": {"mean": b.mean, "ci": [b.ci_low, b.ci_high], "per_seed": slopes}}
+    if stage2 is not None:
+        ctrl = {int(r["seed"]): r for r in stage2 if r["arm"] == "ce"}
+        out["hash_check"] = {str(seed): runs[FULL, seed].get("config_hash") == ctrl.get(seed, {}).get("config_hash")
+                             for seed in SEEDS}
+        arms: dict[str, Any] = {}
+        for arm in dict.fromkeys(r["arm"] for r in stage2 if r["arm"] != "ce"):
+            pairs = [(float(ctrl[int(r["seed"])]["val_loss"]), float(r["val_loss"])) for r in stage2
+                     if r["arm"] == arm and int(r["seed"]) in ctrl]
+            t = paired_t_test([c for c, _ in pairs], [a for _, a in pairs])
+            arms[arm] = {"n": t.n, "delta": t.mean, "ci": [t.ci_low, t.ci_high], "p": t.p_two_sided,
+                         "break_even_ratio": math.exp(t.mean / b.mean) if t.mean < 0 and b.mean < 0 else None}
+        out["arms"] = arms
+    return out
+
+
+def _ci(ci: list[float]) -> str:
+    return f"[{ci[0]:+.4f}, {ci[1]:+.4f}]"
+
+
+def markdown(res: dict[str, Any]) -> str:
+    lines = ["# Price curve at m1: what r times the control's step costs at equal wall-clock", "",
+             "Plain CE at m1's shape for S = 4,000/r steps, schedules scaled to each run's length, seeds 1001-1004 on "
+             "stage 2's data offsets; round-trip val loss (int8 + zlib, the whole validation split). Price P(r) = "
+             "L(4,000/r) − L(4,000), nats/token, paired over the seeds. Command and plan: "
+             "[../price.sh](../price.sh), [../../miniature-plan.md](../../miniature-plan.md) (Price curve).", "",
+             "| r | steps | P(r) mean | 95% CI | paired t p | per seed |", "|---|---|---|---|---|---|"]
+    for r, p in res["price"].items():
+        per = ", ".join(f"{d:+.4f}" for d in p["per_seed"])
+        lines.append(f"| {r} | {p['steps']:,} | {p['mean']:+.4f} | {_ci(p['ci'])} | {p['p']:.3g} | {per} |")
+    sl = res["slope"]
+    lines += ["", f"Slope b of L = a + b ln S, per seed then averaged: **{sl['mean']:+.4f}** nats per e-fold of steps, "
+              f"95% CI {_ci(sl['ci'])} (per seed: {', '.join(f'{x:+.4f}' for x in sl['per_seed'])})."]
+    if "arms" in res:
+        ok = all(res["hash_check"].values())
+        lines += ["", f"Built-in check: the 4,000-step runs have stage 2's control config hash for their seed: "
+                  f"{'yes, all four' if ok else 'NO: ' + json.dumps(res['hash_check'])}.", "",
+                  "| arm − ce (stage 2, m1) | seeds | Δ at equal steps | 95% CI | paired t p | break-even cost ratio "
+                  "r* = exp(Δ / b) |", "|---|---|---|---|---|---|"]
+        for arm, a in res["arms"].items():
+            r_star = "none (no gain to spend)" if a["break_even_ratio"] is None else f"{a['break_even_ratio']:.3f}"
+            lines.append(f"| {arm} | {a['n']} | {a['delta']:+.4f} | {_ci(a['ci'])} | {a['p']:.3g} | {r_star} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(res: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for seed in SEEDS:
+        ax.plot(STEPS, [res["loss"][f"{s}/{seed}"] for s in STEPS], "o-", alpha=0.6, label=f"seed {seed}")
+    ax.set_xscale("log")
+    ax.set_xlabel("steps (log)")
+    ax.set_ylabel("round-trip val loss (nats/token)")
+    ax.set_title("plain CE at m1, schedules scaled to each run's length", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("price", type=Path)
+    ap.add_argument("--report", type=Path, required=True)
+    ap.add_argument("--stage2", type=Path, help="stage 2's m1 runs.csv")
+    args = ap.parse_args(argv)
+    runs = read_runs(args.price)
+    res = analyse(runs, read_stage2(args.stage2) if args.stage2 else None)
+    args.report.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(args.report / "price.json", json.dumps(res, indent=2) + "\n")
+    atomic_write_text(args.report / "price.md", markdown(res))
+    cols = ["steps", "seed", "roundtrip_val_loss", "prequant_val_loss", "train_seconds", "config_hash", "run_dir"]
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(cols)
+    for (s, seed), summ in sorted(runs.items()):
+        w.writerow([s, seed, *(summ.get(c) for c in cols[2:])])
+    atomic_write_text(args.report / "price-runs.csv", buf.getvalue())
+    plot(res, args.report / "price.png")
+    print(markdown(res))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
