@@ -4,7 +4,8 @@
 # calibrated on this machine. Run it ALONE on an idle machine (timing is the point), from a frozen commit's
 # worktree, after stage 2's m1 rung is in. Seeds 2001-2004, fresh; m0 and m1 x 4 seeds, m2 x 2. Arms: those
 # stage 2 did not find worse (the rule, fixed before stage 2 ended: an arm is dropped when its m1 round-trip Δ
-# is positive with paired-t p < 0.05); edit ARMS below by that rule, and commit the edit, before running.
+# is positive with paired-t p < 0.05); `python scripts/miniature_stage3_arms.py docs/results/miniature/steps-m1/runs.csv`
+# applies it and prints the ARMS line: edit it in below, and commit the edit, before running.
 # One process, both cores (--threads 2). Resumable: rerun this script and every finished run is kept.
 set -euo pipefail
 OUT=${OUT:-runs/mini/time}
