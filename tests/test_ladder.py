@@ -77,6 +77,33 @@ def test_a_steps_rung_keeps_the_time_its_step_times_were_measured(tmp_path, monk
     assert rp.steps("ce") == rp.steps("v3") == 40
 
 
+def test_long_runs_take_the_compiled_step_unless_the_path_was_chosen(tmp_path, monkeypatch):
+    """Rungs (and step-matched ablations) of >= FAST_PATH_MIN_STEPS steps train with step_compile=auto (on for a
+    single-process CPU run) unless --set, an arm, the rung or the preset chose the path; shorter ones stay as set."""
+    from jepagolf.research.ablate_plan import FAST_PATH_MIN_STEPS, with_fast_path
+
+    arms = [Arm("ce", {"jepa": "false"}), Arm("v3")]
+    n = FAST_PATH_MIN_STEPS
+    assert with_fast_path("cpu-demo", {"model_dim": "64"}, arms, n) == {"model_dim": "64", "step_compile": "auto"}
+    assert "step_compile" not in with_fast_path("cpu-demo", {}, arms, n - 1)
+    assert "step_compile" not in with_fast_path("cpu-demo", {}, arms, None)  # a seconds budget: steps unknown
+    assert with_fast_path("cpu-demo", {"STEP_COMPILE": "off"}, arms, n) == {"STEP_COMPILE": "off"}
+    assert "step_compile" not in with_fast_path("cpu-demo", {}, [*arms, Arm("x", {"step_compile": "off"})], n)
+    assert "step_compile" not in with_fast_path("smoke", {}, arms, n)  # the preset pins it off
+    # Through a rung's plan: the smoke preset keeps its pin; a rung of the same steps on cpu-demo gets auto.
+    rp = _plan(Rung("a", {"num_layers": "2"}, 2.0, 2, steps=n), tmp_path, monkeypatch, match="steps")
+    assert rp.config("v3").train.step_compile == "off"
+    monkeypatch.setattr(ladder_plan, "plan_calibrated", lambda *a, **k: ladder.plan_ablation(
+        *a[:5], step_timer=_fake_timer, calib_steps=k["calib_steps"], warmdown_fraction=k["warmdown_fraction"],
+        wallclock_slack=k["wallclock_slack"]))
+    demo = ladder.plan_rung("cpu-demo", arms, Rung("b", {"num_layers": "2"}, 2.0, 2, steps=n), [1, 2], {}, "steps",
+                            tmp_path, None, print, 3, 1.0)
+    assert demo.config("v3").train.step_compile == "auto" and demo.steps("v3") == n
+    short = ladder.plan_rung("cpu-demo", arms, Rung("c", {"num_layers": "2"}, 2.0, 2, steps=n - 1), [1, 2], {},
+                             "steps", tmp_path, None, print, 3, 1.0)
+    assert short.config("v3").train.step_compile == "off"
+
+
 def test_epoch_guard_refuses_a_rung_longer_than_the_corpus(tmp_path, monkeypatch):
     rp = _plan(Rung("a", {"num_layers": "2"}, 2.0, 2), tmp_path, monkeypatch)
     tokens = rp.tokens("ce")  # the control reads the most

@@ -70,6 +70,7 @@ from jepagolf.research.ablate_plan import (
     parse_seeds,
     plan_ablation,
     plan_calibrated,
+    with_fast_path,
 )
 from jepagolf.research.ablate_report import compare, finalize
 from jepagolf.research.ablate_run import TrainFn, refuse_foreign_folder, run_ablation
@@ -102,6 +103,8 @@ def main_ablate(
         print(f"note: ablate ignores config environment variables ({', '.join(ignored)}); use --set",
               file=sys.stderr)
     first = build_config(preset, {**_canonical(common), **_canonical(arms[0].overrides)}, environ={})
+    if match in ("steps", "flops"):  # the control's steps are known now (wallclock: only after calibrating)
+        common = with_fast_path(preset, common, arms, first.train.iterations)
     rt = rt or setup_runtime(first.train.device)
     log = print if rt.is_main else (lambda _msg: None)
     plan = plan_calibrated(preset, arms, seeds, match, common, out, rt, log, calib_steps=calib_steps,

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jepagolf.config import Config, build_config, resolve_key
+from jepagolf.config import PRESETS, Config, build_config, resolve_key
 from jepagolf.jsonfile import read_json_object
 from jepagolf.research.flops import train_flops_per_token
 from jepagolf.train import schedules
@@ -99,6 +99,24 @@ def parse_seeds(text: str) -> list[int]:
 def _canonical(overrides: Mapping[str, Any]) -> dict[str, Any]:
     """Key spellings (NUM_LAYERS, model.num_layers) -> flat field names, so later entries win cleanly."""
     return {resolve_key(k)[1]: v for k, v in overrides.items()}
+
+
+# Runs of at least this many steps train on the compiled step (step_compile=auto: on for a single-process CPU run)
+# unless step_compile is set by --set, an arm, a rung or the preset. Compiling costs seconds with the on-disk cache
+# and minutes cold, once per arm and shape in a process, and the compiled step measured 1.24-1.46x the eager one at
+# the ladder's shapes (docs/results/ladder-shapes): from here on it pays. Shorter runs stay eager.
+FAST_PATH_MIN_STEPS = 1000
+
+
+def with_fast_path(preset: str, common: Mapping[str, str], arms: Sequence[Arm], steps: int | None) -> dict[str, str]:
+    """``common`` with step_compile=auto added when every run trains ``steps`` >= FAST_PATH_MIN_STEPS and nobody
+    chose the training path."""
+    out = dict(common)
+    chosen = "step_compile" in _canonical(common) or "step_compile" in PRESETS.get(preset, {}) or any(
+        "step_compile" in _canonical(a.overrides) for a in arms)
+    if steps is not None and steps >= FAST_PATH_MIN_STEPS and not chosen:
+        out["step_compile"] = "auto"
+    return out
 
 
 @dataclass

@@ -19,6 +19,7 @@ from jepagolf.research.ablate_plan import (
     parse_arm,
     plan_ablation,
     plan_calibrated,
+    with_fast_path,
 )
 from jepagolf.research.ablate_report import _md_table
 from jepagolf.research.flops import flops_per_token
@@ -192,7 +193,7 @@ def plan_rung(
     if len(seeds) < rung.seeds:
         raise LadderError(f"rung {rung.name} needs {rung.seeds} seeds but --seeds gives {len(seeds)}")
     rung_out = out / "rungs" / rung.name
-    over = rung_common(rung, common)
+    over = with_fast_path(preset, rung_common(rung, common), arms, rung.steps)
     plan = plan_calibrated(preset, arms, seeds[: rung.seeds], "wallclock", over, rung_out, rt, log,
                            calib_steps=calib_steps, warmdown_fraction=WARMDOWN_FRACTION,
                            wallclock_slack=wallclock_slack, vary=vary)
