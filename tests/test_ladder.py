@@ -4,6 +4,7 @@ and a two-rung smoke ladder end to end (with its resume)."""
 from __future__ import annotations
 
 import csv
+import difflib
 import json
 import math
 from pathlib import Path
@@ -196,11 +197,12 @@ def test_smoke_ladder_end_to_end_and_resume(tiny_data, tmp_path, capsys):
     # below would (rightly) train it again. What the guard does is tested on its own.
     args = ["ladder", "--smoke", "--data", str(tiny_data), "--arm", "ce:jepa=false", "--arm", "v3:",
             "--out", str(out), "--calib-steps", "2", "--wallclock-slack", "100"]
-    assert main(args) == 0
-    printed = capsys.readouterr().out
-    assert "estimated wall time" in printed and "rung s2" in printed
+    code = main(args)
+    printed, err = capsys.readouterr()
+    assert code == 0, err  # the messages say why, should it fail (it failed twice under heavy load, unexplained)
+    assert "estimated wall time" in printed and "rung s2" in printed, printed
     rows = list(csv.DictReader((out / "runs.csv").open()))
-    assert len(rows) == 8 and {r["rung"] for r in rows} == {"s1", "s2"}
+    assert len(rows) == 8 and {r["rung"] for r in rows} == {"s1", "s2"}, rows
     flops = {r["rung"]: float(r["train_flops"]) for r in rows if r["arm"] == "ce"}
     assert flops["s2"] > flops["s1"] > 0
     md = (out / "ladder.md").read_text()
@@ -210,10 +212,12 @@ def test_smoke_ladder_end_to_end_and_resume(tiny_data, tmp_path, capsys):
     assert {"diagnostics.png", "final_val_bpb.png"} <= {p.name for p in (out / "rungs" / "s2" / "plots").iterdir()}
     # Rerunning the same command trains nothing and gives the same numbers.
     before = (out / "ladder.json").read_text()
-    assert main(args) == 0
-    again = capsys.readouterr().out
+    code = main(args)
+    again, err = capsys.readouterr()
+    assert code == 0, err
     assert again.count("finished earlier, skipped") == 8 and "calibrating" not in again, again
-    assert (out / "ladder.json").read_text() == before
+    after = (out / "ladder.json").read_text()
+    assert after == before, "".join(difflib.unified_diff(before.splitlines(True), after.splitlines(True)))
 
 
 def test_plan_only_trains_nothing(tiny_data, tmp_path, monkeypatch):
