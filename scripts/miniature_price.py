@@ -16,8 +16,6 @@ config hash of stage 2's control for their seed. Writes REPORT/price.md, price.j
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import math
 import sys
@@ -27,13 +25,14 @@ from typing import Any
 import numpy as np
 
 from jepagolf.jsonfile import read_json_object
+from jepagolf.research.ablate_plan import AblationError
+from jepagolf.research.ablate_run import read_runs_csv, write_runs_csv
 from jepagolf.research.stats import paired_t_test
 from jepagolf.train.logger import atomic_write_text
 
 STEPS = (4000, 3200, 2667, 2000)
 SEEDS = (1001, 1002, 1003, 1004)
 FULL = STEPS[0]
-MAX_CSV_BYTES = 16 << 20  # a stage-2 runs.csv of 120 rows is ~50 KB
 
 
 def read_runs(price: Path) -> dict[tuple[int, int], dict[str, Any]]:
@@ -51,18 +50,14 @@ def read_runs(price: Path) -> dict[tuple[int, int], dict[str, Any]]:
     return runs
 
 
-def read_stage2(path: Path) -> list[dict[str, str]]:
-    size = path.stat().st_size
-    if size > MAX_CSV_BYTES:
-        raise SystemExit(f"error: {path}: {size:,} bytes is not a stage-2 runs.csv")
-    rows = list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"))))
-    need = {"arm", "seed", "val_loss", "config_hash"}
-    if not rows or not need <= set(rows[0]):
-        raise SystemExit(f"error: {path}: expected the columns {sorted(need)} of an ablation's runs.csv")
-    return rows
+def read_stage2(path: Path) -> list[dict[str, Any]]:
+    try:
+        return read_runs_csv(path, ("arm", "seed", "val_loss", "config_hash"))
+    except AblationError as e:
+        raise SystemExit(f"error: {e}") from None
 
 
-def analyse(runs: dict[tuple[int, int], dict[str, Any]], stage2: list[dict[str, str]] | None) -> dict[str, Any]:
+def analyse(runs: dict[tuple[int, int], dict[str, Any]], stage2: list[dict[str, Any]] | None) -> dict[str, Any]:
     loss = {k: float(v["roundtrip_val_loss"]) for k, v in runs.items()}
     full = [loss[FULL, seed] for seed in SEEDS]
     prices = {}
@@ -76,13 +71,13 @@ def analyse(runs: dict[tuple[int, int], dict[str, Any]], stage2: list[dict[str, 
                            for s, seed in loss}, "price": prices,
                            "slope": {"mean": b.mean, "ci": [b.ci_low, b.ci_high], "per_seed": slopes}}
     if stage2 is not None:
-        ctrl = {int(r["seed"]): r for r in stage2 if r["arm"] == "ce"}
+        ctrl = {r["seed"]: r for r in stage2 if r["arm"] == "ce"}
         out["hash_check"] = {str(seed): runs[FULL, seed].get("config_hash") == ctrl.get(seed, {}).get("config_hash")
                              for seed in SEEDS}
         arms: dict[str, Any] = {}
         for arm in dict.fromkeys(r["arm"] for r in stage2 if r["arm"] != "ce"):
-            pairs = [(float(ctrl[int(r["seed"])]["val_loss"]), float(r["val_loss"])) for r in stage2
-                     if r["arm"] == arm and int(r["seed"]) in ctrl]
+            pairs = [(ctrl[r["seed"]]["val_loss"], r["val_loss"]) for r in stage2
+                     if r["arm"] == arm and r["seed"] in ctrl]
             t = paired_t_test([c for c, _ in pairs], [a for _, a in pairs])
             arms[arm] = {"n": t.n, "delta": t.mean, "ci": [t.ci_low, t.ci_high], "p": t.p_two_sided,
                          "break_even_ratio": math.exp(t.mean / b.mean) if t.mean < 0 and b.mean < 0 else None}
@@ -151,12 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_text(args.report / "price.json", json.dumps(res, indent=2) + "\n")
     atomic_write_text(args.report / "price.md", markdown(res))
     cols = ["steps", "seed", "roundtrip_val_loss", "prequant_val_loss", "train_seconds", "config_hash", "run_dir"]
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(cols)
-    for (s, seed), summ in sorted(runs.items()):
-        w.writerow([s, seed, *(summ.get(c) for c in cols[2:])])
-    atomic_write_text(args.report / "price-runs.csv", buf.getvalue())
+    write_runs_csv([{**summ, "steps": s, "seed": seed} for (s, seed), summ in sorted(runs.items())],
+                   args.report / "price-runs.csv", cols)
     plot(res, args.report / "price.png")
     print(markdown(res))
     return 0

@@ -9,11 +9,11 @@ commit the edit before stage 3 runs). Exit status 2 when m1 is not complete (not
 
 from __future__ import annotations
 
-import csv
-import io
 import sys
 from pathlib import Path
 
+from jepagolf.research.ablate_plan import AblationError
+from jepagolf.research.ablate_run import read_runs_csv
 from jepagolf.research.stats import paired_t_test
 
 # The arm specs of stage2.sh, in its order: stage 3 keeps them unchanged.
@@ -26,7 +26,6 @@ SPECS = {
 }
 SEEDS = 24
 DROP_P = 0.05
-MAX_BYTES = 16 << 20
 
 
 def main(argv: list[str]) -> int:
@@ -38,11 +37,12 @@ def main(argv: list[str]) -> int:
         print(f"error: {path} does not exist: has rung m1 finished and been collected (collect-stage2.sh)?",
               file=sys.stderr)
         return 2
-    if path.stat().st_size > MAX_BYTES:
-        print(f"error: {path} is too large for a rung's runs.csv", file=sys.stderr)
+    try:
+        rows = read_runs_csv(path)
+    except AblationError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
-    rows = list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"))))
-    loss = {(r["arm"], int(r["seed"])): float(r["val_loss"]) for r in rows}
+    loss = {(r["arm"], r["seed"]): r["val_loss"] for r in rows}
     seeds = sorted({s for a, s in loss if a == "ce"})
     missing = [(a, s) for a in SPECS for s in seeds if (a, s) not in loss]
     if len(seeds) < SEEDS or missing:

@@ -527,3 +527,34 @@ def test_one_pair_gives_no_confidence_interval_rather_than_nan():
              "artifact_bytes": 1} for n, v in (("ce", 2.0), ("v3", 2.1))]
     text = summary_tables(rows, plan, [comp])
     assert "nan" not in text and "| v3 − ce | 1 | +0.1000 | +0.1000 | n/a |" in text
+
+
+def test_runs_csv_reads_back_what_write_runs_csv_wrote_and_refuses_what_it_did_not(tmp_path, monkeypatch):
+    """read_runs_csv: write_runs_csv's rows back with their numbers typed; a missing column, a non-number, a
+    non-finite value, bytes that are not text or an oversized file stop it in one line."""
+    from jepagolf.research import ablate_run
+    from jepagolf.research.ablate_run import read_runs_csv, write_runs_csv
+
+    rows = [{"arm": "ce", "seed": 1001, "val_loss": 3.6107, "steps": 4000, "config_hash": "c9fc", "run_dir": "r"},
+            {"arm": "v3", "seed": 1001, "val_loss": 3.6139, "steps": 4000, "config_hash": "eb2a", "run_dir": "s"}]
+    path = tmp_path / "runs.csv"
+    write_runs_csv(rows, path)
+    back = read_runs_csv(path, ("arm", "seed", "val_loss", "config_hash"))
+    assert [(r["arm"], r["seed"], r["val_loss"], r["steps"], r["config_hash"]) for r in back] == \
+        [(r["arm"], r["seed"], r["val_loss"], r["steps"], r["config_hash"]) for r in rows]
+    assert back[0]["val_bpb"] == ""  # a column the rows did not have stays empty text
+    with pytest.raises(AblationError, match="missing columns nope"):
+        read_runs_csv(path, ("arm", "nope"))
+    for bad, what in (("x", "val_loss='x' is not a number"), ("nan", "val_loss is not finite"),
+                      ("inf", "val_loss is not finite")):
+        path.write_text(f"arm,seed,val_loss\nce,1,{bad}\n")
+        with pytest.raises(AblationError, match=f"line 2: {what}"):
+            read_runs_csv(path)
+    path.write_bytes(b"arm,seed,val_loss\n\xff\xfe\n")
+    with pytest.raises(AblationError, match="not UTF-8 CSV text"):
+        read_runs_csv(path)
+    with pytest.raises(AblationError, match="no such file"):
+        read_runs_csv(tmp_path / "missing.csv")
+    monkeypatch.setattr(ablate_run, "MAX_RUNS_CSV_BYTES", 10)
+    with pytest.raises(AblationError, match="more than a runs.csv can be"):
+        read_runs_csv(path)
