@@ -350,11 +350,17 @@ def _final_figure(groups: Mapping[str, Sequence[RunData]], path: Path) -> Path |
     return path
 
 
+def arm_and_seed(name: str) -> tuple[str, int] | None:
+    """(arm, seed) of an ablation run folder's name, ``<arm>-seed<seed>``; None for any other name."""
+    arm, sep, seed = name.rpartition("-seed")
+    return (arm, int(seed)) if arm and sep and seed.isdigit() else None
+
+
 def run_seed(run: RunData) -> int | None:
     """The seed of an ablation's run: from its folder name (<arm>-seed<seed>), else its summary."""
-    _, sep, tail = run.path.name.rpartition("-seed")
-    if sep and tail.isdigit():
-        return int(tail)
+    named = arm_and_seed(run.path.name)
+    if named is not None:
+        return named[1]
     seed = run.summary.get("seed")
     return seed if isinstance(seed, int) and not isinstance(seed, bool) else None
 
@@ -510,10 +516,10 @@ def arm_groups(run_dirs: Sequence[Path]) -> dict[str, list[Path]]:
     the order the arms first appear. ReportError names a folder that is not so named."""
     groups: dict[str, list[Path]] = {}
     for p in run_dirs:
-        arm, sep, seed = p.name.rpartition("-seed")
-        if not (arm and sep and seed.isdigit()):
+        named = arm_and_seed(p.name)
+        if named is None:
             raise ReportError(f"{p}: not an ablation run folder (<arm>-seed<seed>); drop --by-arm to plot it alone")
-        groups.setdefault(arm, []).append(p)
+        groups.setdefault(named[0], []).append(p)
     return groups
 
 
