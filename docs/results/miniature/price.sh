@@ -6,7 +6,7 @@
 # An arm that costs r times the control's step reaches S = 4,000/r steps in the control's time; it pays at equal
 # time only if its equal-steps gain beats L_ce(4,000/r) - L_ce(4,000). Plan: docs/results/miniature-plan.md,
 # "Price curve". One thread per run, the runs one after another; resumable (a finished run is kept, an
-# unfinished one of this script's own is trained again). Run from a worktree of the commit named in the plan.
+# unfinished one is moved aside, never deleted, and trained again). Run from a worktree of the commit named in the plan.
 set -euo pipefail
 OUT=${OUT:-runs/mini/price}
 DATA=${DATA:-$HOME/.cache/jepagolf/research}
@@ -20,9 +20,10 @@ for seed in 1001 1002 1003 1004; do
       echo "$run: finished earlier, kept"
       continue
     fi
-    if [ -d "$run" ]; then
-      echo "$run: unfinished (no summary.json), trained again"
-      rm -rf "$run"
+    if [ -d "$run" ]; then  # moved aside, not deleted: this script cannot tell its own folder from another's
+      aside="$run.unfinished-$(date +%Y%m%d-%H%M%S)"
+      mv "$run" "$aside"
+      echo "$run: unfinished (no summary.json), moved to $aside and trained again"
     fi
     python -m jepagolf train --preset cpu-demo --data "$DATA" --seed "$seed" --out "$run" --threads 1 \
       --set jepa=false --set num_layers=2 --set model_dim=64 --set num_heads=2 --set num_kv_heads=1 \
