@@ -2,9 +2,11 @@
 # (e.g. the frozen 47f5a1f): cd <its worktree> && PYTHONPATH=. python rerun_library.py RUN/config.json NEW_DIR
 import sys
 from pathlib import Path
+
 from jepagolf.config import config_from_dict, read_config_json
 from jepagolf.train.run import train
 from jepagolf.train.runtime import setup_runtime, teardown_runtime
+
 cfg = config_from_dict(read_config_json(sys.argv[1]))
 rt = setup_runtime(cfg.train.device)
 try:
