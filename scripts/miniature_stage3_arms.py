@@ -3,8 +3,9 @@ round-trip Δ against ce at m1 (all of stage 2's seeds) is positive with paired-
 
     python scripts/miniature_stage3_arms.py docs/results/miniature/steps-m1/runs.csv
 
-Prints each arm's Δ, p and the decision, then the ARMS line for docs/results/miniature/stage3.sh (edit it in and
-commit the edit before stage 3 runs). Exit status 2 when m1 is not complete (not every arm has every seed).
+Prints each arm's Δ, p and the decision, then the ARMS line that docs/results/miniature/stage3.sh reads (it runs
+this script itself and keeps its output as arms.txt). Exit status 2 when m1 is not complete (not every arm has
+every seed).
 """
 
 from __future__ import annotations
