@@ -3,14 +3,18 @@ wall-clock, measured on the control alone. Reads docs/results/miniature/price.sh
 that docs/results/miniature-plan.md ("Price curve") fixed before they ran.
 
     python scripts/miniature_price.py runs/mini/price --report docs/results/miniature/price \\
-        [--stage2 docs/results/miniature/steps-m1/runs.csv]
+        [--stage2 docs/results/miniature/steps-m1/runs.csv [--stage3 docs/results/miniature/time-m1/runs.csv]]
 
 PRICE holds ``ce-<S>-seed<seed>`` run folders for S = 4,000, 3,200, 2,667, 2,000 and seeds 1001-1004. For a cost
 ratio r = 4,000 / S the price is P(r) = L(S) - L(4,000), the round-trip loss that r times slower steps give up at
 equal time (mean over seeds, paired CI and p); b is the slope of L = a + b ln S, fitted per seed. With
 ``--stage2`` (stage 2's m1 runs.csv), each arm's equal-steps Δ on all of stage 2's seeds is set against the price:
 the break-even cost ratio r* = exp(Δ / b) for Δ < 0, and the built-in check that the S = 4,000 runs have the
-config hash of stage 2's control for their seed. Writes REPORT/price.md, price.json, price-runs.csv, price.png.
+config hash of stage 2's control for their seed. With ``--stage3`` (stage 3's m1 runs.csv, equal wall-clock) the
+prediction the plan fixed is tested: each arm's equal-time Δ should be about its equal-steps Δ plus P(r) at the cost
+ratio r that stage 3 measured (the control's steps over the arm's), P interpolated in ln r between the measured
+points (beyond r = 2, extended along the fitted slope); a prediction outside stage 3's 95% CI is a miss.
+Writes REPORT/price.md, price.json, price-runs.csv, price.png.
 """
 
 from __future__ import annotations
@@ -50,14 +54,50 @@ def read_runs(price: Path) -> dict[tuple[int, int], dict[str, Any]]:
     return runs
 
 
-def read_stage2(path: Path) -> list[dict[str, Any]]:
+def read_stage(path: Path, required: tuple[str, ...]) -> list[dict[str, Any]]:
     try:
-        return read_runs_csv(path, ("arm", "seed", "val_loss", "config_hash"))
+        return read_runs_csv(path, required)
     except AblationError as e:
         raise SystemExit(f"error: {e}") from None
 
 
-def analyse(runs: dict[tuple[int, int], dict[str, Any]], stage2: list[dict[str, Any]] | None) -> dict[str, Any]:
+def price_at(r: float, prices: dict[str, Any], slope: float) -> tuple[float, bool]:
+    """P(r) interpolated linearly in ln r between the measured points (P(1) = 0), and whether r lies beyond
+    them (then P(r_max) + |b| ln(r / r_max), along the fitted slope b < 0). r < 1 (an arm cheaper than the
+    control) extends the first segment below 1."""
+    pts = sorted([(1.0, 0.0)] + [(FULL / p["steps"], p["mean"]) for p in prices.values()])
+    x = [math.log(r_) for r_, _ in pts]
+    y = [p_ for _, p_ in pts]
+    lr = math.log(r)
+    if lr > x[-1]:
+        return y[-1] - slope * (lr - x[-1]), True
+    if lr < x[0]:
+        return y[0] + (y[1] - y[0]) / (x[1] - x[0]) * (lr - x[0]), True
+    return float(np.interp(lr, x, y)), False
+
+
+def check_prediction(stage2_arms: dict[str, Any], stage3: list[dict[str, Any]], prices: dict[str, Any],
+                    slope: float) -> dict[str, Any]:
+    """Per arm of stage 3: the cost ratio r it measured, the predicted equal-time Δ (equal-steps Δ + P(r)) and
+    the measured one, paired over stage 3's seeds, and whether the prediction lies inside the measured 95% CI."""
+    ctrl = {r["seed"]: r for r in stage3 if r["arm"] == "ce"}
+    out: dict[str, Any] = {}
+    for arm in dict.fromkeys(r["arm"] for r in stage3 if r["arm"] != "ce"):
+        rows = [r for r in stage3 if r["arm"] == arm and r["seed"] in ctrl]
+        if len(rows) < 2 or arm not in stage2_arms:
+            continue
+        ratio = float(np.median([ctrl[r["seed"]]["steps"] / r["steps"] for r in rows]))
+        p_r, extrapolated = price_at(ratio, prices, slope)
+        predicted = stage2_arms[arm]["delta"] + p_r
+        t = paired_t_test([ctrl[r["seed"]]["val_loss"] for r in rows], [r["val_loss"] for r in rows])
+        out[arm] = {"n": t.n, "cost_ratio": ratio, "price": p_r, "extrapolated": extrapolated,
+                    "predicted": predicted, "measured": t.mean, "ci": [t.ci_low, t.ci_high], "p": t.p_two_sided,
+                    "inside_ci": t.ci_low <= predicted <= t.ci_high}
+    return out
+
+
+def analyse(runs: dict[tuple[int, int], dict[str, Any]], stage2: list[dict[str, Any]] | None,
+            stage3: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     loss = {k: float(v["roundtrip_val_loss"]) for k, v in runs.items()}
     full = [loss[FULL, seed] for seed in SEEDS]
     prices = {}
@@ -82,6 +122,8 @@ def analyse(runs: dict[tuple[int, int], dict[str, Any]], stage2: list[dict[str, 
             arms[arm] = {"n": t.n, "delta": t.mean, "ci": [t.ci_low, t.ci_high], "p": t.p_two_sided,
                          "break_even_ratio": math.exp(t.mean / b.mean) if t.mean < 0 and b.mean < 0 else None}
         out["arms"] = arms
+        if stage3 is not None:
+            out["stage3"] = check_prediction(arms, stage3, prices, b.mean)
     return out
 
 
@@ -111,6 +153,16 @@ def markdown(res: dict[str, Any]) -> str:
         for arm, a in res["arms"].items():
             r_star = "none (no gain to spend)" if a["break_even_ratio"] is None else f"{a['break_even_ratio']:.3f}"
             lines.append(f"| {arm} | {a['n']} | {a['delta']:+.4f} | {_ci(a['ci'])} | {a['p']:.3g} | {r_star} |")
+    if "stage3" in res:
+        lines += ["", "Stage 3 (equal wall-clock, m1) against the prediction fixed before it ran: equal-time Δ ≈ "
+                  "equal-steps Δ + P(r), r = the control's steps over the arm's in stage 3.", "",
+                  "| arm − ce | seeds | cost ratio r | P(r) | predicted Δ | measured Δ | 95% CI | paired t p | "
+                  "prediction |", "|---|---|---|---|---|---|---|---|---|"]
+        for arm, a in res["stage3"].items():
+            verdict = "inside the CI" if a["inside_ci"] else "**miss**"
+            extra = " (beyond the measured r: along the slope)" if a["extrapolated"] else ""
+            lines.append(f"| {arm} | {a['n']} | {a['cost_ratio']:.3f} | {a['price']:+.4f}{extra} | "
+                         f"{a['predicted']:+.4f} | {a['measured']:+.4f} | {_ci(a['ci'])} | {a['p']:.3g} | {verdict} |")
     return "\n".join(lines) + "\n"
 
 
@@ -139,9 +191,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("price", type=Path)
     ap.add_argument("--report", type=Path, required=True)
     ap.add_argument("--stage2", type=Path, help="stage 2's m1 runs.csv")
+    ap.add_argument("--stage3", type=Path, help="stage 3's m1 runs.csv (needs --stage2)")
     args = ap.parse_args(argv)
+    if args.stage3 and not args.stage2:
+        ap.error("--stage3 needs --stage2: the prediction starts from stage 2's equal-steps Δ")
     runs = read_runs(args.price)
-    res = analyse(runs, read_stage2(args.stage2) if args.stage2 else None)
+    stage3 = read_stage(args.stage3, ("arm", "seed", "val_loss", "steps")) if args.stage3 else None
+    if stage3 is not None and any(r["steps"] <= 0 for r in stage3):
+        raise SystemExit(f"error: {args.stage3}: a run with no steps: not a finished stage 3 rung")
+    res = analyse(runs, read_stage(args.stage2, ("arm", "seed", "val_loss", "config_hash")) if args.stage2 else None,
+                  stage3)
     args.report.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.report / "price.json", json.dumps(res, indent=2) + "\n")
     atomic_write_text(args.report / "price.md", markdown(res))
