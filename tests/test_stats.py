@@ -207,3 +207,24 @@ def test_paired_windows_pair_each_seeds_steps_and_test_the_window_means():
     assert paired_windows({1: {5: 1.0}}, {1: {700: 1.0}}, "x", window=500) == []  # no step both logged
     with pytest.raises(ValueError, match="window"):
         paired_windows(control, arm, "v3", window=0)
+
+
+def test_paired_spikes_flag_a_run_whose_batch_ce_jumps_above_its_controls():
+    """A seed's largest arm-minus-control jump at one logged step is reported when above the threshold, with the
+    mean difference over the run's last window; step 1 (every run starts alike) and seeds one arm lacks are
+    ignored, and a control that spikes makes no arm's spike."""
+    from jepagolf.research.stepwise import paired_spikes
+
+    steps = range(1, 11)
+    control = {s: {t: 5.0 - 0.1 * t for t in steps} for s in (1, 2, 3)}
+    arm = {s: dict(v) for s, v in control.items()}
+    arm[1][1] += 3.0  # step 1: ignored
+    arm[2][4] += 2.0  # the spike
+    arm[2].update({t: arm[2][t] + 0.3 for t in (8, 9, 10)})  # and it ends behind
+    arm[3][6] += 0.4  # under the threshold
+    control[3][7] += 5.0  # the control's own spike: the arm is below it there, no spike of the arm
+    arm[9] = {4: 99.0}  # a seed the control lacks
+    spikes = paired_spikes(control, arm, "v3", window=3, threshold=0.5)
+    assert [(s.arm, s.seed, s.step) for s in spikes] == [("v3", 2, 4)]
+    assert spikes[0].jump == pytest.approx(2.0) and spikes[0].last == pytest.approx(0.3)
+    assert [s.seed for s in paired_spikes(control, arm, "v3", window=3, threshold=0.3)] == [2, 3]

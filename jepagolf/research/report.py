@@ -20,7 +20,15 @@ import numpy as np
 
 from jepagolf.jepa.diagnostics import share_group_order
 from jepagolf.jsonfile import read_json_object
-from jepagolf.research.stepwise import DEFAULT_WINDOW_STEPS, STEPWISE_KEY, Window, paired_windows, windows_markdown
+from jepagolf.research.stepwise import (
+    DEFAULT_WINDOW_STEPS,
+    STEPWISE_KEY,
+    Spike,
+    Window,
+    paired_spikes,
+    paired_windows,
+    windows_markdown,
+)
 from jepagolf.train.logger import atomic_write_text
 
 
@@ -379,11 +387,13 @@ def _by_seed(runs: Sequence[RunData], key: str = STEPWISE_KEY) -> dict[int, dict
 
 
 def stepwise_windows(groups: Mapping[str, Sequence[RunData]], control: str,
-                     window: int = DEFAULT_WINDOW_STEPS) -> list[Window]:
-    """Every other arm's paired Δ of the training CE against ``control``, by window of steps."""
+                     window: int = DEFAULT_WINDOW_STEPS) -> tuple[list[Window], list[Spike]]:
+    """Every other arm's paired Δ of the training CE against ``control``, by window of steps, and its runs that
+    spiked (paired_spikes)."""
     ctrl = _by_seed(groups[control])
-    return [w for name, runs in groups.items() if name != control
-            for w in paired_windows(ctrl, _by_seed(runs), name, window)]
+    arms = {name: _by_seed(runs) for name, runs in groups.items() if name != control}
+    return ([w for name, arm in arms.items() for w in paired_windows(ctrl, arm, name, window)],
+            [s for name, arm in arms.items() for s in paired_spikes(ctrl, arm, name, window)])
 
 
 def _delta_figure(windows: Sequence[Window], control: str, path: Path) -> Path | None:
@@ -474,7 +484,7 @@ def plot_groups(groups: Mapping[str, Sequence[Path]], out: Path, paired: bool = 
         control = control or ("ce" if "ce" in data else next(iter(data)))
         if control not in data:
             raise ReportError(f"--control {control}: no such arm among {', '.join(data)}")
-        windows = stepwise_windows(data, control, window)
+        windows, spikes = stepwise_windows(data, control, window)
     refuse_foreign_pngs(out)
     out.mkdir(parents=True, exist_ok=True)
     written = [_val_figure(data, out / "val_bpb.png")]
@@ -495,7 +505,7 @@ def plot_groups(groups: Mapping[str, Sequence[Path]], out: Path, paired: bool = 
         p = _delta_figure(windows, control, out / "delta_by_step.png")
         if p is not None:
             written.append(p)
-            atomic_write_text(out / MD_NAME, windows_markdown(windows, control, MD_MARKER))
+            atomic_write_text(out / MD_NAME, windows_markdown(windows, control, MD_MARKER, spikes))
             written.append(out / MD_NAME)
     return written
 

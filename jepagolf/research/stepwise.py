@@ -6,6 +6,10 @@ live model's held-out loss on that batch. Arm minus control at the same step and
 batch's difficulty, and the mean of those differences over a window of steps, one number per seed, is a paired
 sample like the final scores'. The window's paired t-test says whether the arm is ahead there.
 
+The same pairing finds runs that spiked: an arm whose CE on one logged batch rises far above its control's on the
+same batch (the miniature challenge's failed JEPA runs rose 0.6-6.7 nats above theirs and ended 0.1-0.24 nats
+behind, while no control rose more than 0.16 above the median of its seed's arms).
+
 What it is not: the final score's model. The score is the exported artifact EMA after the round trip; this is the
 live weights, before the artifact EMA and the quantisation, on a few thousand tokens a step.
 """
@@ -21,6 +25,9 @@ import numpy as np
 from jepagolf.research.stats import PairedTest, paired_t_test
 
 DEFAULT_WINDOW_STEPS = 500
+# A jump of the paired CE this large at one logged step is a spike, not batch noise: in stage 2 of the miniature
+# challenge (docs/results/miniature/) the largest paired jump of a run that did not fail was 0.27 nats.
+SPIKE_NATS = 0.5
 STEPWISE_KEY = "ce_loss"  # the CE term alone: JEPA arms log their total loss elsewhere (train_loss repeats it)
 
 
@@ -58,12 +65,43 @@ def paired_windows(control: Mapping[int, Mapping[int, float]], arm: Mapping[int,
     return out
 
 
+@dataclass(frozen=True)
+class Spike:
+    """A run whose CE at one logged step rose more than SPIKE_NATS above its control's on the same batch."""
+
+    arm: str
+    seed: int
+    step: int
+    jump: float  # arm minus control at that step, nats/token
+    last: float  # arm minus control averaged over the run's last window: did it recover?
+
+
+def paired_spikes(control: Mapping[int, Mapping[int, float]], arm: Mapping[int, Mapping[int, float]], name: str,
+                  window: int = DEFAULT_WINDOW_STEPS, threshold: float = SPIKE_NATS) -> list[Spike]:
+    """Each seed's largest arm-minus-control jump at one logged step (after step 1, where every run starts
+    alike), reported when it exceeds ``threshold``, with the mean difference over the last ``window`` steps."""
+    out = []
+    for seed in sorted(set(control) & set(arm)):
+        d = {t: arm[seed][t] - control[seed][t] for t in set(control[seed]) & set(arm[seed])
+             if t > 1 and math.isfinite(arm[seed][t]) and math.isfinite(control[seed][t])}
+        if not d:
+            continue
+        step = max(d, key=lambda t: (d[t], -t))
+        if d[step] > threshold:
+            end = max(d)
+            last = [v for t, v in d.items() if t > end - window]
+            out.append(Spike(name, seed, step, d[step], float(np.mean(last))))
+    return out
+
+
 def _fmt(x: float, digits: int = 4) -> str:
     return "n/a" if not math.isfinite(x) else f"{x:+.{digits}f}"
 
 
-def windows_markdown(windows: Sequence[Window], control: str, marker: str) -> str:
-    """The windows as a Markdown table, led by ``marker`` (the line by which a rerun knows the file as its own)."""
+def windows_markdown(windows: Sequence[Window], control: str, marker: str, spikes: Sequence[Spike] = (),
+                     threshold: float = SPIKE_NATS) -> str:
+    """The windows as a Markdown table, led by ``marker`` (the line by which a rerun knows the file as its own),
+    then the runs that spiked."""
     lines = [marker, "", f"# Paired Δ of the training CE by window of steps: arm − {control}", "",
              "Arm minus control of the CE each run logged on the batch it was about to train on (unseen tokens: "
              "the live model's held-out loss), averaged over the logged steps of each window, one mean per seed; "
@@ -77,4 +115,10 @@ def windows_markdown(windows: Sequence[Window], control: str, marker: str) -> st
         ci = "n/a" if not math.isfinite(t.ci_low) else f"[{_fmt(t.ci_low)}, {_fmt(t.ci_high)}]"
         p = "n/a" if not math.isfinite(t.p_two_sided) else f"{t.p_two_sided:.3g}"
         lines.append(f"| {w.arm} | {w.start + 1}-{w.end} | {t.n} | {w.points} | {_fmt(t.mean)} | {ci} | {p} |")
+    lines += ["", f"## Runs that spiked: arm − {control} above {threshold:g} nats/token on one logged batch", ""]
+    if not spikes:
+        lines.append(f"None: no arm's CE rose more than {threshold:g} nats above its control's on any logged batch.")
+    else:
+        lines += ["| arm | seed | step | arm − control there | mean over the last window |", "|---|---|---|---|---|"]
+        lines += [f"| {s.arm} | {s.seed} | {s.step} | {_fmt(s.jump, 3)} | {_fmt(s.last)} |" for s in spikes]
     return "\n".join(lines) + "\n"
