@@ -7,8 +7,8 @@ batch's difficulty, and the mean of those differences over a window of steps, on
 sample like the final scores'. The window's paired t-test says whether the arm is ahead there.
 
 The same pairing finds runs that spiked: an arm whose CE on one logged batch rises far above its control's on the
-same batch (the miniature challenge's failed JEPA runs rose 0.6-6.7 nats above theirs and ended 0.1-0.24 nats
-behind, while no control rose more than 0.16 above the median of its seed's arms).
+same batch (in the first 14 seeds of the miniature challenge's stage 2, three JEPA runs rose 0.6-6.7 nats above
+their controls and ended 0.1-0.24 nats behind, while no control rose more than 0.16 above its seed's arms' median).
 
 What it is not: the final score's model. The score is the exported artifact EMA after the round trip; this is the
 live weights, before the artifact EMA and the quantisation, on a few thousand tokens a step.
@@ -26,7 +26,8 @@ from jepagolf.research.stats import PairedTest, paired_t_test
 
 DEFAULT_WINDOW_STEPS = 500
 # A jump of the paired CE this large at one logged step is a spike, not batch noise: in stage 2 of the miniature
-# challenge (docs/results/miniature/) the largest paired jump of a run that did not fail was 0.27 nats.
+# challenge (docs/results/miniature/, its first 14 seeds) the largest paired jump of a run that did not fail was
+# 0.27 nats.
 SPIKE_NATS = 0.5
 STEPWISE_KEY = "ce_loss"  # the CE term alone: JEPA arms log their total loss elsewhere (train_loss repeats it)
 
