@@ -1,0 +1,68 @@
+"""The clip screen's table and decision (plan: docs/results/miniature-plan.md, "Clip screen"):
+
+    python docs/results/miniature/spike-probe/clip_report.py STEPS CLIP
+
+STEPS: stage 2's output (its m1 runs: the unclipped control of each seed); CLIP: clip-screen.sh's output. Prints
+the paired Δ of each clipped JEPA arm against the clipped control (round-trip val loss, nats/token), the clip's
+effect on the control itself, the runs that spiked, and each arm's decision by the rule fixed before the runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+from jepagolf.jsonfile import read_json_object
+from jepagolf.research.stats import paired_t_test
+from jepagolf.research.stepwise import paired_spikes
+
+SEEDS = (1001, 1002, 1003, 1004)
+ARMS = ("fast", "v3")
+ADVANCE_BELOW = 0.01  # the rule: no spike, and a mean Δ against the clipped control below this (nats/token)
+
+
+def val_loss(run: Path) -> float:
+    path = run / "summary.json"
+    if not path.is_file():
+        sys.exit(f"error: {path} is missing: has the run finished? (rerun clip-screen.sh: it resumes)")
+    v = read_json_object(path).get("val_loss")
+    if not isinstance(v, float) or not math.isfinite(v):
+        sys.exit(f"error: {path}: val_loss {v!r} is not a finite number")
+    return v
+
+
+def ce_by_step(run: Path) -> dict[int, float]:
+    rows = (json.loads(line) for line in (run / "metrics.jsonl").open(encoding="utf-8"))
+    return {int(r["step"]): float(r["ce_loss"]) for r in rows if "step" in r and "ce_loss" in r}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("steps", type=Path)
+    ap.add_argument("clip", type=Path)
+    a = ap.parse_args(argv)
+    stage2 = a.steps / "m1" / "rungs" / "m1" / "runs"
+    ctrl = [val_loss(a.clip / f"ce-seed{s}") for s in SEEDS]
+    ctrl_steps = {s: ce_by_step(a.clip / f"ce-seed{s}") for s in SEEDS}
+    t = paired_t_test([val_loss(stage2 / f"ce-seed{s}") for s in SEEDS], ctrl)
+    print(f"The clip's effect on the control (ce with grad_clip_norm=1.0 − ce, {t.n} seeds): {t.mean:+.4f} "
+          f"[{t.ci_low:+.4f}, {t.ci_high:+.4f}], p {t.p_two_sided:.3g}; per seed "
+          + ", ".join(f"{d:+.4f}" for d in t.diffs) + "\n")
+    print("| arm (both clipped) | Δ vs ce | 95% CI | paired t p | per seed | runs that spiked | decision |")
+    print("|---|---|---|---|---|---|---|")
+    for arm in ARMS:
+        t = paired_t_test(ctrl, [val_loss(a.clip / f"{arm}-seed{s}") for s in SEEDS])
+        spikes = paired_spikes(ctrl_steps, {s: ce_by_step(a.clip / f"{arm}-seed{s}") for s in SEEDS}, arm)
+        spiked = ", ".join(f"seed {sp.seed} at step {sp.step} ({sp.jump:+.2f})" for sp in spikes) or "none"
+        advance = not spikes and t.mean < ADVANCE_BELOW
+        print(f"| {arm} | {t.mean:+.4f} | [{t.ci_low:+.4f}, {t.ci_high:+.4f}] | {t.p_two_sided:.3g} | "
+              + ", ".join(f"{d:+.4f}" for d in t.diffs)
+              + f" | {spiked} | {'advances to fresh seeds' if advance else 'stops here'} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
