@@ -21,6 +21,16 @@ printf '%s\n' "$decisions" > "$OUT/arms.txt.tmp" && mv "$OUT/arms.txt.tmp" "$OUT
 printf '%s\n' "$decisions"
 read -ra ARMS <<< "$(sed -n 's/^ARMS=(\(.*\))$/\1/p' <<< "$decisions")"
 if [ "${#ARMS[@]}" -lt 4 ]; then echo "error: no arm besides the control in $OUT/arms.txt" >&2; exit 2; fi
-python -m jepagolf ladder "${ARMS[@]}" --rung "$M0" --rung "$M1" --rung "$M2" --match wallclock \
+# RUNGS: the rungs to run, in this order (the plan's budget rule drops m2 first, then m0; m1 always runs).
+RUNG_ARGS=()
+for r in ${RUNGS:-m0 m1 m2}; do
+  case $r in
+    m0) RUNG_ARGS+=(--rung "$M0") ;;
+    m1) RUNG_ARGS+=(--rung "$M1") ;;
+    m2) RUNG_ARGS+=(--rung "$M2") ;;
+    *) echo "error: RUNGS: unknown rung $r (m0, m1, m2)" >&2; exit 2 ;;
+  esac
+done
+python -m jepagolf ladder "${ARMS[@]}" "${RUNG_ARGS[@]}" --match wallclock \
   --seeds 2001,2002,2003,2004 --vary all+data --val-tokens 0 --set diag_every=800 --set step_compile=on \
   --threads 2 --out "$OUT/ladder"
