@@ -533,7 +533,7 @@ def test_one_pair_gives_no_confidence_interval_rather_than_nan():
 def test_runs_csv_reads_back_what_write_runs_csv_wrote_and_refuses_what_it_did_not(tmp_path, monkeypatch):
     """read_runs_csv: write_runs_csv's rows back with their numbers typed; a missing column, a non-number, a
     non-finite value, bytes that are not text or an oversized file stop it in one line."""
-    from jepagolf.research import ablate_run
+    from jepagolf.research import runs_csv
     from jepagolf.research.ablate_run import read_runs_csv, write_runs_csv
 
     rows = [{"arm": "ce", "seed": 1001, "val_loss": 3.6107, "steps": 4000, "config_hash": "c9fc", "run_dir": "r"},
@@ -556,6 +556,6 @@ def test_runs_csv_reads_back_what_write_runs_csv_wrote_and_refuses_what_it_did_n
         read_runs_csv(path)
     with pytest.raises(AblationError, match="no such file"):
         read_runs_csv(tmp_path / "missing.csv")
-    monkeypatch.setattr(ablate_run, "MAX_RUNS_CSV_BYTES", 10)
+    monkeypatch.setattr(runs_csv, "MAX_RUNS_CSV_BYTES", 10)
     with pytest.raises(AblationError, match="more than a runs.csv can be"):
         read_runs_csv(path)

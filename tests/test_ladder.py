@@ -180,7 +180,18 @@ def test_analyse_writes_the_report_and_add_points_reads_it_back(tmp_path):
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    with pytest.raises(LadderError, match="non-finite"):
+    with pytest.raises(LadderError, match="line 2: val_loss is not finite"):
+        ladder.load_points(bad)
+    for col, cell, what in (("steps", "", "line 2: steps is empty"), ("seed", "x", "line 2: seed='x' is not a number")):
+        broken = [{**rows[0], "val_loss": "3.5", col: cell}, *rows[1:]]
+        with bad.open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(broken)
+        with pytest.raises(LadderError, match=f"--add-points {bad}: {what}"):
+            ladder.load_points(bad)
+    bad.write_text(",".join(rows[0]) + "\n")
+    with pytest.raises(LadderError, match="no runs in it"):
         ladder.load_points(bad)
 
 

@@ -17,6 +17,7 @@ from jepagolf.jsonfile import read_json_object
 from jepagolf.outputs import MARKER, claim_dir, is_locked, owns, unfinished_run_removable
 from jepagolf.research.ablate_plan import AblationError, AblationPlan
 from jepagolf.research.progress import Progress
+from jepagolf.research.runs_csv import read_runs_table
 from jepagolf.summary import read_scores, score_kind
 from jepagolf.train.logger import atomic_write_text
 
@@ -225,40 +226,13 @@ def row_from_summary(
 _CSV_TYPES: dict[str, type] = {"seed": int, "val_bpb": float, "prequant_val_bpb": float, "val_loss": float,
                                "prequant_val_loss": float, "steps": int, "tokens": int, "seconds": float,
                                "artifact_bytes": int}
-MAX_RUNS_CSV_BYTES = 16 << 20  # 120 runs are ~50 KB
 
 
 def read_runs_csv(path: Path, required: Sequence[str] = ("arm", "seed", "val_loss")) -> list[dict[str, Any]]:
     """The rows of an ablation's (or a ladder rung's) runs.csv as write_runs_csv wrote them, its numeric columns
     typed and finite; AblationError in one line for a missing or oversized file, a missing ``required`` column,
     or a value that does not read as its column's number."""
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        raise AblationError(f"{path}: no such file") from None
-    if size > MAX_RUNS_CSV_BYTES:
-        raise AblationError(f"{path}: {size:,} bytes, more than a runs.csv can be ({MAX_RUNS_CSV_BYTES:,})")
-    try:
-        reader = csv.DictReader(io.StringIO(path.read_text(encoding="utf-8")))
-        missing = [c for c in required if c not in (reader.fieldnames or [])]
-        if missing:
-            raise AblationError(f"{path}: not a runs.csv (missing columns {', '.join(missing)})")
-        rows = []
-        for i, raw in enumerate(reader, start=2):
-            row: dict[str, Any] = dict(raw)
-            for k, t in _CSV_TYPES.items():
-                if raw.get(k) in (None, ""):
-                    continue
-                try:
-                    row[k] = t(raw[k])
-                except ValueError:
-                    raise AblationError(f"{path}: line {i}: {k}={raw[k]!r} is not a number") from None
-                if not math.isfinite(row[k]):
-                    raise AblationError(f"{path}: line {i}: {k} is not finite")
-            rows.append(row)
-    except (UnicodeDecodeError, csv.Error) as e:
-        raise AblationError(f"{path}: not a runs.csv (not UTF-8 CSV text: {e})") from None
-    return rows
+    return read_runs_table(path, types=_CSV_TYPES, required=required, error=AblationError)
 
 
 def write_runs_csv(rows: Sequence[Mapping[str, Any]], path: Path, columns: Sequence[str] = CSV_COLUMNS) -> None:

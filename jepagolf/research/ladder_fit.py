@@ -3,7 +3,6 @@ effective-compute model."""
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from jepagolf.research.ladder_plan import (
     count_non_embedding_params,
     count_params,
 )
+from jepagolf.research.runs_csv import read_runs_table
 
 # ----- rows ---------------------------------------------------------------------------------------
 
@@ -31,7 +31,6 @@ _NUMERIC = {"seed": int, "val_bpb": float, "prequant_val_bpb": float, "val_loss"
             "tokens": int, "seconds": float, "params": int, "train_flops": float}
 # Columns a runs.csv written before they existed lacks: read when present (and then checked), else unknown.
 _OPTIONAL = {"prequant_val_loss": float, "non_embed_params": int}
-MAX_POINTS_BYTES = 16 << 20
 
 
 def ladder_rows(rp: RungPlan, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -41,40 +40,17 @@ def ladder_rows(rp: RungPlan, rows: Sequence[Mapping[str, Any]]) -> list[dict[st
 
 
 def load_points(path: Path) -> list[dict[str, Any]]:
-    """Rows of another ladder's runs.csv (e.g. GPU rungs), checked column by column."""
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        raise LadderError(f"--add-points {path}: no such file") from None
-    if size > MAX_POINTS_BYTES:
-        raise LadderError(f"--add-points {path}: {size:,} bytes, more than a runs.csv can be ({MAX_POINTS_BYTES:,})")
-    try:
-        return _read_points(path)
-    except (UnicodeDecodeError, csv.Error) as e:  # random bytes, a NUL, a binary file
-        raise LadderError(f"--add-points {path}: not a ladder runs.csv (not UTF-8 CSV text: {e})") from None
-
-
-def _read_points(path: Path) -> list[dict[str, Any]]:
-    rows = []
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in ("rung", "arm", *_NUMERIC) if c not in (reader.fieldnames or [])]
-        if missing:
-            raise LadderError(f"--add-points {path}: not a ladder runs.csv (missing columns {', '.join(missing)})")
-        for i, raw in enumerate(reader, start=2):
-            present = {k: t for k, t in _OPTIONAL.items() if raw.get(k) not in (None, "")}
-            try:
-                row: dict[str, Any] = {**raw, **{k: t(raw[k]) for k, t in {**_NUMERIC, **present}.items()}}
-            except (TypeError, ValueError):
-                raise LadderError(f"--add-points {path}: line {i} has a non-numeric value") from None
-            if not all(math.isfinite(float(row[k])) for k in (*_NUMERIC, *present)):
-                raise LadderError(f"--add-points {path}: line {i} has a non-finite value")
-            for k in _OPTIONAL:
-                if k not in present:
-                    row.pop(k, None)
-            rows.append(row)
+    """Rows of another ladder's runs.csv (e.g. GPU rungs), checked column by column: every numeric column
+    present and filled in each row, the optional ones typed where a row has them and left out where not."""
+    rows = read_runs_table(path, types={**_NUMERIC, **_OPTIONAL}, required=("rung", "arm", *_NUMERIC),
+                           filled=tuple(_NUMERIC), error=LadderError, name=f"--add-points {path}",
+                           what="a ladder runs.csv")
     if not rows:
         raise LadderError(f"--add-points {path}: no runs in it")
+    for row in rows:
+        for k in _OPTIONAL:
+            if row.get(k) in (None, ""):
+                row.pop(k, None)
     return rows
 
 
