@@ -121,13 +121,12 @@ def test_bench_warns_when_a_ratio_falls_below_its_flop_ratio():
         assert bench_warnings({"x": ok}, None, None, cpu_count=2, own_threads=2) == ([], False)
 
 
-def test_ladder_shapes_writes_every_figure(demo_data):
+def test_ladder_shapes_writes_every_figure(demo_data, one_torch_thread):
     from jepagolf.research.bench_shapes import format_ladder_shapes, ladder_shape_groups, run_ladder_shapes
     from jepagolf.research.ladder import DEFAULT_RUNGS, SMOKE_RUNGS
 
     groups = ladder_shape_groups(DEFAULT_RUNGS)
     assert list(groups) == ["r0", "r2", "r3", "r4"] and groups["r0"][0] == ["r0", "r1"]  # r0 and r1: one shape
-    torch.set_num_threads(1)
     res = run_ladder_shapes(SMOKE_RUNGS[:1], ["v3"], preset="smoke",
                             user_overrides={"data_path": str(demo_data.data_dir)}, repeats=2, steps_per_repeat=1,
                             profile_steps=1, log=lambda _: None,

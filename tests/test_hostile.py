@@ -11,6 +11,7 @@ import errno
 import hashlib
 import json
 import lzma
+import os
 import re
 import shutil
 import struct
@@ -340,9 +341,11 @@ def test_disk_full_while_writing_the_artifact(tmp_path, tiny, monkeypatch, capsy
 
 @pytest.fixture(scope="module")
 def resumable(tmp_path_factory, tiny) -> Path:
-    """A finished smoke run with checkpoints at steps 2 and 4 (the reference every resume must match)."""
+    """A finished smoke run with checkpoints at steps 2 and 4 (the reference every resume must match). One thread,
+    pinned in its config: a module fixture is set up before a test's one_torch_thread, so it would otherwise train
+    at whatever count the tests before it left, and a resume at another count is another run in fp32 rounding."""
     run = tmp_path_factory.mktemp("resumable") / "run"
-    assert main(smoke_train_args(tiny, run, "gptq=false", "checkpoint_every_steps=2", iterations=4)) == 0
+    assert main(smoke_train_args(tiny, run, "gptq=false", "checkpoint_every_steps=2", "threads=1", iterations=4)) == 0
     return run
 
 
@@ -685,6 +688,15 @@ def test_ladder_add_points_refuses_a_binary_file_in_one_line(tmp_path, content, 
     points.write_bytes(content)
     fails(["ladder", "--smoke", "--add-points", str(points), "--out", str(tmp_path / "ladder")],
           f"--add-points {points}: not a ladder runs.csv", capsys)
+    assert not (tmp_path / "ladder").exists()
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_ladder_add_points_refuses_a_fifo_without_waiting_on_it(tmp_path, capsys):
+    points = tmp_path / "runs.csv"
+    os.mkfifo(points)  # opened for reading the usual way, this would wait for a writer forever
+    fails(["ladder", "--smoke", "--add-points", str(points), "--out", str(tmp_path / "ladder")],
+          f"--add-points {points} is a FIFO (named pipe), not a regular file", capsys)
     assert not (tmp_path / "ladder").exists()
 
 
