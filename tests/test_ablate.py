@@ -395,7 +395,7 @@ def test_report_by_arm_groups_an_ablations_runs(tiny_data, tmp_path, capsys):
     assert {"final_val_bpb.png", "diagnostics.png", "delta_by_step.png", "delta_by_step.md"} <= names
     table = (tmp_path / "rep" / "delta_by_step.md").read_text()
     assert "arm − ce" in table and "| v3 | 1-500 | 1 |" in table  # one seed pairs (1): no CI, no p
-    assert "## Runs that spiked" in table
+    assert "## Runs that spiked" in table and "The control's own largest rise above an arm's CE" in table
     assert main(["report", "--by-arm", *dirs, "--out", str(tmp_path / "rep")]) == 0  # a rerun replaces its own
     (tmp_path / "rep4").mkdir()
     (tmp_path / "rep4" / "delta_by_step.md").write_text("my notes\n")

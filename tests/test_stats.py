@@ -228,3 +228,27 @@ def test_paired_spikes_flag_a_run_whose_batch_ce_jumps_above_its_controls():
     assert [(s.arm, s.seed, s.step) for s in spikes] == [("v3", 2, 4)]
     assert spikes[0].jump == pytest.approx(2.0) and spikes[0].last == pytest.approx(0.3)
     assert [s.seed for s in paired_spikes(control, arm, "v3", window=3, threshold=0.3)] == [2, 3]
+
+
+def test_control_peak_is_the_controls_largest_rise_above_any_arm():
+    """control_peak: the largest control-minus-arm at one logged step over every arm and seed (step 1 ignored),
+    named by the arm it rose above; the table says whether that is a spike of the control."""
+    from jepagolf.research.stepwise import control_peak, paired_spikes, windows_markdown
+
+    steps = range(1, 11)
+    control = {s: {t: 5.0 - 0.1 * t for t in steps} for s in (1, 2)}
+    quiet = {s: {t: v + 0.01 for t, v in d.items()} for s, d in control.items()}
+    arms = {"a": quiet, "b": {s: dict(d) for s, d in quiet.items()}}
+    control[1][1] += 9.0  # step 1: ignored
+    control[2][5] += 0.2  # its largest rise: 0.19 above a (which sits 0.01 above the control elsewhere)...
+    arms["b"][2][5] -= 0.05  # ... and 0.24 above b, lower on that batch
+    peak = control_peak(control, arms, window=3)
+    assert (peak.arm, peak.seed, peak.step) == ("b", 2, 5) and peak.jump == pytest.approx(0.24)
+    assert peak.last == pytest.approx(-0.01)
+    assert control_peak(control, {}, window=3) is None
+    md = windows_markdown([], "ce", "<!-- m -->", [], 0.5, peak)
+    assert "+0.240 nats/token (ce seed 2, step 5, above b); under 0.5: no control spiked" in md
+    control[2][6] += 4.0
+    peak = control_peak(control, arms, window=3)
+    assert peak.step == 6 and "the control spiked there" in windows_markdown([], "ce", "<!-- m -->", [], 0.5, peak)
+    assert paired_spikes(control, arms["a"], "a") == []  # the control's spike is no arm's

@@ -25,6 +25,7 @@ from jepagolf.research.stepwise import (
     STEPWISE_KEY,
     Spike,
     Window,
+    control_peak,
     paired_spikes,
     paired_windows,
     windows_markdown,
@@ -386,14 +387,15 @@ def _by_seed(runs: Sequence[RunData], key: str = STEPWISE_KEY) -> dict[int, dict
     return out
 
 
-def stepwise_windows(groups: Mapping[str, Sequence[RunData]], control: str,
-                     window: int = DEFAULT_WINDOW_STEPS) -> tuple[list[Window], list[Spike]]:
-    """Every other arm's paired Δ of the training CE against ``control``, by window of steps, and its runs that
-    spiked (paired_spikes)."""
+def stepwise_windows(groups: Mapping[str, Sequence[RunData]], control: str, window: int = DEFAULT_WINDOW_STEPS
+                     ) -> tuple[list[Window], list[Spike], Spike | None]:
+    """Every other arm's paired Δ of the training CE against ``control``, by window of steps, its runs that
+    spiked (paired_spikes), and the control's own largest rise above an arm (control_peak)."""
     ctrl = _by_seed(groups[control])
     arms = {name: _by_seed(runs) for name, runs in groups.items() if name != control}
     return ([w for name, arm in arms.items() for w in paired_windows(ctrl, arm, name, window)],
-            [s for name, arm in arms.items() for s in paired_spikes(ctrl, arm, name, window)])
+            [s for name, arm in arms.items() for s in paired_spikes(ctrl, arm, name, window)],
+            control_peak(ctrl, arms, window))
 
 
 def _delta_figure(windows: Sequence[Window], control: str, path: Path) -> Path | None:
@@ -484,7 +486,7 @@ def plot_groups(groups: Mapping[str, Sequence[Path]], out: Path, paired: bool = 
         control = control or ("ce" if "ce" in data else next(iter(data)))
         if control not in data:
             raise ReportError(f"--control {control}: no such arm among {', '.join(data)}")
-        windows, spikes = stepwise_windows(data, control, window)
+        windows, spikes, peak = stepwise_windows(data, control, window)
     refuse_foreign_pngs(out)
     out.mkdir(parents=True, exist_ok=True)
     written = [_val_figure(data, out / "val_bpb.png")]
@@ -505,7 +507,7 @@ def plot_groups(groups: Mapping[str, Sequence[Path]], out: Path, paired: bool = 
         p = _delta_figure(windows, control, out / "delta_by_step.png")
         if p is not None:
             written.append(p)
-            atomic_write_text(out / MD_NAME, windows_markdown(windows, control, MD_MARKER, spikes))
+            atomic_write_text(out / MD_NAME, windows_markdown(windows, control, MD_MARKER, spikes, peak=peak))
             written.append(out / MD_NAME)
     return written
 

@@ -95,14 +95,24 @@ def paired_spikes(control: Mapping[int, Mapping[int, float]], arm: Mapping[int, 
     return out
 
 
+def control_peak(control: Mapping[int, Mapping[int, float]], arms: Mapping[str, Mapping[int, Mapping[int, float]]],
+                 window: int = DEFAULT_WINDOW_STEPS) -> Spike | None:
+    """How far the control itself strayed: its largest rise above any arm's CE at one logged step (after step 1)
+    over every seed, as a Spike whose ``arm`` is the arm it rose above and whose ``jump`` is control minus that
+    arm (``last``: the same difference over the run's last window). None when no step pairs. Beside the arms'
+    spikes it says whether a spike is the arm's failure or a batch on which every run did badly."""
+    peaks = [s for name, arm in arms.items() for s in paired_spikes(arm, control, name, window, -math.inf)]
+    return max(peaks, key=lambda s: (s.jump, -s.seed, -s.step), default=None)
+
+
 def _fmt(x: float, digits: int = 4) -> str:
     return "n/a" if not math.isfinite(x) else f"{x:+.{digits}f}"
 
 
 def windows_markdown(windows: Sequence[Window], control: str, marker: str, spikes: Sequence[Spike] = (),
-                     threshold: float = SPIKE_NATS) -> str:
+                     threshold: float = SPIKE_NATS, peak: Spike | None = None) -> str:
     """The windows as a Markdown table, led by ``marker`` (the line by which a rerun knows the file as its own),
-    then the runs that spiked."""
+    then the runs that spiked and, given ``peak`` (control_peak), how far the control itself strayed."""
     lines = [marker, "", f"# Paired Δ of the training CE by window of steps: arm − {control}", "",
              "Arm minus control of the CE each run logged on the batch it was about to train on (unseen tokens: "
              "the live model's held-out loss), averaged over the logged steps of each window, one mean per seed; "
@@ -122,4 +132,10 @@ def windows_markdown(windows: Sequence[Window], control: str, marker: str, spike
     else:
         lines += ["| arm | seed | step | arm − control there | mean over the last window |", "|---|---|---|---|---|"]
         lines += [f"| {s.arm} | {s.seed} | {s.step} | {_fmt(s.jump, 3)} | {_fmt(s.last)} |" for s in spikes]
+    if peak is not None:
+        verdict = (f"above {threshold:g}: the control spiked there" if peak.jump > threshold
+                   else f"under {threshold:g}: no control spiked")
+        lines += ["", f"The control's own largest rise above an arm's CE on one logged batch, over every seed: "
+                      f"{_fmt(peak.jump, 3)} nats/token ({control} seed {peak.seed}, step {peak.step}, above "
+                      f"{peak.arm}); {verdict}."]
     return "\n".join(lines) + "\n"
