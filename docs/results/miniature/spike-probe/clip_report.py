@@ -1,10 +1,11 @@
 """The clip screen's table and decision (plan: docs/results/miniature-plan.md, "Clip screen"):
 
-    python docs/results/miniature/spike-probe/clip_report.py STEPS CLIP
+    python docs/results/miniature/spike-probe/clip_report.py STEPS CLIP [--csv clip-runs.csv] > clip.md
 
 STEPS: stage 2's output (its m1 runs: the unclipped control of each seed); CLIP: clip-screen.sh's output. Prints
 the paired Δ of each clipped JEPA arm against the clipped control (round-trip val loss, nats/token), the clip's
 effect on the control itself, the runs that spiked, and each arm's decision by the rule fixed before the runs.
+``--csv`` also writes the clipped runs' scores, one row per run.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import sys
 from pathlib import Path
 
 from jepagolf.jsonfile import read_json_object
+from jepagolf.research.ablate_run import write_runs_csv
 from jepagolf.research.stats import paired_t_test
 from jepagolf.research.stepwise import paired_spikes
 
@@ -43,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("steps", type=Path)
     ap.add_argument("clip", type=Path)
+    ap.add_argument("--csv", type=Path, help="also write the clipped runs' scores here")
     a = ap.parse_args(argv)
     stage2 = a.steps / "m1" / "rungs" / "m1" / "runs"
     ctrl = [val_loss(a.clip / f"ce-seed{s}") for s in SEEDS]
@@ -61,6 +64,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {arm} | {t.mean:+.4f} | [{t.ci_low:+.4f}, {t.ci_high:+.4f}] | {t.p_two_sided:.3g} | "
               + ", ".join(f"{d:+.4f}" for d in t.diffs)
               + f" | {spiked} | {'advances to fresh seeds' if advance else 'stops here'} |")
+    if a.csv:
+        rows = []
+        for s in SEEDS:
+            for arm in ("ce", *ARMS):
+                summary = read_json_object(a.clip / f"{arm}-seed{s}" / "summary.json")
+                rows.append({"arm": arm, "seed": s, "val_loss": val_loss(a.clip / f"{arm}-seed{s}"),
+                             **{k: summary.get(k) for k in ("prequant_val_loss", "steps", "config_hash")}})
+        write_runs_csv(rows, a.csv, ("arm", "seed", "val_loss", "prequant_val_loss", "steps", "config_hash"))
     return 0
 
 
