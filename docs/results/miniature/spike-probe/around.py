@@ -1,0 +1,45 @@
+"""What the logged steps show around each of rung m2's four spikes (steps-m2/plots/delta_by_step.md), from stage 2's
+own metrics (logged every 100 steps; nothing is trained):
+
+    python docs/results/miniature/spike-probe/around.py STEPS > docs/results/miniature/spike-probe/around-m2.md
+
+STEPS: stage 2's output. For each run, the logged steps from 200 before its spike to 200 after: the CE minus the
+control's on the same batch, the JEPA loss, the predictor's output std and the targets' std.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+SPIKES = (("fast", 1003, 1800), ("fast", 1002, 3200), ("v3", 1001, 2500), ("v3", 1004, 2300))  # steps-m2's list
+
+
+def logged(run: Path) -> dict[int, dict]:
+    if not (run / "summary.json").is_file():
+        sys.exit(f"error: {run} has not finished (no summary.json)")
+    rows = (json.loads(line) for line in (run / "metrics.jsonl").open(encoding="utf-8"))
+    return {int(r["step"]): r for r in rows if "step" in r and "ce_loss" in r}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("steps", type=Path)
+    a = ap.parse_args(argv)
+    runs = a.steps / "m0m2" / "rungs" / "m2" / "runs"
+    print("# Rung m2's spikes at the logged steps (around.py)\n")
+    print("| run | step | CE − control | JEPA loss | pred_std | target_std |")
+    print("|---|---|---|---|---|---|")
+    for arm, seed, at in SPIKES:
+        r, c = logged(runs / f"{arm}-seed{seed}"), logged(runs / f"ce-seed{seed}")
+        for t in sorted(t for t in r if at - 200 <= t <= at + 200 and t in c):
+            x = r[t]
+            print(f"| {arm} seed {seed} | {t} | {x['ce_loss'] - c[t]['ce_loss']:+.3f} | {x['jepa_loss']:.3g} | "
+                  f"{x['pred_std']:.3g} | {x['target_std']:.3g} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
