@@ -374,7 +374,8 @@ def run_seed(run: RunData) -> int | None:
     return seed if isinstance(seed, int) and not isinstance(seed, bool) else None
 
 
-def _by_seed(runs: Sequence[RunData], key: str = STEPWISE_KEY) -> dict[int, dict[int, float]]:
+def by_seed(runs: Sequence[RunData], key: str = STEPWISE_KEY) -> dict[int, dict[int, float]]:
+    """Each run's ``key`` (default the training CE) by step, keyed by the run's seed (runs of one arm)."""
     out: dict[int, dict[int, float]] = {}
     for r in runs:
         seed = run_seed(r)
@@ -391,8 +392,8 @@ def stepwise_windows(groups: Mapping[str, Sequence[RunData]], control: str, wind
                      ) -> tuple[list[Window], list[Spike], Spike | None]:
     """Every other arm's paired Δ of the training CE against ``control``, by window of steps, its runs that
     spiked (paired_spikes), and the control's own largest rise above an arm (control_peak)."""
-    ctrl = _by_seed(groups[control])
-    arms = {name: _by_seed(runs) for name, runs in groups.items() if name != control}
+    ctrl = by_seed(groups[control])
+    arms = {name: by_seed(runs) for name, runs in groups.items() if name != control}
     return ([w for name, arm in arms.items() for w in paired_windows(ctrl, arm, name, window)],
             [s for name, arm in arms.items() for s in paired_spikes(ctrl, arm, name, window)],
             control_peak(ctrl, arms, window))

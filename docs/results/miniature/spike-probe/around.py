@@ -13,9 +13,10 @@ the ladder's run at every logged step, then every step from 2,940 to 3,000 and t
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
+
+from jepagolf.research.report import load_run
 
 SPIKES = (("fast", 1003, 1800), ("fast", 1002, 3200), ("v3", 1001, 2500), ("v3", 1004, 2300))  # steps-m2's list
 
@@ -23,8 +24,7 @@ SPIKES = (("fast", 1003, 1800), ("fast", 1002, 3200), ("v3", 1001, 2500), ("v3",
 def logged(run: Path, finished: bool = True) -> dict[int, dict]:
     if finished and not (run / "summary.json").is_file():
         sys.exit(f"error: {run} has not finished (no summary.json)")
-    rows = (json.loads(line) for line in (run / "metrics.jsonl").open(encoding="utf-8"))
-    return {int(r["step"]): r for r in rows if "step" in r and "ce_loss" in r}
+    return {int(r["step"]): r for r in load_run(run).rows if r.get("kind") == "train"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,13 +11,13 @@ effect on the control itself, the runs that spiked, and each arm's decision by t
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
 
 from jepagolf.jsonfile import read_json_object
 from jepagolf.research.ablate_run import write_runs_csv
+from jepagolf.research.report import by_seed, load_run
 from jepagolf.research.stats import paired_t_test
 from jepagolf.research.stepwise import paired_spikes
 
@@ -36,11 +36,6 @@ def val_loss(run: Path) -> float:
     return v
 
 
-def ce_by_step(run: Path) -> dict[int, float]:
-    rows = (json.loads(line) for line in (run / "metrics.jsonl").open(encoding="utf-8"))
-    return {int(r["step"]): float(r["ce_loss"]) for r in rows if "step" in r and "ce_loss" in r}
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("steps", type=Path)
@@ -49,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     stage2 = a.steps / "m1" / "rungs" / "m1" / "runs"
     ctrl = [val_loss(a.clip / f"ce-seed{s}") for s in SEEDS]
-    ctrl_steps = {s: ce_by_step(a.clip / f"ce-seed{s}") for s in SEEDS}
+    ctrl_steps = by_seed([load_run(a.clip / f"ce-seed{s}") for s in SEEDS])
     t = paired_t_test([val_loss(stage2 / f"ce-seed{s}") for s in SEEDS], ctrl)
     print(f"The clip's effect on the control (ce with grad_clip_norm=1.0 − ce, {t.n} seeds): {t.mean:+.4f} "
           f"[{t.ci_low:+.4f}, {t.ci_high:+.4f}], p {t.p_two_sided:.3g}; per seed "
@@ -58,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|---|---|")
     for arm in ARMS:
         t = paired_t_test(ctrl, [val_loss(a.clip / f"{arm}-seed{s}") for s in SEEDS])
-        spikes = paired_spikes(ctrl_steps, {s: ce_by_step(a.clip / f"{arm}-seed{s}") for s in SEEDS}, arm)
+        spikes = paired_spikes(ctrl_steps, by_seed([load_run(a.clip / f"{arm}-seed{s}") for s in SEEDS]), arm)
         spiked = ", ".join(f"seed {sp.seed} at step {sp.step} ({sp.jump:+.2f})" for sp in spikes) or "none"
         advance = not spikes and t.mean < ADVANCE_BELOW
         print(f"| {arm} | {t.mean:+.4f} | [{t.ci_low:+.4f}, {t.ci_high:+.4f}] | {t.p_two_sided:.3g} | "

@@ -12,10 +12,10 @@ final Δ, which the plan keeps for the finished rungs.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
+from jepagolf.research.report import by_seed, load_run
 from jepagolf.research.stepwise import SPIKE_NATS, control_peak, paired_spikes
 
 # The seeds finished on 2026-12-06 when the probe was chosen, by rung, and where stage2.sh puts each rung.
@@ -24,12 +24,12 @@ LADDER = {"m0": "m0m2", "m1": "m1", "m2": "m0m2"}
 CONTROL, ARMS = "ce", ("v3", "fast", "multi-horizon", "nextlat")
 
 
-def ce_by_step(run: Path) -> dict[int, float]:
-    path = run / "metrics.jsonl"
-    if not (run / "summary.json").is_file():
-        sys.exit(f"error: {run} has not finished (no summary.json)")
-    rows = (json.loads(line) for line in path.open(encoding="utf-8"))
-    return {int(r["step"]): float(r["ce_loss"]) for r in rows if "step" in r and "ce_loss" in r}
+def ce_by_seed(runs: Path, arm: str, seeds: range) -> dict[int, dict[int, float]]:
+    """The training CE by step of ``arm``'s finished runs, by seed (`jepagolf report`'s own reader)."""
+    for s in seeds:
+        if not (runs / f"{arm}-seed{s}" / "summary.json").is_file():
+            sys.exit(f"error: {runs / f'{arm}-seed{s}'} has not finished (no summary.json)")
+    return by_seed([load_run(runs / f"{arm}-seed{s}") for s in seeds])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,8 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     peaks = []
     for rung, seeds in FIRST_SEEDS.items():
         runs = a.steps / LADDER[rung] / "rungs" / rung / "runs"
-        ctrl = {s: ce_by_step(runs / f"{CONTROL}-seed{s}") for s in seeds}
-        arms = {arm: {s: ce_by_step(runs / f"{arm}-seed{s}") for s in seeds} for arm in ARMS}
+        ctrl = ce_by_seed(runs, CONTROL, seeds)
+        arms = {arm: ce_by_seed(runs, arm, seeds) for arm in ARMS}
         spikes = [sp for arm, by_seed in arms.items() for sp in paired_spikes(ctrl, by_seed, arm)]
         seeds_txt = f"{seeds.start}-{seeds.stop - 1}"
         for sp in spikes:
