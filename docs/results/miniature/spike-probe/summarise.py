@@ -2,9 +2,10 @@
 
 import argparse
 import csv
-import json
 import statistics
 from pathlib import Path
+
+from jepagolf.research.report import load_run
 
 PROBES = {"c0": "the control (ce seed 1004)", "p0": "fast seed 1004 as trained", "r0": "resumed at 1200, no change",
           "r1": "jepa_pred_leaky_slope=0.5 from 1200", "r2": "grad_clip_norm=1.0 from 1200",
@@ -14,8 +15,7 @@ KEYS = ("ce_loss", "jepa_loss", "jepa_mse", "jepa_var", "jepa_cov", "pred_std", 
 
 
 def load(run: Path) -> dict[int, dict]:
-    rows = (json.loads(line) for line in (run / "metrics.jsonl").open())
-    return {r["step"]: r for r in rows if "step" in r and "ce_loss" in r}
+    return {r["step"]: r for r in load_run(run).rows if r.get("kind") == "train"}
 
 
 def main() -> None:
