@@ -3,8 +3,9 @@
 # m2's shape at equal steps, every arm with grad_clip_norm=1.0, on fresh seeds 3001-3008; arms ce, v3 and fast (the
 # two clipped arms the clip screen advanced). The frozen commit of stage 2 (47f5a1f), one process, both cores.
 # Runs go seed by seed; the plan's budget stops it at the seeds in hand. Resumable: rerun and finished runs are kept.
-# Run from the repository root, with the frozen worktree on PYTHONPATH:
-#   PYTHONPATH=../frozen OUT=runs/mini/clip-confirm bash docs/results/miniature/spike-probe/clip-confirm.sh
+# Run from the frozen worktree (`git worktree add ../frozen 47f5a1f`; `python -m` imports the package of the current
+# folder first), with this script from main and an absolute OUT:
+#   cd ../frozen && PYTHONPATH=$PWD OUT=$HOME/runs/mini/clip-confirm bash ../main/docs/results/miniature/spike-probe/clip-confirm.sh
 set -euo pipefail
 OUT=${OUT:-runs/mini/clip-confirm}
 M2=m2:num_layers=3,model_dim=96,num_heads=2,num_kv_heads=1,train_seq_len=128,train_batch_tokens=4096,micro_batch_tokens=4096,steps=4000,seeds=8
