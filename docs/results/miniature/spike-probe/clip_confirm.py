@@ -2,7 +2,10 @@
 
     python docs/results/miniature/spike-probe/clip_confirm.py STEPS CONFIRM > confirm.md
 
-STEPS: stage 2's output (its m2 runs: `v3` and `fast` without the clip, seeds 1001-1004); CONFIRM: clip-confirm.sh's
+STEPS: stage 2's output (its m2 runs: `v3` and `fast` without the clip, seeds 1001-1004), or, where those run
+folders are gone, stage 2's committed record of m2 (docs/results/miniature/steps-m2: the round trip's val_loss from
+its runs.csv, the spikes from the "Runs that spiked" table of plots/delta_by_step.md, which the same rule wrote
+from the same logs); CONFIRM: clip-confirm.sh's
 output (m2 with grad_clip_norm=1.0 on every arm, seeds 3001-3008; the seeds whose three runs have all finished are
 used, in order). A JEPA run *failed* when it spiked (`jepagolf report`'s rule: its CE on one logged batch more than
 0.5 nats above its control's) or ended more than 0.05 nats/token behind its control (round trip). Prints:
@@ -13,7 +16,9 @@ used, in order). A JEPA run *failed* when it spiked (`jepagolf report`'s rule: i
 from __future__ import annotations
 
 import argparse
+import csv
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -58,6 +63,30 @@ def failures(runs: Path, seeds: tuple[int, ...]) -> list[str]:
     return out
 
 
+def record_failures(record: Path, seeds: tuple[int, ...]) -> list[str]:
+    """failures() from a collected rung (runs.csv + plots/delta_by_step.md) instead of its run folders."""
+    with open(record / "runs.csv", newline="") as f:
+        loss = {(r["arm"], int(r["seed"])): float(r["val_loss"]) for r in csv.DictReader(f)}
+    if not all((arm, s) in loss for arm in ("ce", *ARMS) for s in seeds):
+        sys.exit(f"error: {record / 'runs.csv'} lacks some of the runs of ce, v3 and fast for seeds {seeds}")
+    text = (record / "plots" / "delta_by_step.md").read_text()
+    table = text.split("## Runs that spiked", 1)
+    if len(table) != 2:
+        sys.exit(f"error: {record / 'plots' / 'delta_by_step.md'} has no 'Runs that spiked' section")
+    section = table[1].split("\n## ", 1)[0]
+    spiked = {(m[1], int(m[2])): (int(m[3]), float(m[4]))
+              for m in re.finditer(r"^\| ([\w-]+) \| (\d+) \| (\d+) \| ([+-][\d.]+) \|", section, re.M)}
+    out = []
+    for arm in ARMS:
+        for s in seeds:
+            behind = loss[(arm, s)] - loss[("ce", s)]
+            why = [f"spiked at step {spiked[arm, s][0]} ({spiked[arm, s][1]:+.2f})"] if (arm, s) in spiked else []
+            why += [f"ended {behind:+.3f} behind"] if behind > BEHIND else []
+            if why:
+                out.append(f"{arm} seed {s}: " + ", ".join(why))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("steps", type=Path)
@@ -65,13 +94,15 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     stage2 = a.steps / "m0m2" / "rungs" / "m2" / "runs"
     clip = a.confirm / "rungs" / "m2" / "runs"
-    if not all(finished(stage2, s) for s in STAGE2_SEEDS):
+    from_record = (a.steps / "runs.csv").is_file() and not stage2.is_dir()
+    if not from_record and not all(finished(stage2, s) for s in STAGE2_SEEDS):
         sys.exit(f"error: {stage2} lacks some of stage 2's m2 runs (seeds 1001-1004)")
     seeds = tuple(s for s in CONFIRM_SEEDS if finished(clip, s))
     if len(seeds) < 2:
         sys.exit(f"error: {clip} holds {len(seeds)} finished seed(s) of ce, v3 and fast; the report needs 2")
     n2, nc = len(ARMS) * len(STAGE2_SEEDS), len(ARMS) * len(seeds)
-    f2, fc = failures(stage2, STAGE2_SEEDS), failures(clip, seeds)
+    f2 = record_failures(a.steps, STAGE2_SEEDS) if from_record else failures(stage2, STAGE2_SEEDS)
+    fc = failures(clip, seeds)
     p = fisher_exact([[len(fc), nc - len(fc)], [len(f2), n2 - len(f2)]], alternative="less").pvalue
     print(f"# Clip confirmation at m2: seeds {seeds[0]}-{seeds[-1]} ({len(seeds)} of {len(CONFIRM_SEEDS)})\n")
     print("A JEPA run failed when its CE on one logged batch rose more than 0.5 nats above its control's, or it "
