@@ -5,7 +5,9 @@ that docs/results/miniature-plan.md ("Price curve") fixed before they ran.
     python scripts/miniature_price.py runs/mini/price --report docs/results/miniature/price \\
         [--stage2 docs/results/miniature/steps-m1/runs.csv [--stage3 docs/results/miniature/time-m1/runs.csv]]
 
-PRICE holds ``ce-<S>-seed<seed>`` run folders for S = 4,000, 3,200, 2,667, 2,000 and seeds 1001-1004. For a cost
+PRICE holds ``ce-<S>-seed<seed>`` run folders for S = 4,000, 3,200, 2,667, 2,000 and seeds 1001-1004, or is the
+price-runs.csv an earlier report wrote from them (docs/results/miniature/price/price-runs.csv: where the run folders
+are gone, the analysis is redone from their committed figures). For a cost
 ratio r = 4,000 / S the price is P(r) = L(S) - L(4,000), the round-trip loss that r times slower steps give up at
 equal time (mean over seeds, paired CI and p); b is the slope of L = a + b ln S, fitted per seed. With
 ``--stage2`` (stage 2's m1 runs.csv), each arm's equal-steps Δ on all of stage 2's seeds is set against the price:
@@ -40,6 +42,8 @@ FULL = STEPS[0]
 
 
 def read_runs(price: Path) -> dict[tuple[int, int], dict[str, Any]]:
+    if price.is_file():
+        return read_price_csv(price)
     runs = {}
     for s in STEPS:
         for seed in SEEDS:
@@ -52,6 +56,27 @@ def read_runs(price: Path) -> dict[tuple[int, int], dict[str, Any]]:
                 raise SystemExit(f"error: {path}: not a finished {s}-step run (steps {steps!r}, loss {loss!r})")
             runs[s, seed] = summ
     return runs
+
+
+def read_price_csv(path: Path) -> dict[tuple[int, int], dict[str, Any]]:
+    """read_runs() from a committed price-runs.csv: the same runs, each row checked as a finished one."""
+    rows = read_stage(path, ("steps", "seed", "roundtrip_val_loss", "prequant_val_loss", "train_seconds",
+                             "config_hash", "run_dir"))
+    runs = {}
+    for r in rows:
+        try:
+            loss = float(r["roundtrip_val_loss"])
+            runs[r["steps"], r["seed"]] = {**r, "roundtrip_val_loss": loss, "train_seconds": float(r["train_seconds"])}
+        except ValueError:
+            raise SystemExit(f"error: {path}: seed {r['seed']} at {r['steps']} steps: a loss or time that is not a "
+                             "number") from None
+    for s in STEPS:
+        for seed in SEEDS:
+            r = runs.get((s, seed))
+            loss = r and r["roundtrip_val_loss"]
+            if not isinstance(loss, float) or not math.isfinite(loss):
+                raise SystemExit(f"error: {path}: no finished {s}-step run of seed {seed} (loss {loss!r})")
+    return {(s, seed): runs[s, seed] for s in STEPS for seed in SEEDS}  # read_runs()'s order
 
 
 def read_stage(path: Path, required: tuple[str, ...]) -> list[dict[str, Any]]:
