@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
-from helpers import live_model
+from helpers import finish_gloo_rank, live_model, spawn_gloo
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -250,13 +249,15 @@ def _ddp_worker(rank: int, world_size: int, init_file: str, out_dir: str, data_d
             tr.step += 1
         torch.save({"seen": seen, "params": [p.detach().clone() for p in tr.model.parameters()]},
                    os.path.join(out_dir, f"rank{rank}.pt"))
-    finally:
+    except BaseException:
         dist.destroy_process_group()
+        raise
+    finish_gloo_rank(rank, out_dir)
 
 
 def test_jepa_every_under_ddp(tmp_path, demo_data):
-    mp.spawn(_ddp_worker, args=(2, str(tmp_path / "pg"), str(tmp_path), str(demo_data.data_dir),
-                                str(demo_data.tokenizer)), nprocs=2, join=True)
+    spawn_gloo(_ddp_worker, (2, str(tmp_path / "pg"), str(tmp_path), str(demo_data.data_dir),
+                             str(demo_data.tokenizer)), 2, tmp_path)
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2))
     assert r0["seen"] == r1["seen"] == [True, False, True]
     for a, b in zip(r0["params"], r1["params"], strict=True):

@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from helpers import finish_gloo_rank, spawn_gloo
 
 from jepagolf.optim.muon import Muon, newton_schulz5
 
@@ -232,16 +233,29 @@ def _run_muon(rank: int, world_size: int) -> list[torch.Tensor]:
 def _dist_worker(rank: int, world_size: int, init_file: str, out_dir: str) -> None:
     torch.set_num_threads(1)  # two processes on a 2-core machine
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
-    try:
-        torch.save(_run_muon(rank, world_size), os.path.join(out_dir, f"rank{rank}.pt"))
-        dist.barrier()  # both ranks done before either tears gloo down (a teardown race aborted a rank once)
-    finally:
-        dist.destroy_process_group()
+    torch.save(_run_muon(rank, world_size), os.path.join(out_dir, f"rank{rank}.pt"))
+    finish_gloo_rank(rank, out_dir)
+
+
+def _abort_worker(rank: int, out_dir: str, reached_the_end: bool) -> None:
+    if reached_the_end:
+        Path(out_dir, f"rank{rank}.done").touch()
+    if rank == 1:
+        os.abort()
+
+
+@pytest.mark.parametrize("reached_the_end", [True, False])
+def test_spawn_gloo_forgives_only_an_abort_after_every_rank_finished(tmp_path: Path, reached_the_end: bool) -> None:
+    if reached_the_end:
+        spawn_gloo(_abort_worker, (str(tmp_path), True), 2, tmp_path)
+    else:
+        with pytest.raises(mp.ProcessExitedException, match="SIGABRT"):
+            spawn_gloo(_abort_worker, (str(tmp_path), False), 2, tmp_path)
 
 
 def test_muon_two_rank_gloo_split_matches_single_process(tmp_path: Path) -> None:
     expected = _run_muon(rank=0, world_size=1)
-    mp.spawn(_dist_worker, args=(2, str(tmp_path / "pg_init"), str(tmp_path)), nprocs=2, join=True)
+    spawn_gloo(_dist_worker, (2, str(tmp_path / "pg_init"), str(tmp_path)), 2, tmp_path)
     for rank in range(2):
         got = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
         for g, e in zip(got, expected, strict=True):
