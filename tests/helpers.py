@@ -95,24 +95,24 @@ def other_tokenizer(src: Path, dest: Path) -> Path:
 
 
 def finish_gloo_rank(rank: int, out_dir: str) -> None:
-    """The end of a gloo test worker, after it saved its result: a barrier (neither rank tears gloo down while the
-    other still talks), then a marker that this rank got that far, then the teardown."""
-    dist.barrier()
+    """The end of a gloo test worker, once it has saved its result: a marker that it did, a barrier (neither rank
+    tears gloo down while the other still talks), then the teardown."""
     Path(out_dir, f"rank{rank}.done").touch()
+    dist.barrier()
     dist.destroy_process_group()
 
 
 def spawn_gloo(worker: Callable[..., None], args: tuple, nprocs: int, out_dir: Path) -> None:
     """mp.spawn for the gloo tests. Gloo's teardown can abort a process that has finished its work ("terminate
     called without an active exception", SIGABRT, from a C++ thread left running at teardown; seen twice in this
-    project's CI). Such an abort passes only when every rank had saved its result and passed
-    finish_gloo_rank's barrier; any other failure, or an abort before that, fails the test. The caller then
-    checks the saved results as before."""
+    project's CI). Such an abort passes only when every rank had saved its result (finish_gloo_rank's marker);
+    any other failure, or an abort before that, fails the test. The caller then checks the saved results as
+    before, so a result cut short by the abort fails there."""
     try:
         mp.spawn(worker, args=args, nprocs=nprocs, join=True)
     except mp.ProcessExitedException as e:
         done = all((out_dir / f"rank{r}.done").is_file() for r in range(nprocs))
         if e.signal_name != "SIGABRT" or not done:
             raise
-        print(f"gloo teardown aborted rank {e.error_index} after every rank had finished: its results stand",
+        print(f"gloo teardown aborted rank {e.error_index} after every rank had saved its result",
               file=sys.stderr)
