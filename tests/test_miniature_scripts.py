@@ -6,6 +6,7 @@ slope beyond them, and the predicted equal-time Δ = equal-steps Δ + P(r) set a
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 from pathlib import Path
 
@@ -100,3 +101,14 @@ def test_stage3_prediction_is_equal_steps_delta_plus_price(price_script):
     assert res["measured"] == pytest.approx(0.0405) and res["inside_ci"]
     stage2 = {"nextlat": {"delta": -0.05}}  # predicts 0.0, far below what stage 3 measured
     assert not price_script.check_prediction(stage2, stage3, PRICES, -0.23)["nextlat"]["inside_ci"]
+
+
+def test_price_redone_from_its_committed_csv_matches_the_committed_report(price_script, tmp_path):
+    committed = SCRIPTS.parent / "docs" / "results" / "miniature" / "price"
+    res = price_script.analyse(price_script.read_runs(committed / "price-runs.csv"), None)
+    expected = json.loads((committed / "price.json").read_text())
+    assert res["price"] == expected["price"] and res["slope"] == expected["slope"] and res["loss"] == expected["loss"]
+    lines = (committed / "price-runs.csv").read_text().splitlines()
+    (tmp_path / "short.csv").write_text("\n".join(lines[:-1]) + "\n")  # one run missing
+    with pytest.raises(SystemExit, match="no finished"):
+        price_script.read_runs(tmp_path / "short.csv")
