@@ -62,21 +62,20 @@ def read_price_csv(path: Path) -> dict[tuple[int, int], dict[str, Any]]:
     """read_runs() from a committed price-runs.csv: the same runs, each row checked as a finished one."""
     rows = read_stage(path, ("steps", "seed", "roundtrip_val_loss", "prequant_val_loss", "train_seconds",
                              "config_hash", "run_dir"))
+    by_key = {(r["steps"], r["seed"]): r for r in rows}
     runs = {}
-    for r in rows:
-        try:
-            loss = float(r["roundtrip_val_loss"])
-            runs[r["steps"], r["seed"]] = {**r, "roundtrip_val_loss": loss, "train_seconds": float(r["train_seconds"])}
-        except ValueError:
-            raise SystemExit(f"error: {path}: seed {r['seed']} at {r['steps']} steps: a loss or time that is not a "
-                             "number") from None
-    for s in STEPS:
+    for s in STEPS:  # read_runs()'s order
         for seed in SEEDS:
-            r = runs.get((s, seed))
-            loss = r and r["roundtrip_val_loss"]
-            if not isinstance(loss, float) or not math.isfinite(loss):
-                raise SystemExit(f"error: {path}: no finished {s}-step run of seed {seed} (loss {loss!r})")
-    return {(s, seed): runs[s, seed] for s in STEPS for seed in SEEDS}  # read_runs()'s order
+            r = by_key.get((s, seed), {})
+            try:
+                loss = float(r.get("roundtrip_val_loss", "nan"))
+            except ValueError:
+                loss = math.nan
+            if not math.isfinite(loss):
+                raise SystemExit(f"error: {path}: no finished {s}-step run of seed {seed} "
+                                 f"(loss {r.get('roundtrip_val_loss')!r})")
+            runs[s, seed] = {**r, "roundtrip_val_loss": loss}
+    return runs
 
 
 def read_stage(path: Path, required: tuple[str, ...]) -> list[dict[str, Any]]:

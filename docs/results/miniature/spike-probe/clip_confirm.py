@@ -47,24 +47,32 @@ def finished(runs: Path, seed: int) -> bool:
     return all((runs / f"{arm}-seed{seed}" / "summary.json").is_file() for arm in ("ce", *ARMS))
 
 
-def failures(runs: Path, seeds: tuple[int, ...]) -> list[str]:
-    """Each failed JEPA run of these seeds, with why."""
-    ctrl_steps = by_seed([load_run(runs / f"ce-seed{s}") for s in seeds])
+def judged(loss: dict[tuple[str, int], float], spiked: dict[tuple[str, int], tuple[int, float]],
+           seeds: tuple[int, ...]) -> list[str]:
+    """Each failed JEPA run of these seeds, with why: ``loss`` the round trip's val_loss by (arm, seed), ``spiked``
+    the (step, jump) of each (arm, seed) that spiked."""
     out = []
     for arm in ARMS:
-        spiked = {sp.seed: sp for sp in
-                  paired_spikes(ctrl_steps, by_seed([load_run(runs / f"{arm}-seed{s}") for s in seeds]), arm)}
         for s in seeds:
-            behind = val_loss(runs / f"{arm}-seed{s}") - val_loss(runs / f"ce-seed{s}")
-            why = [f"spiked at step {spiked[s].step} ({spiked[s].jump:+.2f})"] if s in spiked else []
+            behind = loss[arm, s] - loss["ce", s]
+            why = [f"spiked at step {spiked[arm, s][0]} ({spiked[arm, s][1]:+.2f})"] if (arm, s) in spiked else []
             why += [f"ended {behind:+.3f} behind"] if behind > BEHIND else []
             if why:
                 out.append(f"{arm} seed {s}: " + ", ".join(why))
     return out
 
 
+def failures(runs: Path, seeds: tuple[int, ...]) -> list[str]:
+    """judged() from the run folders: val_loss from each summary.json, spikes by paired_spikes on the logs."""
+    ctrl_steps = by_seed([load_run(runs / f"ce-seed{s}") for s in seeds])
+    spiked = {(arm, sp.seed): (sp.step, sp.jump) for arm in ARMS for sp in
+              paired_spikes(ctrl_steps, by_seed([load_run(runs / f"{arm}-seed{s}") for s in seeds]), arm)}
+    loss = {(arm, s): val_loss(runs / f"{arm}-seed{s}") for arm in ("ce", *ARMS) for s in seeds}
+    return judged(loss, spiked, seeds)
+
+
 def record_failures(record: Path, seeds: tuple[int, ...]) -> list[str]:
-    """failures() from a collected rung (runs.csv + plots/delta_by_step.md) instead of its run folders."""
+    """judged() from a collected rung (runs.csv + plots/delta_by_step.md) instead of its run folders."""
     with open(record / "runs.csv", newline="") as f:
         loss = {(r["arm"], int(r["seed"])): float(r["val_loss"]) for r in csv.DictReader(f)}
     if not all((arm, s) in loss for arm in ("ce", *ARMS) for s in seeds):
@@ -76,15 +84,7 @@ def record_failures(record: Path, seeds: tuple[int, ...]) -> list[str]:
     section = table[1].split("\n## ", 1)[0]
     spiked = {(m[1], int(m[2])): (int(m[3]), float(m[4]))
               for m in re.finditer(r"^\| ([\w-]+) \| (\d+) \| (\d+) \| ([+-][\d.]+) \|", section, re.M)}
-    out = []
-    for arm in ARMS:
-        for s in seeds:
-            behind = loss[(arm, s)] - loss[("ce", s)]
-            why = [f"spiked at step {spiked[arm, s][0]} ({spiked[arm, s][1]:+.2f})"] if (arm, s) in spiked else []
-            why += [f"ended {behind:+.3f} behind"] if behind > BEHIND else []
-            if why:
-                out.append(f"{arm} seed {s}: " + ", ".join(why))
-    return out
+    return judged(loss, spiked, seeds)
 
 
 def main(argv: list[str] | None = None) -> int:
