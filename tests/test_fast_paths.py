@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from jepagolf.config import build_config
-from jepagolf.model.gpt import GPT, LeakyReluSquare, softcap_cross_entropy
+from jepagolf.model.gpt import GPT, LeakyReluSquare, lookup, softcap_cross_entropy
 
 
 def reference_ce(z, w, y, cap, reduction):
@@ -134,3 +134,20 @@ def test_muon_orthogonalises_same_shape_matrices_as_one_batch_with_per_matrix_re
     opt.step()
     for i, (p, w) in enumerate(zip(params, want, strict=True)):
         torch.testing.assert_close(p.detach(), w, rtol=1e-5, atol=1e-6, msg=str(i))
+
+
+def test_the_embedding_op_is_the_module_lookup_to_the_bit():
+    """gpt.embedding (the CPU lookup that a compiled step keeps opaque) gives nn.Embedding's values and weight
+    gradient exactly, for a batch of rows and a single row, and is a well-formed custom op."""
+    g = torch.Generator().manual_seed(3)
+    table = torch.nn.Embedding(50, 16)
+    idx = torch.randint(0, 50, (4, 37), generator=g)
+    grad = torch.randn(4, 37, 16, generator=g)
+    for i, gi in ((idx, grad), (idx[0, :1], grad[0, :1])):
+        ref = table(i)
+        (ref_gw,) = torch.autograd.grad(ref, table.weight, gi)
+        got = lookup(table, i)
+        (got_gw,) = torch.autograd.grad(got, table.weight, gi)
+        assert torch.equal(got, ref) and torch.equal(got_gw, ref_gw)
+    torch.library.opcheck(torch.ops.jepagolf.embedding.default, (table.weight, idx))
+    torch.library.opcheck(torch.ops.jepagolf.embedding_backward.default, (grad, idx, 50))

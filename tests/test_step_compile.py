@@ -66,6 +66,34 @@ def test_compiled_step_trains_the_same_model(case, tiny_data, tmp_path, one_torc
     assert len({round(c, 3) for c, _ in eager}) > 5  # the losses move: the comparison is not of constants
 
 
+def test_compiled_step_gradients_are_the_same_bits_every_time_on_two_threads(tiny_data, tmp_path):
+    """The compiled step repeated from the same state on the same batch gives the same gradient, bit for bit, with
+    two threads. Inductor's own embedding backward scattered the rows' gradients with atomic adds from both threads,
+    whose order varied: the token and bigram tables' gradients differed in their last bits from run to run (a
+    rerun or a resume of a 2-thread compiled run was not exact). The lookup is now one opaque op (gpt.embedding)."""
+    cfg = build_config("smoke", {**TINY, "micro_batch_tokens": "4096", "train_batch_tokens": "4096",
+                                 "data_path": str(tiny_data), "step_compile": "on"}, environ={})
+    paths = resolve_dataset(str(tiny_data), None, announce=False)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # the race needs two threads scattering into the same rows at once
+    try:
+        trainer = Trainer(cfg, Runtime(device=torch.device("cpu")), tmp_path / "run", paths)
+        trainer.logger.close()
+        assert trainer.step_compiled
+        trainer.warmup(trainer.warmup_steps)
+        batch = trainer.stream.take(cfg.train.micro_batch_tokens + 1)
+        grads = []
+        for _ in range(4):
+            trainer.model.zero_grad(set_to_none=True)
+            trainer.forward_backward(batch)
+            grads.append({n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.grad is not None})
+    finally:
+        torch.set_num_threads(before)
+    assert "gpt.tok_emb.weight" in grads[0] and "gpt.bigram.weight" in grads[0]
+    for other in grads[1:]:
+        assert [n for n in grads[0] if not torch.equal(grads[0][n], other[n])] == []
+
+
 def test_step_compile_defaults():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     demo = build_config("cpu-demo", {}, environ={})
@@ -96,3 +124,19 @@ def test_apply_threads_sets_and_reports(one_torch_thread):
 
     assert apply_threads(0)["threads"] == 1  # 0 leaves torch's setting
     assert apply_threads(2)["threads"] == 2
+
+
+def test_compile_cache_is_one_folder_per_version_of_the_code(monkeypatch, tmp_path):
+    """torch's on-disk cache serves a compiled backward by the traced forward alone: a custom op whose backward
+    formula changed (gpt.softcap_ce's, gpt.embedding's) got its old compiled backward from a shared folder. The
+    default folder is therefore keyed by the package's source hash; an explicit TORCHINDUCTOR_CACHE_DIR is kept."""
+    from jepagolf.sources import source_hash
+    from jepagolf.train.fastpath import compile_cache_dir
+
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    monkeypatch.setenv("JEPAGOLF_CACHE", str(tmp_path / "cache"))
+    path = compile_cache_dir()
+    assert path.name == source_hash() and path.parent.name == "inductor"
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(path)
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))
+    assert compile_cache_dir() == tmp_path / "mine"

@@ -63,7 +63,7 @@ class TrainConfig:
     backward with it): off (the default: at r1 it measured 0.96x eager for plain CE, 1.12-1.18x for the JEPA
     variants, after a compile of minutes cold) | on | auto (on for a single-process CPU run).
     Compiled graphs are cached on disk (TORCHINDUCTOR_CACHE_DIR,
-    default <cache>/inductor) and compiled before the clock starts."""
+    default <cache>/inductor/<source hash>) and compiled before the clock starts."""
     threads: int = 0
     """CPU threads for torch (intra-op; inter-op 1): 0 = torch's own choice. Recorded in the summary."""
     checkpoint_every_steps: int = 0

@@ -34,7 +34,7 @@ from jepagolf.jepa.diagnostics import predictiveness, representation_diagnostics
 from jepagolf.jepa.losses import VAR_EPS, LossSpec, jepa_loss
 from jepagolf.jepa.masking import jepa_rows
 from jepagolf.jepa.predictors import NextLatPredictor, Predictor, build_predictor, dead_fraction
-from jepagolf.model.gpt import GPT, rms_norm
+from jepagolf.model.gpt import GPT, lookup, rms_norm
 
 __all__ = ["JepaLM", "Predictor", "noise_seed", "target_taps"]
 
@@ -226,7 +226,7 @@ class JepaLM(nn.Module):
             out["pred_dead_frac"] = dead_fraction(head.hidden(ref))
         elif isinstance(head, NextLatPredictor):
             assert tokens is not None
-            tok_in = head.token_input(self.gpt.tok_emb(tokens[:, 1:]))  # (r, T-1, H): tokens t+1
+            tok_in = head.token_input(lookup(self.gpt.tok_emb, tokens[:, 1:]))  # (r, T-1, H): tokens t+1
             out["pred_dead_frac"] = dead_fraction(head.hidden(ref, tok_in.reshape(ref.size(0), -1)))
         return out
 
@@ -290,7 +290,7 @@ class JepaLM(nn.Module):
         r, T, D = ctx.shape
         if j.jepa_mode == "nextlat":
             assert tokens is not None and isinstance(self.predictor, NextLatPredictor)
-            emb = self.gpt.tok_emb(tokens)
+            emb = lookup(self.gpt.tok_emb, tokens)
             tok_in = self.predictor.token_input(emb.detach() if frozen_tokens else emb)  # (r, T, H), once per step
             pairs, h = [], ctx
             for k in range(1, j.jepa_horizons + 1):

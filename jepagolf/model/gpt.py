@@ -33,9 +33,12 @@ def bigram_hash(idx: Tensor, buckets: int) -> Tensor:
 FUSED_CE_MAX_CAP = 60.0
 
 
-# Rows of the (N, V) logits per chunk of the fused loss: 2^17 fp32 elements (512 KB), so that a chunk's logits and
-# their exponentials stay in a core's L2 cache between the passes over them instead of streaming through memory.
-CE_CHUNK_ELEMENTS = 1 << 17
+# Rows of the (N, V) logits per chunk of the fused loss: 2^18 fp32 elements (1 MB), so that a chunk's logits and
+# their exponentials (2 MB, split over the threads' cores) stay in L2 cache between the passes over them instead of
+# streaming through memory. On 2 cores with 1 MB of L2 each (AMD EPYC, 2026-12-06, paired in one process) the loss
+# took 0.90-0.96x the time of 2^17-element chunks at cpu-demo's, r1's and r2's shapes (0.99x on one thread);
+# 2^15 took 1.4x, and 2^19 was slower again.
+CE_CHUNK_ELEMENTS = 1 << 18
 
 
 @torch.library.custom_op("jepagolf::softcap_ce", mutates_args=())
@@ -53,26 +56,31 @@ def softcap_ce(z: Tensor, w: Tensor, targets: Tensor, cap: float, grads: bool) -
     downstream, which only scales it (``softcap_cross_entropy``)."""
     N, V = z.size(0), w.size(0)
     rows = max(1, min(N, CE_CHUNK_ELEMENTS // V))
-    w_cap = w * (1.0 / cap)  # 1/cap folded into the (V, D) weight, not the (N, V) logits
-    t_buf, e_buf = z.new_empty(rows, V), z.new_empty(rows, V)
+    # tanh(u) = 2 sigmoid(2u) - 1: torch's CPU sigmoid (built on its fast exp) took 1/6 of the time of its tanh on
+    # a chunk, so the chunk works with s = sigmoid(2 z.w / cap) = (1 + t) / 2: the soft-capped logit is
+    # cap t = 2 cap s - cap and the tanh's derivative 1 - t^2 = 4 s (1 - s). Near t = 0 that costs t an absolute
+    # (not relative) rounding of ~1e-7, a few 1e-6 of a logit at cap 30: below the fp32 GEMM's own. With the
+    # larger chunks the loss took 0.73-0.81x its time before at cpu-demo's, r1's and r2's shapes (paired).
+    w_cap = w * (2.0 / cap)  # 2/cap folded into the (V, D) weight, not the (N, V) logits
+    s_buf, e_buf = z.new_empty(rows, V), z.new_empty(rows, V)
     total = z.new_zeros((), dtype=torch.float64)  # the sum over up to millions of rows, kept exact enough
     gz = z.new_empty(z.shape) if grads else z.new_empty(0)  # contiguous, whatever z's strides (mm writes rows)
     gw = w.new_zeros(w.shape) if grads else w.new_empty(0)
     at = torch.arange(rows, device=z.device)
-    for s in range(0, N, rows):
-        n = min(rows, N - s)
-        zc, yc, t, e = z[s : s + n], targets[s : s + n], t_buf[:n], e_buf[:n]
-        torch.mm(zc, w_cap.T, out=t).tanh_()  # soft-capped logits / cap, in [-1, 1]
-        torch.mul(t, cap, out=e).exp_()  # exp(logits) <= exp(cap)
+    for i in range(0, N, rows):
+        n = min(rows, N - i)
+        zc, yc, s, e = z[i : i + n], targets[i : i + n], s_buf[:n], e_buf[:n]
+        torch.mm(zc, w_cap.T, out=s).sigmoid_()  # s in [0, 1]
+        torch.mul(s, 2.0 * cap, out=e).sub_(cap).exp_()  # exp(logits) <= exp(cap)
         sumexp = e.sum(dim=1)  # (n,)
-        picked = t.gather(1, yc[:, None]).squeeze(1)  # (n,)
-        total += (sumexp.log() - cap * picked).sum(dtype=torch.float64)
+        picked = s.gather(1, yc[:, None]).squeeze(1)  # (n,)
+        total += (sumexp.log() - (2.0 * cap) * picked + cap).sum(dtype=torch.float64)
         if grads:
-            # d loss / d raw logit = (softmax - onehot) * (1 - t^2), the tanh's derivative, in place in e
-            e.div_(sumexp[:, None])
-            e[at[:n], yc] -= 1.0
-            e.addcmul_(e, t.square_(), value=-1.0)
-            torch.mm(e, w, out=gz[s : s + n])
+            # d loss / d raw logit = (softmax - onehot) * 4 s (1 - s), the tanh's derivative, in place in e
+            e.mul_((4.0 / sumexp)[:, None])
+            e[at[:n], yc] -= 4.0
+            e.mul_(s.addcmul_(s, s, value=-1.0))
+            torch.mm(e, w, out=gz[i : i + n])
             gw.addmm_(e.T, zc)
     return total.to(z.dtype), gz, gw
 
@@ -111,6 +119,54 @@ def softcap_cross_entropy(z: Tensor, w: Tensor, targets: Tensor, cap: float, sca
     grads = torch.is_grad_enabled() and (z.requires_grad or w.requires_grad)
     total, _, _ = torch.ops.jepagolf.softcap_ce(z, w, targets, cap, grads)
     return total * scale
+
+
+@torch.library.custom_op("jepagolf::embedding", mutates_args=())
+def embedding(weight: Tensor, idx: Tensor) -> Tensor:
+    """``F.embedding(idx, weight)``: weight (V, D), idx (...) int64 -> (..., D). One opaque op, so that a
+    compiled step's backward is aten's (a fixed-order accumulation per row) and not inductor's, which scatters
+    the rows' gradients with atomic adds: with 2+ threads their order, and so the gradient's last bits, varied
+    from run to run (and the fused kernel holding them took 4-6 ms a step at cpu-demo's shape, 1.5 ms without)."""
+    return F.embedding(idx, weight)
+
+
+@embedding.register_fake
+def _(weight: Tensor, idx: Tensor) -> Tensor:
+    return weight.new_empty((*idx.shape, weight.size(1)))
+
+
+def _embedding_context(ctx, inputs: tuple, output: Tensor) -> None:
+    weight, idx = inputs
+    ctx.save_for_backward(idx)
+    ctx.num_weights = weight.size(0)
+
+
+@torch.library.custom_op("jepagolf::embedding_backward", mutates_args=())
+def embedding_backward(grad: Tensor, idx: Tensor, num_weights: int) -> Tensor:
+    """The weight's gradient of ``embedding``: aten's, called opaquely (the backward formula below is traced into
+    a compiled step's graph, where inductor would lower aten's op to its atomic scatter again)."""
+    return torch.ops.aten.embedding_dense_backward(grad, idx, num_weights, -1, False)
+
+
+@embedding_backward.register_fake
+def _(grad: Tensor, idx: Tensor, num_weights: int) -> Tensor:
+    return grad.new_empty((num_weights, grad.size(-1)))
+
+
+def _embedding_backward(ctx, grad: Tensor) -> tuple:
+    (idx,) = ctx.saved_tensors
+    return torch.ops.jepagolf.embedding_backward(grad, idx, ctx.num_weights), None
+
+
+embedding.register_autograd(_embedding_backward, setup_context=_embedding_context)
+
+
+def lookup(table: nn.Embedding, idx: Tensor) -> Tensor:
+    """``table(idx)``; on the CPU through ``jepagolf::embedding`` (same values, a deterministic compiled backward).
+    On CUDA the module's own lookup, as before (the op's effect there is not measured)."""
+    if table.weight.device.type == "cpu":
+        return torch.ops.jepagolf.embedding(table.weight, idx)
+    return table(idx)
 
 
 class LeakyReluSquare(torch.autograd.Function):
@@ -288,12 +344,12 @@ class GPT(nn.Module):
         ``mask_emb``; the BigramHash term is zeroed there and at the first position after each span,
         whose hash pairs the span's last (hidden) token with the next one (DESIGN defect 7): every
         later position attends to it, so nothing of a hidden token may reach it."""
-        x = self.tok_emb(idx)  # (B, T, D)
+        x = lookup(self.tok_emb, idx)  # (B, T, D)
         if mask is not None:
             assert mask_emb is not None
             x = torch.where(mask[..., None], mask_emb.to(x.dtype), x)
         if self.bigram is not None:
-            big = self.bigram(bigram_hash(idx, self.cfg.bigram_buckets))  # (B, T, D)
+            big = lookup(self.bigram, bigram_hash(idx, self.cfg.bigram_buckets))  # (B, T, D)
             if mask is not None:
                 hides = mask | F.pad(mask[..., :-1], (1, 0), value=False)  # (B, T): masked, or just after
                 big = big.masked_fill(hides[..., None], 0.0)

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from jepagolf.config import Config
+from jepagolf.sources import source_hash
 
 # Distinct compiled graphs a process may hold per code object (JepaLM.forward): every arm x rung x step kind
 # (JEPA or CE step) of a ladder run in one process is one; past the limit dynamo would silently run eagerly.
@@ -56,14 +57,18 @@ def apply_threads(threads: int) -> dict[str, int]:
 
 
 def compile_cache_dir() -> Path:
-    """Where inductor keeps compiled graphs: ``$TORCHINDUCTOR_CACHE_DIR`` when set, else <jepagolf cache>/inductor
-    (set for this process, so that runs share it across reboots of /tmp)."""
+    """Where inductor keeps compiled graphs: ``$TORCHINDUCTOR_CACHE_DIR`` when set, else
+    <jepagolf cache>/inductor/<source hash> (set for this process, so that runs share it across reboots of /tmp).
+
+    One folder per version of the package's code: torch's cache keys a compiled backward by the traced forward,
+    not by the Python of a custom op's backward formula (gpt.softcap_ce's, gpt.embedding's), so from a shared
+    folder a changed formula was served the old compiled backward (seen with torch 2.13, 2026-12-06)."""
     env = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
     if env:
         return Path(env)
     from jepagolf.data.corpus import default_cache_dir
 
-    path = default_cache_dir() / "inductor"
+    path = default_cache_dir() / "inductor" / source_hash()
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(path)
     return path
 
