@@ -73,16 +73,8 @@ def _(z: Tensor, w: Tensor, targets: Tensor, cap: float, grads: bool) -> tuple[T
     return z.new_empty(()), z.new_empty(0), w.new_empty(0)
 
 
-def _context(ctx, inputs: tuple, output: tuple) -> None:
-    ctx.save_for_backward(output[1], output[2])
-
-
-def _backward(ctx, grad_total: Tensor, _gz: Tensor | None, _gw: Tensor | None) -> tuple:
-    gz, gw = ctx.saved_tensors
-    return gz * grad_total, gw * grad_total, None, None, None
-
-
-softcap_ce_tanh.register_autograd(_backward, setup_context=_context)
+# The same autograd as the package's loss: both ops return (total, d total / dz, d total / dw).
+softcap_ce_tanh.register_autograd(gpt._softcap_ce_backward, setup_context=gpt._softcap_ce_context)
 
 
 def old_loss(z: Tensor, w: Tensor, targets: Tensor, cap: float, scale: float) -> Tensor:
