@@ -27,6 +27,9 @@ SLOW = os.environ.get("JEPAGOLF_SLOW_TESTS") == "1"
 TINY = {"num_layers": "2", "model_dim": "32", "num_heads": "2", "num_kv_heads": "1", "train_seq_len": "32",
         "train_batch_tokens": "256", "micro_batch_tokens": "256", "iterations": str(STEPS), "diag_every": "-1",
         "jepa_pred_hidden": "16"}
+# TINY with 4,096 tokens a step: enough rows per thread that two threads scatter into the same embedding rows at once
+# (the race the determinism tests look for).
+RACE = {**TINY, "micro_batch_tokens": "4096", "train_batch_tokens": "4096"}
 CASES = {
     "ce": {"jepa": "false"},
     "v3": {"jepa": "true"},
@@ -72,8 +75,7 @@ def test_compiled_step_gradients_are_the_same_bits_every_time_on_two_threads(tin
     two threads. Inductor's own embedding backward scattered the rows' gradients with atomic adds from both threads,
     whose order varied: the token and bigram tables' gradients differed in their last bits from run to run (a
     rerun or a resume of a 2-thread compiled run was not exact). The lookup is now one opaque op (gpt.embedding)."""
-    cfg = build_config("smoke", {**TINY, "micro_batch_tokens": "4096", "train_batch_tokens": "4096",
-                                 "data_path": str(tiny_data), "step_compile": "on"}, environ={})
+    cfg = build_config("smoke", {**RACE, "data_path": str(tiny_data), "step_compile": "on"}, environ={})
     paths = resolve_dataset(str(tiny_data), None, announce=False)
     before = torch.get_num_threads()
     torch.set_num_threads(2)  # the race needs two threads scattering into the same rows at once
@@ -150,8 +152,7 @@ def test_resume_on_the_compiled_path_is_bitwise_on_two_threads(tiny_data, tmp_pa
     from jepagolf.cli import main
     from jepagolf.train.checkpoint import read_checkpoint
 
-    shape = {**TINY, "iterations": "16", "micro_batch_tokens": "4096", "train_batch_tokens": "4096",
-             "checkpoint_every_steps": "8", "step_compile": "on"}
+    shape = {**RACE, "iterations": "16", "checkpoint_every_steps": "8", "step_compile": "on"}
 
     def args(out: Path) -> list[str]:
         return ["train", "--preset", "smoke", "--data", str(tiny_data), "--out", str(out), "--threads", "2",
