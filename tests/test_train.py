@@ -25,7 +25,7 @@ from jepagolf.train.runtime import Runtime
 
 SUMMARY_KEYS = {"val_loss", "val_bpb", "roundtrip_val_bpb", "artifact_bytes", "code_bytes", "total_bytes",
                 "params", "steps", "tokens_seen", "train_seconds", "jepa", "seed", "preset", "device", "threads",
-                "interop_threads", "step_compiled"}
+                "interop_threads", "malloc_retained", "step_compiled"}
 DIAGNOSTICS = {"ce_loss", "jepa_loss", "jepa_mse", "jepa_var", "jepa_cov", "target_var", "target_cov", "pred_std",
                "target_std", "mask_frac", "jepa_lambda", "ema_momentum", "lr_scale", "step_ms", "tokens_per_s"}
 

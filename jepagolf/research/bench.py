@@ -49,6 +49,7 @@ from jepagolf.outputs import read_marker
 from jepagolf.recipes import RECIPES
 from jepagolf.research.flops import flops_per_token, train_flops_per_token
 from jepagolf.sources import source_hash
+from jepagolf.train.fastpath import retain_freed_memory
 from jepagolf.train.logger import atomic_write_text
 from jepagolf.train.loop import Trainer
 from jepagolf.train.runtime import Runtime, device_name, sdpa_context, versions
@@ -225,6 +226,8 @@ def _machine(rt: Runtime) -> dict[str, Any]:
         "torch_interop_threads": torch.get_num_interop_threads(),
         "env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS")
                 if k in os.environ},
+        # every CPU Trainer has set it by the time this is read; setting it again reports whether it holds
+        "malloc_retained": rt.device.type == "cpu" and retain_freed_memory(),
         "hostname": platform.node(),
     }
 

@@ -16,7 +16,9 @@ This module is part of ``jepagolf.train``: it may import config, model and jepa,
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +56,32 @@ def apply_threads(threads: int) -> dict[str, int]:
         with contextlib.suppress(RuntimeError):  # already set, or the pool is running: leave it
             torch.set_num_interop_threads(1)
     return {"threads": torch.get_num_threads(), "interop_threads": torch.get_num_interop_threads()}
+
+
+# glibc's malloc hands large freed blocks back to the system (a block above its mmap threshold is unmapped; free
+# memory at the heap's top is trimmed), so the next step's tensors of the same sizes fault their pages in again, at
+# ~1.1 us a 4 KB page here. How often depends on the process's allocation history: at cpu-demo's shape 0 to 22,561
+# faults a step (up to ~25 ms of a ~400 ms step), from one process to the next. Fixed thresholds keep freed blocks in
+# the process, whose resident size then stays at its peak. 32 MB is the largest mmap threshold glibc accepts on
+# 64-bit; a larger block is still mapped on its own.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt's parameter numbers, from glibc's malloc.h
+MALLOC_MMAP_THRESHOLD = 32 << 20
+MALLOC_TRIM_THRESHOLD = 1 << 30
+
+
+def retain_freed_memory() -> bool:
+    """Make glibc's malloc keep freed memory for reuse instead of returning it to the system (see above): a
+    process-wide setting, taken by CPU training. Returns whether it is in force (False off Linux or off glibc)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt  # the C library the interpreter itself runs on
+    except (OSError, AttributeError):  # no mallopt in the C library
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    # mallopt returns 1 on success; a C library that takes the call but not the setting returns 0
+    return bool(mallopt(_M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD)) and bool(
+        mallopt(_M_TRIM_THRESHOLD, MALLOC_TRIM_THRESHOLD))
 
 
 def compile_cache_dir() -> Path:

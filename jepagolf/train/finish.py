@@ -43,6 +43,7 @@ class Trained:
     tokens_seen: int
     train_seconds: float
     threads: dict[str, int]  # the CPU threads in force (fastpath.apply_threads)
+    malloc_retained: bool  # whether freed memory stays in the process (fastpath.retain_freed_memory)
     step_compiled: bool  # whether the training forward ran compiled (fastpath.step_compile_on)
 
 
@@ -121,6 +122,7 @@ def finish_run(cfg: Config, rt: Runtime, run: RunSetup, log: RunLogger, trained:
         "device": device_name(rt.device),
         "world_size": rt.world_size,
         **trained.threads,
+        "malloc_retained": trained.malloc_retained,
         "step_compiled": trained.step_compiled,
         "peak_memory_mib": peak_memory_mib(rt.device),
         "config_hash": cfg.hash(),

@@ -44,6 +44,7 @@ from jepagolf.train.fastpath import (
     compile_cache_dir,
     compile_forward,
     compile_target_pass,
+    retain_freed_memory,
     step_compile_on,
 )
 from jepagolf.train.finish import Trained
@@ -79,6 +80,7 @@ class Trainer:
             )
         self.grad_accum = micro_total // rt.world_size
         self.threads = apply_threads(t.threads)
+        self.malloc_retained = rt.device.type == "cpu" and retain_freed_memory()
         self.step_compiled = step_compile_on(cfg, rt.device, rt.distributed)
         if self.step_compiled:
             compile_cache_dir()  # before torch's first use of its cache folder sets the folder for this process
@@ -463,7 +465,7 @@ class Trainer:
         self.guard.check_diverged(self.step)
         return Trained(gpt=self.model.gpt, exported=self.exported_state(), params=n_params, steps=self.step,
                        skipped_steps=self.skipped_steps, tokens_seen=self.tokens_seen, train_seconds=self.elapsed_s,
-                       threads=self.threads, step_compiled=self.step_compiled)
+                       threads=self.threads, malloc_retained=self.malloc_retained, step_compiled=self.step_compiled)
 
     def rank_state(self) -> dict[str, np.ndarray]:
         """This process's live weights, EMA target and artifact EMA as fp32 host arrays (for checks

@@ -1,0 +1,116 @@
+"""The paired A/B harness of this folder's scripts: one process, one trainer per arm on the same batch, the arms
+alternating every repeat; the figure is the median over repeats of one arm's step time over the other's in the same
+repeat. A step is the bench's: forward and backward, the guard, the optimizer update. Run-to-run noise on a shared
+machine moves whole bench runs by 10% and more; a ratio taken within each repeat does not carry it.
+
+An arm is a set of the model module's globals (``jepagolf.model.gpt``), set around every step of that arm; the
+compiled graphs guard on them, so each arm keeps its own cached graph. The package's own globals are the "after"
+arm of every script here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import statistics
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import jepagolf.model.gpt as gpt
+from jepagolf.data.dataset import resolve_dataset
+from jepagolf.research.bench import _loadavg, _machine, build_variant_config, variant_overrides
+from jepagolf.train.fastpath import apply_threads
+from jepagolf.train.loop import Trainer
+from jepagolf.train.runtime import Runtime, sdpa_context
+from jepagolf.train.validation import load_val_data
+
+SHAPES = {
+    "cpu-demo": {},
+    "r1": {"num_layers": "2", "model_dim": "64", "num_heads": "2", "num_kv_heads": "1", "train_seq_len": "128",
+           "train_batch_tokens": "2048", "micro_batch_tokens": "2048"},
+    "r2": {"num_layers": "3", "model_dim": "96", "num_heads": "2", "num_kv_heads": "1", "train_seq_len": "128",
+           "train_batch_tokens": "4096", "micro_batch_tokens": "4096"},
+}
+# (shape, threads, step_compile, repeats, steps per repeat)
+SETTINGS = [("r1", 2, "on", 12, 10), ("r1", 1, "on", 12, 10), ("r1", 2, "off", 12, 10), ("r2", 2, "on", 8, 4),
+            ("cpu-demo", 2, "on", 8, 2)]
+Arm = dict[str, Any]  # names in jepagolf.model.gpt -> the values this arm runs with
+
+
+@contextlib.contextmanager
+def code(arm: Arm) -> Iterator[None]:
+    """The model module's globals of one arm, the package's own restored after."""
+    own = {k: getattr(gpt, k) for k in arm}
+    for k, v in arm.items():
+        setattr(gpt, k, v)
+    try:
+        yield
+    finally:
+        for k, v in own.items():
+            setattr(gpt, k, v)
+
+
+def measure(before: Arm, shape: str, threads: int, compiled: str, repeats: int, steps: int) -> dict:
+    """``before`` against the package as it is ("after") at one setting."""
+    apply_threads(threads)
+    rt = Runtime(device=torch.device("cpu"))
+    cfg = build_variant_config("cpu-demo", {"step_compile": compiled, **SHAPES[shape]}, variant_overrides("ce"))
+    paths = resolve_dataset(None, None, announce=False)
+    val = load_val_data(cfg, paths, rt.device)
+    tmp = tempfile.TemporaryDirectory(prefix="ab-")
+    arms = {}
+    for name, arm in (("before", before), ("after", {})):
+        with code(arm):
+            tr = Trainer(cfg, rt, Path(tmp.name) / name, paths, val=val)
+            tr.logger.close()
+            tr.warmup(tr.warmup_steps)
+        arms[name] = (tr, arm)
+    batch = arms["before"][0].stream.take(cfg.train.micro_batch_tokens + 1)
+
+    def run(name: str, n: int) -> float:
+        tr, arm = arms[name]
+        with code(arm), sdpa_context(rt.device):
+            t0 = time.perf_counter()
+            for _ in range(n):
+                stats = tr.forward_backward(batch)
+                tr.skip_bad_step(stats)
+                tr.apply_update()
+                tr.step += 1
+            return (time.perf_counter() - t0) / n
+
+    for name in arms:
+        run(name, 3)
+    times: dict[str, list[float]] = {"before": [], "after": []}
+    for r in range(repeats):
+        for name in (("before", "after") if r % 2 == 0 else ("after", "before")):
+            times[name].append(run(name, steps))
+    tmp.cleanup()
+    ratios = [a / b for a, b in zip(times["after"], times["before"], strict=True)]
+    return {"shape": shape, "threads": threads, "step_compile": compiled, "repeats": repeats,
+            "steps_per_repeat": steps, "before_ms": 1000 * statistics.median(times["before"]),
+            "after_ms": 1000 * statistics.median(times["after"]), "after_over_before": statistics.median(ratios),
+            "ratio_min": min(ratios), "ratio_max": max(ratios)}
+
+
+def main(doc: str, before: Arm) -> None:
+    """The command line of a script here: every setting of SETTINGS, printed, and with --out written as JSON."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=None, help="JSON file for the results")
+    args = ap.parse_args()
+    rows = []
+    for setting in SETTINGS:
+        row = measure(before, *setting)
+        rows.append(row)
+        print(f"{row['shape']:8s} threads={row['threads']} step_compile={row['step_compile']:3s}  "
+              f"before {row['before_ms']:7.1f} ms  after {row['after_ms']:7.1f} ms  after/before "
+              f"{row['after_over_before']:.3f} ({row['ratio_min']:.3f}..{row['ratio_max']:.3f})", flush=True)
+    if args.out:
+        machine = {"cpu": _machine(Runtime(device=torch.device("cpu")))["cpu"], "loadavg": _loadavg(),
+                   "torch": torch.__version__, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        args.out.write_text(json.dumps({"settings": rows, "machine": machine}, indent=1) + "\n")
