@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 import jepagolf.model.gpt as gpt
@@ -56,33 +57,44 @@ def code(arm: Arm) -> Iterator[None]:
             setattr(gpt, k, v)
 
 
-def measure(before: Arm, shape: str, threads: int, compiled: str, repeats: int, steps: int) -> dict:
-    """``before`` against the package as it is ("after") at one setting."""
+def trainers(arms: dict[str, Arm], shape: str, threads: int, compiled: str, folder: Path) -> dict[str, Trainer]:
+    """One plain-CE trainer per arm at ``shape`` (cpu-demo's preset), compiled graphs warm."""
     apply_threads(threads)
     rt = Runtime(device=torch.device("cpu"))
     cfg = build_variant_config("cpu-demo", {"step_compile": compiled, **SHAPES[shape]}, variant_overrides("ce"))
     paths = resolve_dataset(None, None, announce=False)
     val = load_val_data(cfg, paths, rt.device)
-    tmp = tempfile.TemporaryDirectory(prefix="ab-")
-    arms = {}
-    for name, arm in (("before", before), ("after", {})):
+    out = {}
+    for name, arm in arms.items():
         with code(arm):
-            tr = Trainer(cfg, rt, Path(tmp.name) / name, paths, val=val)
-            tr.logger.close()
-            tr.warmup(tr.warmup_steps)
-        arms[name] = (tr, arm)
-    batch = arms["before"][0].stream.take(cfg.train.micro_batch_tokens + 1)
+            out[name] = Trainer(cfg, rt, folder / name, paths, val=val)
+            out[name].logger.close()
+            out[name].warmup(out[name].warmup_steps)
+    return out
+
+
+def timed_steps(tr: Trainer, batch: np.ndarray, n: int) -> float:
+    """Seconds per step of ``n`` steps (the bench's step) on ``batch``."""
+    with sdpa_context(tr.rt.device):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            stats = tr.forward_backward(batch)
+            tr.skip_bad_step(stats)
+            tr.apply_update()
+            tr.step += 1
+        return (time.perf_counter() - t0) / n
+
+
+def measure(before: Arm, shape: str, threads: int, compiled: str, repeats: int, steps: int) -> dict:
+    """``before`` against the package as it is ("after") at one setting."""
+    tmp = tempfile.TemporaryDirectory(prefix="ab-")
+    arms = {"before": before, "after": {}}
+    trs = trainers(arms, shape, threads, compiled, Path(tmp.name))
+    batch = trs["before"].stream.take(trs["before"].cfg.train.micro_batch_tokens + 1)
 
     def run(name: str, n: int) -> float:
-        tr, arm = arms[name]
-        with code(arm), sdpa_context(rt.device):
-            t0 = time.perf_counter()
-            for _ in range(n):
-                stats = tr.forward_backward(batch)
-                tr.skip_bad_step(stats)
-                tr.apply_update()
-                tr.step += 1
-            return (time.perf_counter() - t0) / n
+        with code(arms[name]):
+            return timed_steps(trs[name], batch, n)
 
     for name in arms:
         run(name, 3)
