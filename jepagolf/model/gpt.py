@@ -37,9 +37,9 @@ FUSED_CE_MAX_CAP = 60.0
 # 1,024), so that a chunk's logits and their exponentials (8 MB) stay in L3 cache between the passes over them
 # instead of streaming through memory, while the chunk's three GEMMs stay large and its dozen elementwise ops few.
 # Paired in one process, the training step alternating 20 times between the settings (AMD EPYC, 2 cores, 32 MB L3,
-# 2026-12-06), the compiled CE step took 0.88x (r1's shape, 2 threads), 0.97x (r1, one thread), 0.93x (r2) and
-# 0.98x (cpu-demo) of its time with chunks of 2^18 elements, and 2^19 was in between; whole logits (2^21 at r1's
-# shape) were slower again in the loss alone.
+# 2026-12-06), the compiled CE step with exp2 (below) in chunks of 2^20 elements took 0.88x (r1's shape, 2 threads),
+# 0.97x (r1, one thread), 0.93x (r2) and 0.98x (cpu-demo) of its time with exp in chunks of 2^18; exp2 alone, in
+# 2^18, 0.98-1.0x; 2^19 fell in between; whole logits (2^21 at r1's shape) were slower again in the loss alone.
 CE_CHUNK_ELEMENTS = 1 << 20
 # exp(x) = 2^(x log2 e): torch's CPU exp2 took a quarter of the time of its exp on a 1,024 x 1,024 chunk (0.16 ms
 # against 0.61 ms, 2 threads, AVX-512), and the loss exponentiates every logit once.

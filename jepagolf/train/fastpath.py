@@ -60,7 +60,7 @@ def apply_threads(threads: int) -> dict[str, int]:
 
 # glibc's malloc hands large freed blocks back to the system (a block above its mmap threshold is unmapped; free
 # memory at the heap's top is trimmed), so the next step's tensors of the same sizes fault their pages in again, at
-# ~1.1 us a 4 KB page here. How often depends on the process's allocation history: at cpu-demo's shape 0 to 22,561
+# ~1.1 us a 4 KB page here. How often depends on the process's allocation history: at cpu-demo's shape 0 to 22,945
 # faults a step (up to ~25 ms of a ~400 ms step), from one process to the next. Fixed thresholds keep freed blocks in
 # the process, whose resident size then stays at its peak. 32 MB is the largest mmap threshold glibc accepts on
 # 64-bit; a larger block is still mapped on its own.
