@@ -64,8 +64,9 @@ def softcap_ce(z: Tensor, w: Tensor, targets: Tensor, cap: float, grads: bool) -
     # tanh(u) = 2 sigmoid(2u) - 1: torch's CPU sigmoid (built on its fast exp) took 1/6 of the time of its tanh on
     # a chunk, so the chunk works with s = sigmoid(2 z.w / cap) = (1 + t) / 2: the soft-capped logit is
     # cap t = 2 cap s - cap and the tanh's derivative 1 - t^2 = 4 s (1 - s). Near t = 0 that costs t an absolute
-    # (not relative) rounding of ~1e-7, a few 1e-6 of a logit at cap 30: below the fp32 GEMM's own. With the
-    # larger chunks the loss took 0.73-0.81x its time before at cpu-demo's, r1's and r2's shapes (paired).
+    # (not relative) rounding of ~1e-7, a few 1e-6 of a logit at cap 30: below the fp32 GEMM's own. With chunks of
+    # 2^18 elements instead of 2^17, the loss took 0.73-0.81x its time with tanh at cpu-demo's, r1's and r2's shapes
+    # (paired, 7f57eff).
     w_cap = w * (2.0 / cap)  # 2/cap folded into the (V, D) weight, not the (N, V) logits
     s_buf, e_buf = z.new_empty(rows, V), z.new_empty(rows, V)
     total = z.new_zeros((), dtype=torch.float64)  # the sum over up to millions of rows, kept exact enough
@@ -90,11 +91,13 @@ def softcap_ce(z: Tensor, w: Tensor, targets: Tensor, cap: float, grads: bool) -
     return total.to(z.dtype), gz, gw
 
 
-@softcap_ce.register_fake
-def _(z: Tensor, w: Tensor, targets: Tensor, cap: float, grads: bool) -> tuple[Tensor, Tensor, Tensor]:
+def _softcap_ce_fake(z: Tensor, w: Tensor, targets: Tensor, cap: float, grads: bool) -> tuple[Tensor, Tensor, Tensor]:
     if grads:  # contiguous, as the op makes them (empty_like would copy a strided z's strides)
         return z.new_empty(()), z.new_empty(z.shape), w.new_empty(w.shape)
     return z.new_empty(()), z.new_empty(0), w.new_empty(0)
+
+
+softcap_ce.register_fake(_softcap_ce_fake)
 
 
 def _softcap_ce_context(ctx, inputs: tuple, output: tuple) -> None:

@@ -16,7 +16,7 @@ import json
 import statistics
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,21 @@ def code(arm: Arm) -> Iterator[None]:
     finally:
         for k, v in own.items():
             setattr(gpt, k, v)
+
+
+def rebuilt_loss(op: Any) -> Callable[..., Any]:
+    """An earlier version of gpt.softcap_ce, rebuilt in a script as its own custom op ``op`` (every version returns
+    (total, d total / dz, d total / dw)), made a stand-in for gpt.softcap_cross_entropy: the package's fake and
+    autograd registered on it, and the package's wrapper around it."""
+    op.register_fake(gpt._softcap_ce_fake)
+    op.register_autograd(gpt._softcap_ce_backward, setup_context=gpt._softcap_ce_context)
+
+    def loss(z: torch.Tensor, w: torch.Tensor, targets: torch.Tensor, cap: float, scale: float) -> torch.Tensor:
+        grads = torch.is_grad_enabled() and (z.requires_grad or w.requires_grad)
+        total, _, _ = op(z, w, targets, cap, grads)
+        return total * scale
+
+    return loss
 
 
 def trainers(arms: dict[str, Arm], shape: str, threads: int, compiled: str, folder: Path) -> dict[str, Trainer]:

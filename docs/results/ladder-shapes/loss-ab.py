@@ -12,10 +12,8 @@ is ab_harness.py's.
 from __future__ import annotations
 
 import torch
-from ab_harness import main
+from ab_harness import main, rebuilt_loss
 from torch import Tensor
-
-import jepagolf.model.gpt as gpt
 
 OLD_CHUNK_ELEMENTS = 1 << 18
 
@@ -48,21 +46,7 @@ def softcap_ce_exp(z: Tensor, w: Tensor, targets: Tensor, cap: float, grads: boo
     return total.to(z.dtype), gz, gw
 
 
-@softcap_ce_exp.register_fake
-def _(z: Tensor, w: Tensor, targets: Tensor, cap: float, grads: bool) -> tuple[Tensor, Tensor, Tensor]:
-    if grads:
-        return z.new_empty(()), z.new_empty(z.shape), w.new_empty(w.shape)
-    return z.new_empty(()), z.new_empty(0), w.new_empty(0)
-
-
-# The same autograd as the package's loss: both ops return (total, d total / dz, d total / dw).
-softcap_ce_exp.register_autograd(gpt._softcap_ce_backward, setup_context=gpt._softcap_ce_context)
-
-
-def old_loss(z: Tensor, w: Tensor, targets: Tensor, cap: float, scale: float) -> Tensor:
-    grads = torch.is_grad_enabled() and (z.requires_grad or w.requires_grad)
-    total, _, _ = torch.ops.abtest.softcap_ce_exp(z, w, targets, cap, grads)
-    return total * scale
+old_loss = rebuilt_loss(softcap_ce_exp)
 
 
 if __name__ == "__main__":
