@@ -21,16 +21,27 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
         os.environ["JEPAGOLF_CACHE"] = old
 
 
+def _torch_threads(n: int):
+    """torch's CPU threads set to ``n`` for a test, and put back after it, whatever the test set meanwhile."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def one_torch_thread():
     """One torch thread for the test: CLI runs use the same kernels in-process and in subprocesses,
     and leave the shared cores to the others."""
-    import torch
+    yield from _torch_threads(1)
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+
+@pytest.fixture
+def two_torch_threads():
+    """Two torch threads for the test: what a race between threads (the compiled embedding backward's) needs."""
+    yield from _torch_threads(2)
 
 
 @pytest.fixture(scope="session")

@@ -72,28 +72,23 @@ def test_compiled_step_trains_the_same_model(case, tiny_data, tmp_path, one_torc
     assert len({round(c, 3) for c, _ in eager}) > 5  # the losses move: the comparison is not of constants
 
 
-def test_compiled_step_gradients_are_the_same_bits_every_time_on_two_threads(tiny_data, tmp_path):
+def test_compiled_step_gradients_are_the_same_bits_every_time_on_two_threads(tiny_data, tmp_path, two_torch_threads):
     """The compiled step repeated from the same state on the same batch gives the same gradient, bit for bit, with
     two threads. Inductor's own embedding backward scattered the rows' gradients with atomic adds from both threads,
     whose order varied: the token and bigram tables' gradients differed in their last bits from run to run (a
     rerun or a resume of a 2-thread compiled run was not exact). The lookup is now one opaque op (gpt.embedding)."""
     cfg = build_config("smoke", {**RACE, "data_path": str(tiny_data), "step_compile": "on"}, environ={})
     paths = resolve_dataset(str(tiny_data), None, announce=False)
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)  # the race needs two threads scattering into the same rows at once
-    try:
-        trainer = Trainer(cfg, Runtime(device=torch.device("cpu")), tmp_path / "run", paths)
-        trainer.logger.close()
-        assert trainer.step_compiled
-        trainer.warmup(trainer.warmup_steps)
-        batch = trainer.stream.take(cfg.train.micro_batch_tokens + 1)
-        grads = []
-        for _ in range(4):
-            trainer.model.zero_grad(set_to_none=True)
-            trainer.forward_backward(batch)
-            grads.append({n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.grad is not None})
-    finally:
-        torch.set_num_threads(before)
+    trainer = Trainer(cfg, Runtime(device=torch.device("cpu")), tmp_path / "run", paths)
+    trainer.logger.close()
+    assert trainer.step_compiled
+    trainer.warmup(trainer.warmup_steps)
+    batch = trainer.stream.take(cfg.train.micro_batch_tokens + 1)
+    grads = []
+    for _ in range(4):
+        trainer.model.zero_grad(set_to_none=True)
+        trainer.forward_backward(batch)
+        grads.append({n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.grad is not None})
     assert "gpt.tok_emb.weight" in grads[0] and "gpt.bigram.weight" in grads[0]
     for other in grads[1:]:
         assert [n for n in grads[0] if not torch.equal(grads[0][n], other[n])] == []
@@ -184,7 +179,7 @@ def test_compile_cache_is_one_folder_per_version_of_the_code(monkeypatch, tmp_pa
     assert compile_cache_dir() == tmp_path / "mine"
 
 
-def test_resume_on_the_compiled_path_is_bitwise_on_two_threads(tiny_data, tmp_path, monkeypatch):
+def test_resume_on_the_compiled_path_is_bitwise_on_two_threads(tiny_data, tmp_path, monkeypatch, two_torch_threads):
     """A compiled 2-thread run stopped after its step-8 checkpoint and resumed ends in the state of the run that
     was not stopped, bit for bit: weights, EMAs, optimizer moments, and the scores. (Before the embedding op, the
     atomic scatter's order made every 2-thread compiled run differ from the next in its last bits.)"""
@@ -204,15 +199,11 @@ def test_resume_on_the_compiled_path_is_bitwise_on_two_threads(tiny_data, tmp_pa
             raise KeyboardInterrupt
         return original(self)
 
-    before = torch.get_num_threads()
-    try:
-        assert main(args(tmp_path / "reference")) == 0
-        monkeypatch.setattr(Trainer, "train_step", stop_at_step_10)
-        assert main(args(tmp_path / "run")) == 130
-        monkeypatch.setattr(Trainer, "train_step", original)
-        assert main(["train", "--resume", str(tmp_path / "run")]) == 0
-    finally:
-        torch.set_num_threads(before)
+    assert main(args(tmp_path / "reference")) == 0
+    monkeypatch.setattr(Trainer, "train_step", stop_at_step_10)
+    assert main(args(tmp_path / "run")) == 130
+    monkeypatch.setattr(Trainer, "train_step", original)
+    assert main(["train", "--resume", str(tmp_path / "run")]) == 0
     run, ref = tmp_path / "run", tmp_path / "reference"
     assert "resume: from" in (run / "train.log").read_text()
     (ta, ma), (tb, mb) = (read_checkpoint(r / "checkpoints" / "step_00000016.ckpt") for r in (run, ref))
