@@ -140,27 +140,32 @@ if sys.argv[1] == "retain":
     assert retain_freed_memory()
 def cycle():
     a, b = torch.empty(1 << 22).fill_(1.0), torch.empty(1 << 22).fill_(1.0)
+def faults():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 for _ in range(3):
     cycle()
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(4):
+per_cycle = []
+for _ in range(6):
+    before = faults()
     cycle()
-print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    per_cycle.append(faults() - before)
+print(*per_cycle)
 """
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc settings")
 def test_freed_memory_is_reused_without_page_faults():
     """retain_freed_memory (set by every CPU trainer): freed large blocks are reused in place, not given back to the
-    system and faulted in again page by page, whatever thresholds glibc had."""
-    def faults(mode: str) -> int:
+    system and faulted in again page by page, whatever thresholds glibc had. Each arm counts faults per cycle and
+    keeps its quietest cycle: a CI runner once added 4,096 stray faults to one of four retained cycles."""
+    def quietest_cycle(mode: str) -> int:
         out = subprocess.run([sys.executable, "-c", _REALLOC_FAULTS, mode], capture_output=True, text=True,
                              check=True)
-        return int(out.stdout.strip())
+        return min(int(n) for n in out.stdout.split())
 
-    pages = 4 * 2 * (1 << 24) // 4096  # four times two 16 MB blocks
-    assert faults("default") > pages * 9 // 10  # glibc's returned blocks: every page faulted again
-    assert faults("retain") < pages // 100
+    pages = 2 * (1 << 24) // 4096  # two 16 MB blocks a cycle
+    assert quietest_cycle("default") > pages * 9 // 10  # glibc's returned blocks: every page faulted again
+    assert quietest_cycle("retain") < pages // 100
 
 
 def test_compile_cache_is_one_folder_per_version_of_the_code(monkeypatch, tmp_path):
