@@ -3,8 +3,9 @@
 # (default: python3.12 python3.13). For each interpreter: a venv .venv-<version> with torch 2.13.0 (PyPI's build for
 # that Python, ~5 GB with its CUDA libraries, 1-1.5 minutes to install here) and the test dependencies, then the
 # parity, data and model tests (the fused loss's included) with this checkout on PYTHONPATH (requires-python names
-# 3.11 only, so jepagolf itself is not installed there). tests/test_corpus.py builds the demo corpus and compares it with the pinned hashes, so a
-# pass means the same shards and tokenizer as under 3.11; the parity test holds the reference's figures.
+# 3.11 only, so jepagolf itself is not installed there). tests/test_corpus.py builds the demo corpus and compares it
+# with the pinned hashes, so a pass means the same shards and tokenizer as under 3.11; the parity test holds the
+# reference's figures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pythons=("$@")

@@ -129,8 +129,8 @@ def test_apply_threads_sets_and_reports(one_torch_thread):
 # A fresh process sets glibc's malloc to its initial thresholds (128 KB), held fixed: every large block is mapped
 # and unmapped on its own, as glibc's adaptive thresholds leave it in some processes (a training step then faulted
 # 0 to 22,945 pages in again, from one process to the next). Then, with retain_freed_memory or without it, it
-# allocates two 16 MB tensors, touches every page and frees them, seven times, and prints the page faults of the
-# last four times.
+# allocates two 16 MB tensors, touches every page and frees them, three times to warm up and six times more, and
+# prints the page faults of each of those six.
 _REALLOC_FAULTS = """
 import ctypes, resource, sys, torch
 from jepagolf.train.fastpath import retain_freed_memory
