@@ -27,6 +27,7 @@ import jepagolf.model.gpt as gpt
 from jepagolf.data.dataset import resolve_dataset
 from jepagolf.research.bench import _loadavg, _machine, build_variant_config, variant_overrides
 from jepagolf.train.fastpath import apply_threads
+from jepagolf.train.logger import atomic_write_text
 from jepagolf.train.loop import Trainer
 from jepagolf.train.runtime import Runtime, sdpa_context
 from jepagolf.train.validation import load_val_data
@@ -140,4 +141,4 @@ def main(doc: str, before: Arm) -> None:
     if args.out:
         machine = {"cpu": _machine(Runtime(device=torch.device("cpu")))["cpu"], "loadavg": _loadavg(),
                    "torch": torch.__version__, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        args.out.write_text(json.dumps({"settings": rows, "machine": machine}, indent=1) + "\n")
+        atomic_write_text(args.out, json.dumps({"settings": rows, "machine": machine}, indent=1) + "\n")

@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from jepagolf.train.logger import atomic_write_text
+
 
 def child(shape: str, steps: int, retain: bool) -> None:
     from ab_harness import timed_steps, trainers
@@ -70,7 +72,7 @@ def main() -> None:
     ratios = [r["retain_over_default"] for r in rows]
     print(f"median ratio {statistics.median(ratios):.3f} ({min(ratios):.3f}..{max(ratios):.3f})")
     if args.out:
-        args.out.write_text(json.dumps({"shape": args.shape, "steps": args.steps, "pairs": rows,
+        atomic_write_text(args.out, json.dumps({"shape": args.shape, "steps": args.steps, "pairs": rows,
                                         "median_ratio": statistics.median(ratios),
                                         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, indent=1) + "\n")
 
